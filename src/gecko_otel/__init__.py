@@ -1,0 +1,43 @@
+"""gecko-otel: OpenTelemetry monitoring for scheduled data collectors.
+
+Decorate a collector and every run becomes an OpenTelemetry span and metrics,
+lands in execution history, and can be queried::
+
+    import gecko_otel
+
+    monitor = gecko_otel.setup(service_name="gecko-collector")
+
+    @gecko_otel.collection("pool_collector", metadata={"network": "solana"})
+    async def collect_pools() -> int: ...
+
+    monitor.statistics("pool_collector").success_rate
+"""
+
+from __future__ import annotations
+
+from gecko_otel._internal import internal_error_count
+from gecko_otel._setup import get_monitor, setup
+from gecko_otel.config import MonitorConfig
+from gecko_otel.decorators import collection, track_collection
+from gecko_otel.errors import ConfigError
+from gecko_otel.monitor import Monitor
+from gecko_otel.records import ExecutionRecord, ExecutionStatistics, ExecutionStatus
+from gecko_otel.run import Run, current_run
+from gecko_otel.version import __version__
+
+__all__ = [
+    "ConfigError",
+    "ExecutionRecord",
+    "ExecutionStatistics",
+    "ExecutionStatus",
+    "Monitor",
+    "MonitorConfig",
+    "Run",
+    "__version__",
+    "collection",
+    "current_run",
+    "get_monitor",
+    "internal_error_count",
+    "setup",
+    "track_collection",
+]

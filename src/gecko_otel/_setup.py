@@ -1,0 +1,205 @@
+"""``setup()``: one call from nothing to a working Monitor, honouring ``OTEL_*``."""
+
+from __future__ import annotations
+
+import atexit
+import logging
+import os
+import weakref
+from collections.abc import Mapping
+from typing import Any
+
+from opentelemetry import metrics, trace
+from opentelemetry.sdk.metrics import MeterProvider as SDKMeterProvider
+from opentelemetry.sdk.metrics.export import MetricExporter, PeriodicExportingMetricReader
+from opentelemetry.sdk.resources import SERVICE_NAME, Resource
+from opentelemetry.sdk.trace import TracerProvider as SDKTracerProvider
+from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter
+
+from gecko_otel import _state
+from gecko_otel.config import MonitorConfig
+from gecko_otel.errors import ConfigError
+from gecko_otel.monitor import Monitor
+
+logger = logging.getLogger("gecko_otel.setup")
+
+_PROTOCOLS = ("grpc", "http/protobuf")
+
+
+def setup(
+    service_name: str | None = None,
+    *,
+    tracer_provider: trace.TracerProvider | None = None,
+    meter_provider: metrics.MeterProvider | None = None,
+    config: MonitorConfig | None = None,
+) -> Monitor:
+    """Create the global Monitor (or return the one that exists).
+
+    Providers are chosen in this order: the ones you pass; SDK providers
+    already installed globally; new SDK providers with a Resource from
+    ``service_name`` and the ``OTEL_*`` variables (``OTEL_SERVICE_NAME``,
+    ``OTEL_RESOURCE_ATTRIBUTES``, sampler variables), with OTLP exporters
+    when ``OTEL_EXPORTER_OTLP_ENDPOINT`` or a per-signal endpoint is set,
+    installed globally. The Monitor shuts down what it created at exit.
+
+    Args:
+        service_name: ``service.name`` of new providers (wins over
+            ``OTEL_SERVICE_NAME``, as in ``Resource.create``).
+        tracer_provider: Use this provider (never shut down by gecko-otel).
+        meter_provider: Use this provider (never shut down by gecko-otel).
+        config: Monitor configuration; ``MonitorConfig.from_env()`` by default.
+
+    Returns:
+        The global Monitor. A second call returns the first Monitor and logs a
+        warning if it was given arguments.
+
+    Raises:
+        ConfigError: A ``GECKO_OTEL_*`` or OTLP variable is invalid.
+    """
+    with _state._lock:
+        existing = _state.monitor()
+        if existing is not None:
+            if service_name or tracer_provider or meter_provider or config:
+                logger.warning(
+                    "gecko_otel.setup() was already called; returning the existing Monitor "
+                    "and ignoring the new arguments (call monitor.shutdown() first to replace it)"
+                )
+            return existing
+        config = config if config is not None else MonitorConfig.from_env()
+        owned: list[Any] = []
+        if tracer_provider is None:
+            tracer_provider = _global_tracer_provider() or _new_tracer_provider(service_name, owned)
+        if meter_provider is None:
+            meter_provider = _global_meter_provider() or _new_meter_provider(
+                service_name, tracer_provider, owned
+            )
+        monitor = Monitor(
+            tracer_provider=tracer_provider,
+            meter_provider=meter_provider,
+            config=config,
+            owned_providers=owned,
+        )
+        _state.install(monitor)
+    ref = weakref.ref(monitor)
+
+    def shutdown_at_exit() -> None:
+        current = ref()
+        if current is not None:
+            current.shutdown()
+
+    atexit.register(shutdown_at_exit)
+    return monitor
+
+
+def get_monitor() -> Monitor | None:
+    """The Monitor installed by :func:`setup`, or ``None``."""
+    return _state.monitor()
+
+
+def _global_tracer_provider() -> SDKTracerProvider | None:
+    current = trace.get_tracer_provider()
+    return current if isinstance(current, SDKTracerProvider) else None
+
+
+def _global_meter_provider() -> SDKMeterProvider | None:
+    current = metrics.get_meter_provider()
+    return current if isinstance(current, SDKMeterProvider) else None
+
+
+def _resource(service_name: str | None) -> Resource:
+    return Resource.create({SERVICE_NAME: service_name} if service_name else {})
+
+
+def _new_tracer_provider(service_name: str | None, owned: list[Any]) -> SDKTracerProvider:
+    provider = SDKTracerProvider(resource=_resource(service_name))
+    exporter = _span_exporter(os.environ)
+    if exporter is not None:
+        provider.add_span_processor(BatchSpanProcessor(exporter))
+    _install_global(trace.set_tracer_provider, trace.get_tracer_provider, provider)
+    owned.append(provider)
+    return provider
+
+
+def _new_meter_provider(
+    service_name: str | None, tracer_provider: trace.TracerProvider, owned: list[Any]
+) -> SDKMeterProvider:
+    resource = getattr(tracer_provider, "resource", None) or _resource(service_name)
+    exporter = _metric_exporter(os.environ)
+    readers = [PeriodicExportingMetricReader(exporter)] if exporter is not None else []
+    provider = SDKMeterProvider(resource=resource, metric_readers=readers)
+    _install_global(metrics.set_meter_provider, metrics.get_meter_provider, provider)
+    owned.append(provider)
+    return provider
+
+
+def _install_global(set_provider: Any, get_provider: Any, provider: Any) -> None:
+    # The API refuses (with a warning) to replace a provider that is already
+    # set; only a proxy means "nothing set yet".
+    if "Proxy" in type(get_provider()).__name__:
+        set_provider(provider)
+
+
+def _signal_protocol(env: Mapping[str, str], signal: str) -> str | None:
+    """The OTLP protocol for ``signal``, or None when no endpoint is configured."""
+    exporter_var = f"OTEL_{signal}_EXPORTER"
+    if env.get(exporter_var, "").strip().lower() == "none":
+        return None
+    if not (
+        env.get("OTEL_EXPORTER_OTLP_ENDPOINT") or env.get(f"OTEL_EXPORTER_OTLP_{signal}_ENDPOINT")
+    ):
+        return None
+    protocol = (
+        (
+            env.get(f"OTEL_EXPORTER_OTLP_{signal}_PROTOCOL")
+            or env.get("OTEL_EXPORTER_OTLP_PROTOCOL")
+            or "grpc"
+        )
+        .strip()
+        .lower()
+    )
+    if protocol not in _PROTOCOLS:
+        raise ConfigError(
+            f"OTEL_EXPORTER_OTLP_PROTOCOL={protocol!r} is not supported; "
+            "use 'grpc' or 'http/protobuf'"
+        )
+    return protocol
+
+
+def _span_exporter(env: Mapping[str, str]) -> SpanExporter | None:
+    protocol = _signal_protocol(env, "TRACES")
+    if protocol is None:
+        return None
+    if protocol == "grpc":
+        from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import (  # noqa: PLC0415
+            OTLPSpanExporter,
+        )
+
+        return OTLPSpanExporter()
+    http = _import_http("trace_exporter")
+    return http.OTLPSpanExporter()  # type: ignore[no-any-return]
+
+
+def _metric_exporter(env: Mapping[str, str]) -> MetricExporter | None:
+    protocol = _signal_protocol(env, "METRICS")
+    if protocol is None:
+        return None
+    if protocol == "grpc":
+        from opentelemetry.exporter.otlp.proto.grpc.metric_exporter import (  # noqa: PLC0415
+            OTLPMetricExporter,
+        )
+
+        return OTLPMetricExporter()
+    http = _import_http("metric_exporter")
+    return http.OTLPMetricExporter()  # type: ignore[no-any-return]
+
+
+def _import_http(module: str) -> Any:
+    import importlib  # noqa: PLC0415
+
+    try:
+        return importlib.import_module(f"opentelemetry.exporter.otlp.proto.http.{module}")
+    except ImportError:
+        raise ConfigError(
+            "OTEL_EXPORTER_OTLP_PROTOCOL=http/protobuf needs the HTTP exporter: "
+            "pip install 'gecko-otel[http]'"
+        ) from None

@@ -1,0 +1,215 @@
+"""Turning arbitrary metadata into safe OpenTelemetry attribute values.
+
+Collectors attach whatever they have at hand as metadata: network names,
+page counts, response objects, ``None``, nested dicts, credentials by
+mistake. None of it may break a run, and none of it may leak a secret, so
+every value passes through :class:`MetadataSanitizer` before it reaches a
+span or an execution record:
+
+* ``str``, ``bool``, ``int`` and ``float`` pass (strings truncated, integers
+  outside the OTLP int64 range turned into strings);
+* sequences become homogeneous tuples (mixed ones become tuples of strings);
+* nested mappings are flattened into dotted keys, down to
+  :data:`MAX_DEPTH` levels, and JSON-encoded below that;
+* anything else becomes ``str(value)``, or ``<unprintable TypeName>`` when
+  even that raises;
+* values under keys that look like credentials become ``[REDACTED]``, and
+  passwords inside URLs are masked.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Iterable, Mapping, Sequence, Set
+from typing import Any, Final, TypeAlias
+
+Primitive: TypeAlias = str | bool | int | float
+AttributeValue: TypeAlias = (
+    Primitive | tuple[str, ...] | tuple[bool, ...] | tuple[int, ...] | tuple[float, ...]
+)
+
+REDACTED: Final = "[REDACTED]"
+MAX_DEPTH: Final = 4
+
+#: Key fragments that mark a value as a credential. Keys are compared lower
+#: case with ``-``, ``.`` and spaces read as ``_``.
+DEFAULT_SENSITIVE_KEYS: Final[tuple[str, ...]] = (
+    "password",
+    "passwd",
+    "secret",
+    "token",
+    "api_key",
+    "apikey",
+    "authorization",
+    "auth_header",
+    "credential",
+    "private_key",
+    "access_key",
+    "session_key",
+    "cookie",
+    "signature",
+)
+
+_INT64_MIN: Final = -(2**63)
+_INT64_MAX: Final = 2**63 - 1
+_URL_PASSWORD: Final = re.compile(r"(://[^/@:\s]*):([^/@\s]+)@")
+_KEY_SEPARATORS: Final = re.compile(r"[-.\s]+")
+
+
+def _normalise_key(key: str) -> str:
+    return _KEY_SEPARATORS.sub("_", key.lower())
+
+
+def safe_str(value: object) -> str:
+    """``str(value)``, or a placeholder naming the type when ``__str__`` raises."""
+    try:
+        return str(value)
+    except Exception:  # noqa: BLE001 - a user object's __str__ may do anything
+        return f"<unprintable {type(value).__qualname__}>"
+
+
+class MetadataSanitizer:
+    """Coerces, truncates and redacts metadata.
+
+    Threading: immutable after construction, safe from any thread. Never
+    raises for any input value or key.
+
+    Args:
+        max_length: Strings (values and keys) are cut to this many characters.
+        max_entries: At most this many keys per mapping and items per sequence
+            are kept; the rest are dropped.
+        sensitive_keys: Key fragments whose values are replaced by ``[REDACTED]``.
+    """
+
+    __slots__ = ("_max_entries", "_max_length", "_sensitive")
+
+    def __init__(
+        self,
+        *,
+        max_length: int = 4096,
+        max_entries: int = 128,
+        sensitive_keys: Iterable[str] = DEFAULT_SENSITIVE_KEYS,
+    ) -> None:
+        self._max_length = max_length
+        self._max_entries = max_entries
+        fragments = [_normalise_key(k) for k in sensitive_keys if k]
+        self._sensitive = (
+            re.compile("|".join(re.escape(f) for f in fragments)) if fragments else None
+        )
+
+    def is_sensitive(self, key: str) -> bool:
+        """Whether ``key`` names a credential."""
+        return self._sensitive is not None and bool(self._sensitive.search(_normalise_key(key)))
+
+    def text(self, value: object) -> str:
+        """A message or value as a bounded string with URL passwords masked."""
+        text = value if isinstance(value, str) else safe_str(value)
+        if "://" in text:
+            text = _URL_PASSWORD.sub(r"\1:" + REDACTED + "@", text)
+        if len(text) > self._max_length:
+            text = text[: self._max_length]
+        return text
+
+    def sanitize(self, metadata: Mapping[Any, Any] | None) -> dict[str, AttributeValue]:
+        """Flatten ``metadata`` into a dict of valid attribute values."""
+        out: dict[str, AttributeValue] = {}
+        if not metadata:
+            return out
+        try:
+            items = list(metadata.items())
+        except Exception as exc:  # noqa: BLE001 - a broken Mapping is still not fatal
+            out["_invalid"] = f"<unreadable metadata: {type(exc).__qualname__}>"
+            return out
+        self._flatten("", items, out, 0)
+        return out
+
+    def item(self, key: object, value: object) -> dict[str, AttributeValue]:
+        """Sanitize one ``key: value`` pair (flattening it if ``value`` is a mapping)."""
+        out: dict[str, AttributeValue] = {}
+        self._flatten("", [(key, value)], out, 0)
+        return out
+
+    def _flatten(
+        self,
+        prefix: str,
+        items: Sequence[tuple[Any, Any]],
+        out: dict[str, AttributeValue],
+        depth: int,
+    ) -> None:
+        for raw_key, value in items:
+            if len(out) >= self._max_entries:
+                return
+            key = self.text(raw_key) if raw_key is not None else "None"
+            key = f"{prefix}{key or '_'}"
+            if self.is_sensitive(key):
+                out[key] = REDACTED
+            elif isinstance(value, Mapping):
+                if depth + 1 >= MAX_DEPTH:
+                    out[key] = self._json(value)
+                else:
+                    try:
+                        nested = list(value.items())
+                    except Exception:  # noqa: BLE001 - unreadable nested mapping
+                        out[key] = safe_str(value)
+                        continue
+                    self._flatten(f"{key}.", nested, out, depth + 1)
+            else:
+                out[key] = self.value(value)
+
+    def value(self, value: object) -> AttributeValue:
+        """One value as a valid attribute value (mappings are JSON-encoded)."""
+        if isinstance(value, str):
+            return self.text(value)
+        if isinstance(value, bool | float):
+            return value
+        if isinstance(value, int):
+            return value if _INT64_MIN <= value <= _INT64_MAX else str(value)
+        if value is None:
+            return "None"
+        if isinstance(value, bytes | bytearray | memoryview):
+            return self.text(bytes(value).decode("utf-8", "replace"))
+        if isinstance(value, Mapping):
+            return self._json(value)
+        if isinstance(value, Sequence | Set):
+            return self._sequence(value)
+        return self.text(value)
+
+    def _sequence(self, values: Iterable[object]) -> AttributeValue:
+        try:
+            items = [v for _, v in zip(range(self._max_entries), values, strict=False)]
+        except Exception:  # noqa: BLE001 - a sequence whose iteration raises
+            return self.text(values)
+        if items and all(isinstance(v, bool) for v in items):
+            return tuple(bool(v) for v in items)
+        if items and all(
+            isinstance(v, int) and not isinstance(v, bool) and _INT64_MIN <= v <= _INT64_MAX
+            for v in items
+        ):
+            return tuple(int(v) for v in items)  # type: ignore[call-overload]
+        if items and all(isinstance(v, int | float) and not isinstance(v, bool) for v in items):
+            return tuple(float(v) for v in items)  # type: ignore[arg-type]
+        return tuple(self.text(v) for v in items)
+
+    def _json(self, value: object) -> str:
+        try:
+            text = json.dumps(self._redacted(value, 0), default=safe_str, ensure_ascii=False)
+        except Exception:  # noqa: BLE001 - whatever json.dumps trips over
+            text = f"<unencodable {type(value).__qualname__}>"
+        return self.text(text)
+
+    def _redacted(self, value: object, depth: int) -> object:
+        """A JSON-ready copy of ``value`` with credential keys masked, bounded in depth."""
+        if depth > 32:
+            return "<too deep>"
+        if isinstance(value, Mapping):
+            copy: dict[str, object] = {}
+            for raw_key, item in list(value.items())[: self._max_entries]:
+                key = safe_str(raw_key)
+                copy[key] = REDACTED if self.is_sensitive(key) else self._redacted(item, depth + 1)
+            return copy
+        if isinstance(value, list | tuple | Set):
+            return [self._redacted(item, depth + 1) for item in list(value)[: self._max_entries]]
+        if value is None or isinstance(value, str | bool | int | float):
+            return value
+        return safe_str(value)

@@ -1,0 +1,403 @@
+"""``@collection`` and ``track_collection``: turning calls into collection runs.
+
+Work is split as Logfire's ``instrument`` splits it: at decoration time we
+validate, pick the wrapper for the function's kind (sync, coroutine,
+generator, async generator) and note what the span needs; per call we start
+a :class:`~gecko_otel.run.Run`, make it current, run the user's code, and
+finish the run with whatever came out. The user's return value, exception
+(same object, traceback intact), generator protocol and cancellation pass
+through unchanged. If gecko-otel itself fails to start a run, the user's
+code runs uninstrumented and the error is counted.
+"""
+
+from __future__ import annotations
+
+import functools
+import inspect
+from collections.abc import AsyncGenerator, Callable, Generator, Mapping
+from types import TracebackType
+from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar, cast, overload
+
+from opentelemetry import context
+
+from gecko_otel import _state
+from gecko_otel._internal import report_internal_error
+from gecko_otel.errors import ConfigError
+from gecko_otel.run import Run
+
+if TYPE_CHECKING:
+    from gecko_otel.instrumentation import Prepared
+    from gecko_otel.monitor import Monitor
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+
+def _check_collector_type(collector_type: object) -> str:
+    if not isinstance(collector_type, str) or not collector_type.strip():
+        raise ConfigError(
+            f"collector_type must be a non-empty string, got {collector_type!r}; "
+            "pass a name such as 'pool_collector', or omit it to use the function's name"
+        )
+    return collector_type
+
+
+def _check_metadata(metadata: object) -> Mapping[Any, Any] | None:
+    if metadata is not None and not isinstance(metadata, Mapping):
+        raise ConfigError(
+            f"metadata must be a mapping such as {{'network': 'solana'}}, got {metadata!r}"
+        )
+    return metadata
+
+
+class _Target:
+    """What a decorated function or a ``track_collection`` call runs as."""
+
+    __slots__ = ("_prepared", "collector_type", "function_name", "metadata", "monitor")
+
+    def __init__(
+        self,
+        collector_type: str,
+        function_name: str | None,
+        metadata: Mapping[Any, Any] | None,
+        monitor: Monitor | None,
+    ) -> None:
+        self.collector_type = collector_type
+        self.function_name = function_name
+        self.metadata = metadata
+        self.monitor = monitor
+        self._prepared: Prepared | None = None
+
+    def begin(self) -> Run | None:
+        """A started Run, or None (and the error counted) if starting failed."""
+        try:
+            monitor = self.monitor
+            instr = monitor.instrumentation if monitor is not None else _state.instrumentation()
+            prepared = self._prepared
+            if prepared is None or prepared.instr is not instr:
+                # Prepared once per Monitor: setup() may come after decoration.
+                prepared = self._prepared = instr.prepare(
+                    self.collector_type, function_name=self.function_name, metadata=self.metadata
+                )
+            run = Run(prepared)
+            run.start()
+            return run
+        except Exception as exc:  # noqa: BLE001 - the collector must run regardless
+            report_internal_error("collection start", exc)
+            return None
+
+
+# -- the decorator ------------------------------------------------------------
+
+
+@overload
+def collection(func: Callable[P, R], /) -> Callable[P, R]: ...
+
+
+@overload
+def collection(
+    collector_type: str | None = None,
+    /,
+    *,
+    metadata: Mapping[str, Any] | None = None,
+    monitor: Monitor | None = None,
+) -> Callable[[Callable[P, R]], Callable[P, R]]: ...
+
+
+def collection(
+    collector_type: Any = None,
+    /,
+    *,
+    metadata: Mapping[str, Any] | None = None,
+    monitor: Monitor | None = None,
+) -> Any:
+    """Make every call of the decorated function a collection run.
+
+    Works on functions, coroutine functions, generator and async generator
+    functions (the run covers the whole iteration), methods, staticmethods
+    and classmethods; bare (``@collection``) or with arguments.
+
+    Args:
+        collector_type: The collector's name (span attribute
+            ``gecko.collector.type``); defaults to the function's qualified name.
+        metadata: Constant metadata for every run, sanitised once here.
+        monitor: The Monitor to report to; the global one (``setup()``) by default.
+
+    Raises:
+        ConfigError: ``collector_type`` is empty or not a string, or
+            ``metadata`` is not a mapping (a ``ValueError``, at decoration time).
+    """
+    if callable(collector_type) or isinstance(collector_type, staticmethod | classmethod):
+        return _decorate(collector_type, None, None, None)
+    if collector_type is not None:
+        _check_collector_type(collector_type)
+    _check_metadata(metadata)
+
+    def decorator(func: Callable[P, R]) -> Callable[P, R]:
+        return cast("Callable[P, R]", _decorate(func, collector_type, metadata, monitor))
+
+    return decorator
+
+
+def _decorate(
+    func: Any,
+    collector_type: str | None,
+    metadata: Mapping[str, Any] | None,
+    monitor: Monitor | None,
+) -> Any:
+    if isinstance(func, staticmethod):
+        return staticmethod(_decorate(func.__func__, collector_type, metadata, monitor))
+    if isinstance(func, classmethod):
+        return classmethod(_decorate(func.__func__, collector_type, metadata, monitor))
+    if not callable(func):
+        raise ConfigError(f"@collection decorates functions, got {func!r}")
+    qualname = getattr(func, "__qualname__", None) or getattr(func, "__name__", None)
+    name = collector_type if collector_type is not None else _check_collector_type(qualname)
+    module = getattr(func, "__module__", None)
+    function_name = f"{module}.{qualname}" if module and qualname else qualname
+    target = _Target(name, function_name, metadata, monitor)
+    wrapper: Callable[..., Any]
+    if inspect.isasyncgenfunction(func):
+        wrapper = _async_generator_wrapper(func, target)
+    elif inspect.isgeneratorfunction(func):
+        wrapper = _generator_wrapper(func, target)
+    elif inspect.iscoroutinefunction(func):
+        wrapper = _coroutine_wrapper(func, target)
+    else:
+        wrapper = _function_wrapper(func, target)
+    wrapper = functools.wraps(func)(wrapper)
+    wrapper.__gecko_otel_collector_type__ = name  # type: ignore[attr-defined]
+    return wrapper
+
+
+def _function_wrapper(func: Callable[P, R], target: _Target) -> Callable[P, R]:
+    def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
+        run = target.begin()
+        if run is None:
+            return func(*args, **kwargs)
+        token = context.attach(cast("context.Context", run._context))
+        try:
+            result = func(*args, **kwargs)
+        except BaseException as exc:
+            context.detach(token)
+            run.finish(exc)
+            raise
+        context.detach(token)
+        run.finish(None, result)
+        return result
+
+    return wrapper
+
+
+def _coroutine_wrapper(func: Callable[P, Any], target: _Target) -> Callable[P, Any]:
+    async def wrapper(*args: P.args, **kwargs: P.kwargs) -> Any:
+        run = target.begin()
+        if run is None:
+            return await func(*args, **kwargs)
+        token = context.attach(cast("context.Context", run._context))
+        try:
+            result = await func(*args, **kwargs)
+        except BaseException as exc:
+            context.detach(token)
+            run.finish(exc)
+            raise
+        context.detach(token)
+        run.finish(None, result)
+        return result
+
+    return wrapper
+
+
+def _generator_wrapper(
+    func: Callable[P, Generator[Any, Any, Any]], target: _Target
+) -> Callable[P, Generator[Any, Any, Any]]:
+    # The run's context is current only while the generator's own code runs
+    # (inside send/throw/close), never while the consumer runs between
+    # items, so the consumer's spans are not mistaken for the run's children.
+    def wrapper(*args: P.args, **kwargs: P.kwargs) -> Generator[Any, Any, Any]:
+        gen = func(*args, **kwargs)
+        run = target.begin()
+        if run is None:
+            return (yield from gen)
+        ctx = cast("context.Context", run._context)
+        sent: Any = None
+        thrown: BaseException | None = None
+        while True:
+            token = context.attach(ctx)
+            try:
+                item = gen.send(sent) if thrown is None else gen.throw(thrown)
+            except StopIteration as stop:
+                context.detach(token)
+                run.finish(None, stop.value)
+                return stop.value
+            except BaseException as exc:
+                context.detach(token)
+                run.finish(exc)
+                raise
+            context.detach(token)
+            thrown = None
+            try:
+                sent = yield item
+            except GeneratorExit:
+                # The consumer stopped early (close() or garbage collection):
+                # the run ends with what it did so far.
+                token = context.attach(ctx)
+                try:
+                    gen.close()
+                except BaseException as exc:
+                    context.detach(token)
+                    run.finish(exc)
+                    raise
+                context.detach(token)
+                run.finish()
+                raise
+            except BaseException as exc:  # noqa: BLE001 - relayed into the inner generator
+                thrown, sent = exc, None
+
+    return wrapper
+
+
+def _async_generator_wrapper(
+    func: Callable[P, AsyncGenerator[Any, Any]], target: _Target
+) -> Callable[P, AsyncGenerator[Any, Any]]:
+    async def wrapper(*args: P.args, **kwargs: P.kwargs) -> AsyncGenerator[Any, Any]:
+        agen = func(*args, **kwargs)
+        run = target.begin()
+        if run is None:
+            async for item in _passthrough(agen):
+                yield item
+            return
+        ctx = cast("context.Context", run._context)
+        sent: Any = None
+        thrown: BaseException | None = None
+        while True:
+            token = context.attach(ctx)
+            try:
+                if thrown is None:
+                    item = await agen.asend(sent)
+                else:
+                    item = await agen.athrow(thrown)
+            except StopAsyncIteration:
+                context.detach(token)
+                run.finish()
+                return
+            except BaseException as exc:
+                context.detach(token)
+                run.finish(exc)
+                raise
+            context.detach(token)
+            thrown = None
+            try:
+                sent = yield item
+            except GeneratorExit:
+                token = context.attach(ctx)
+                try:
+                    await agen.aclose()
+                except BaseException as exc:
+                    context.detach(token)
+                    run.finish(exc)
+                    raise
+                context.detach(token)
+                run.finish()
+                raise
+            except BaseException as exc:  # noqa: BLE001 - relayed into the inner generator
+                thrown, sent = exc, None
+
+    return wrapper
+
+
+async def _passthrough(agen: AsyncGenerator[Any, Any]) -> AsyncGenerator[Any, Any]:
+    """Relay ``agen`` faithfully (asend/athrow/aclose) when no run could start."""
+    sent: Any = None
+    thrown: BaseException | None = None
+    while True:
+        try:
+            item = await (agen.asend(sent) if thrown is None else agen.athrow(thrown))
+        except StopAsyncIteration:
+            return
+        thrown = None
+        try:
+            sent = yield item
+        except GeneratorExit:
+            await agen.aclose()
+            raise
+        except BaseException as exc:  # noqa: BLE001 - relayed into the inner generator
+            thrown, sent = exc, None
+
+
+# -- the context manager --------------------------------------------------------
+
+
+class track_collection:
+    """A collection run around a block: ``with`` or ``async with``.
+
+    >>> with track_collection("trade_collector") as run:
+    ...     run.add_records(120)
+
+    An exception leaving the block ends the run as failure, timeout or
+    cancelled (and propagates unchanged); otherwise the run ends success or
+    partial. Each ``with`` gets a fresh run, so one instance can be reused.
+
+    Raises:
+        ConfigError: ``collector_type`` is empty or not a string, or
+            ``metadata`` is not a mapping.
+    """
+
+    __slots__ = ("_stack", "_target")
+
+    def __init__(
+        self,
+        collector_type: str,
+        *,
+        metadata: Mapping[str, Any] | None = None,
+        monitor: Monitor | None = None,
+    ) -> None:
+        self._target = _Target(
+            _check_collector_type(collector_type), None, _check_metadata(metadata), monitor
+        )
+        self._stack: list[tuple[Run, object] | None] = []
+
+    def __enter__(self) -> Run:
+        run = self._target.begin()
+        if run is None:
+            self._stack.append(None)
+            return _detached_run(self._target.collector_type)
+        token = context.attach(cast("context.Context", run._context))
+        self._stack.append((run, token))
+        return run
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        entry = self._stack.pop() if self._stack else None
+        if entry is None:
+            return
+        run, token = entry
+        context.detach(token)  # type: ignore[arg-type]
+        run.finish(exc)
+
+    async def __aenter__(self) -> Run:
+        return self.__enter__()
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.__exit__(exc_type, exc, tb)
+
+
+def _detached_run(collector_type: str) -> Run:
+    """A Run on no-op providers, for user code to talk to when a run could not start."""
+    from opentelemetry.metrics import NoOpMeterProvider  # noqa: PLC0415 - rare error path
+    from opentelemetry.trace import NoOpTracerProvider  # noqa: PLC0415
+
+    from gecko_otel.config import MonitorConfig  # noqa: PLC0415
+    from gecko_otel.instrumentation import Instrumentation  # noqa: PLC0415
+
+    instr = Instrumentation(NoOpTracerProvider(), NoOpMeterProvider(), MonitorConfig())
+    return Run(instr.prepare(collector_type))

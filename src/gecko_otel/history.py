@@ -1,0 +1,296 @@
+"""In-memory execution history: bounded per collector, with running aggregates.
+
+Each collector keeps its newest ``max_history_per_collector`` records in a
+deque and a running :class:`Aggregate` over every run it has seen, so
+``statistics()`` over all runs is O(1) in the number of runs (percentiles come
+from a log-bucket sketch with 1 % relative error). A statistics window reads
+the records still held in memory inside that window.
+"""
+
+from __future__ import annotations
+
+import heapq
+import math
+import os
+import threading
+import weakref
+from collections import deque
+from collections.abc import Iterable, Iterator
+from datetime import datetime, timedelta, timezone
+from typing import Final
+
+from gecko_otel.config import MonitorConfig
+from gecko_otel.errors import ConfigError
+from gecko_otel.records import ExecutionRecord, ExecutionStatistics, ExecutionStatus
+
+_STATUSES: Final = tuple(ExecutionStatus)
+_STATUS_INDEX: Final = {status: i for i, status in enumerate(_STATUSES)}
+
+# Log-bucket quantile sketch (as DDSketch): bucket i holds durations in
+# (gamma**(i-1), gamma**i], so any quantile is within ALPHA relative error.
+_ALPHA: Final = 0.01
+_GAMMA: Final = (1 + _ALPHA) / (1 - _ALPHA)
+_LOG_GAMMA: Final = math.log(_GAMMA)
+_MIN_DURATION: Final = 1e-9
+
+
+class Aggregate:
+    """Counts, sums and a duration sketch over a set of runs. Not thread-safe."""
+
+    __slots__ = ("counts", "duration_count", "duration_sum", "first", "last", "records", "sketch")
+
+    def __init__(self) -> None:
+        self.counts = [0] * len(_STATUSES)
+        self.duration_sum = 0.0
+        self.duration_count = 0
+        self.records = 0
+        self.first: datetime | None = None
+        self.last: datetime | None = None
+        self.sketch: dict[int, int] = {}
+
+    def add(self, record: ExecutionRecord) -> None:
+        self.counts[_STATUS_INDEX[record.status]] += 1
+        self.records += record.records_collected
+        duration = record.duration_seconds
+        if duration is not None:
+            self.duration_sum += duration
+            self.duration_count += 1
+            key = math.ceil(math.log(duration) / _LOG_GAMMA) if duration > _MIN_DURATION else 0
+            self.sketch[key] = self.sketch.get(key, 0) + 1
+        start = record.start_time
+        if self.first is None or start < self.first:
+            self.first = start
+        if self.last is None or start > self.last:
+            self.last = start
+
+    def merge(self, other: Aggregate) -> None:
+        for i, count in enumerate(other.counts):
+            self.counts[i] += count
+        self.duration_sum += other.duration_sum
+        self.duration_count += other.duration_count
+        self.records += other.records
+        for key, count in other.sketch.items():
+            self.sketch[key] = self.sketch.get(key, 0) + count
+        if other.first is not None and (self.first is None or other.first < self.first):
+            self.first = other.first
+        if other.last is not None and (self.last is None or other.last > self.last):
+            self.last = other.last
+
+    def copy(self) -> Aggregate:
+        clone = Aggregate()
+        clone.merge(self)
+        return clone
+
+    def quantile(self, q: float) -> float:
+        if not self.duration_count:
+            return 0.0
+        rank = q * (self.duration_count - 1)
+        seen = 0
+        for key in sorted(self.sketch):
+            seen += self.sketch[key]
+            if seen > rank:
+                return 0.0 if key == 0 else 2 * _GAMMA**key / (_GAMMA + 1)
+        return 0.0  # pragma: no cover - the loop always reaches the rank
+
+    def statistics(self, collector_type: str | None, window: float | None) -> ExecutionStatistics:
+        counts = dict(zip(_STATUSES, self.counts, strict=True))
+        total = sum(self.counts)
+        successful = counts[ExecutionStatus.SUCCESS] + counts[ExecutionStatus.PARTIAL]
+        return ExecutionStatistics(
+            collector_type=collector_type,
+            total_executions=total,
+            successful_executions=counts[ExecutionStatus.SUCCESS],
+            partial_executions=counts[ExecutionStatus.PARTIAL],
+            failed_executions=counts[ExecutionStatus.FAILURE],
+            timeout_executions=counts[ExecutionStatus.TIMEOUT],
+            cancelled_executions=counts[ExecutionStatus.CANCELLED],
+            missed_executions=counts[ExecutionStatus.MISSED],
+            skipped_executions=counts[ExecutionStatus.SKIPPED],
+            success_rate=100.0 * successful / total if total else 0.0,
+            average_duration=self.duration_sum / self.duration_count
+            if self.duration_count
+            else 0.0,
+            p50_duration=self.quantile(0.5),
+            p95_duration=self.quantile(0.95),
+            total_records_collected=self.records,
+            records_per_second=self.records / self.duration_sum if self.duration_sum > 0 else 0.0,
+            first_execution=self.first,
+            last_execution=self.last,
+            window_seconds=window,
+        )
+
+
+class _CollectorHistory:
+    __slots__ = ("aggregate", "lock", "records")
+
+    def __init__(self, maxlen: int) -> None:
+        self.records: deque[ExecutionRecord] = deque(maxlen=maxlen)
+        self.aggregate = Aggregate()
+        self.lock = threading.Lock()
+
+
+class History:
+    """Execution records of every collector, bounded in memory.
+
+    Threading: ``add`` is called on the threads that end runs and takes only
+    the collector's own lock; queries may run on any thread.
+    """
+
+    def __init__(self, config: MonitorConfig) -> None:
+        self._config = config
+        self._collectors: dict[str, _CollectorHistory] = {}
+        self._lock = threading.Lock()
+        #: Runs not kept because ``max_collectors`` was reached.
+        self.dropped_runs = 0
+        if hasattr(os, "register_at_fork"):
+            ref = weakref.ref(self)
+
+            def reset_in_child() -> None:
+                history = ref()
+                if history is not None:
+                    history._reset_locks()
+
+            os.register_at_fork(after_in_child=reset_in_child)
+
+    def add(self, record: ExecutionRecord) -> None:
+        """Keep ``record`` and count it in the collector's aggregates. O(1)."""
+        collector = self._collectors.get(record.collector_type)
+        if collector is None:
+            collector = self._new_collector(record.collector_type)
+            if collector is None:
+                return
+        with collector.lock:
+            collector.records.append(record)
+            collector.aggregate.add(record)
+
+    def _new_collector(self, collector_type: str) -> _CollectorHistory | None:
+        with self._lock:
+            collector = self._collectors.get(collector_type)
+            if collector is None:
+                if len(self._collectors) >= self._config.max_collectors:
+                    self.dropped_runs += 1
+                    return None
+                collector = _CollectorHistory(self._config.max_history_per_collector)
+                self._collectors[collector_type] = collector
+            return collector
+
+    def _reset_locks(self) -> None:
+        # A lock held by another thread at fork() stays held forever in the
+        # child; the child gets fresh ones.
+        self._lock = threading.Lock()
+        for collector in self._collectors.values():
+            collector.lock = threading.Lock()
+
+    def collector_types(self) -> list[str]:
+        """Collectors that have finished at least one run, sorted."""
+        return sorted(self._collectors)
+
+    def records(
+        self,
+        collector_type: str | None = None,
+        *,
+        limit: int | None = None,
+        status: ExecutionStatus | str | None = None,
+        since: datetime | None = None,
+    ) -> list[ExecutionRecord]:
+        """Records newest first (by start time), filtered."""
+        limit = _check_limit(limit)
+        wanted = _check_status(status)
+        since = _check_since(since)
+        groups = []
+        for collector in self._select(collector_type):
+            with collector.lock:
+                snapshot = list(collector.records)
+            groups.append(_filtered(reversed(snapshot), wanted, since))
+        merged = heapq.merge(*groups, key=lambda r: r.start_time, reverse=True)
+        if limit is None:
+            return list(merged)
+        return [record for _, record in zip(range(limit), merged, strict=False)]
+
+    def statistics(
+        self,
+        collector_type: str | None = None,
+        *,
+        window: timedelta | float | None = None,
+        now: datetime | None = None,
+    ) -> ExecutionStatistics:
+        """Aggregates over all runs, or over the in-memory runs started within ``window``."""
+        seconds = _check_window(window)
+        total = Aggregate()
+        if seconds is None:
+            for collector in self._select(collector_type):
+                with collector.lock:
+                    total.merge(collector.aggregate)
+        else:
+            since = (now or datetime.now(timezone.utc)) - timedelta(seconds=seconds)
+            for record in self.records(collector_type, since=since):
+                total.add(record)
+        return total.statistics(collector_type, seconds)
+
+    def per_collector_records(self) -> Iterator[tuple[str, int]]:
+        """``(collector_type, total records)`` for every collector (for metrics)."""
+        for name, collector in list(self._collectors.items()):
+            yield name, collector.aggregate.records
+
+    def _select(self, collector_type: str | None) -> list[_CollectorHistory]:
+        if collector_type is None:
+            return list(self._collectors.values())
+        collector = self._collectors.get(collector_type)
+        return [collector] if collector is not None else []
+
+
+def _filtered(
+    records: Iterable[ExecutionRecord],
+    status: ExecutionStatus | None,
+    since: datetime | None,
+) -> list[ExecutionRecord]:
+    out = [
+        r
+        for r in records
+        if (status is None or r.status is status) and (since is None or r.start_time >= since)
+    ]
+    # Runs end out of start order when they overlap; merge needs sorted input.
+    out.sort(key=lambda r: r.start_time, reverse=True)
+    return out
+
+
+def _check_limit(limit: int | None) -> int | None:
+    if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or limit < 0):
+        raise ConfigError(f"limit must be a non-negative int or None, got {limit!r}")
+    return limit
+
+
+def _check_status(status: ExecutionStatus | str | None) -> ExecutionStatus | None:
+    if status is None or isinstance(status, ExecutionStatus):
+        return status
+    try:
+        return ExecutionStatus(status)
+    except ValueError:
+        valid = ", ".join(s.value for s in ExecutionStatus)
+        raise ConfigError(f"unknown status {status!r}; use one of: {valid}") from None
+
+
+def _check_since(since: datetime | None) -> datetime | None:
+    if since is None:
+        return None
+    if not isinstance(since, datetime):
+        raise ConfigError(f"since must be a datetime, got {since!r}")
+    if since.tzinfo is None:
+        raise ConfigError(
+            "since must be timezone-aware (e.g. datetime.now(timezone.utc)); got a naive datetime"
+        )
+    return since
+
+
+def _check_window(window: timedelta | float | None) -> float | None:
+    if window is None:
+        return None
+    if isinstance(window, timedelta):
+        seconds = window.total_seconds()
+    elif isinstance(window, int | float) and not isinstance(window, bool):
+        seconds = float(window)
+    else:
+        raise ConfigError(f"window must be a timedelta or seconds, got {window!r}")
+    if not seconds > 0:
+        raise ConfigError(f"window must be positive, got {window!r}")
+    return seconds

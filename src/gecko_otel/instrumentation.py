@@ -1,0 +1,138 @@
+"""The OpenTelemetry side of a run: tracer, duration histogram, attribute sets.
+
+An :class:`Instrumentation` is built once per Monitor (or once, lazily, from
+the global providers when no Monitor is set up) and a :class:`Prepared` once
+per decorated function, so the per-call work is a dict copy and a few
+lookups: everything that depends only on the collector (its span
+attributes, its sanitised metadata, the histogram attribute sets per status)
+is computed ahead of time.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import threading
+from collections.abc import Mapping
+from typing import Any, Final
+
+from opentelemetry.metrics import MeterProvider
+from opentelemetry.trace import TracerProvider
+
+from gecko_otel import semconv
+from gecko_otel.attributes import AttributeValue, MetadataSanitizer
+from gecko_otel.config import MonitorConfig
+from gecko_otel.records import ExecutionStatus
+from gecko_otel.sampling import record_all_runs
+from gecko_otel.version import __version__
+
+_MAX_CACHED_ATTRIBUTE_SETS: Final = 256
+
+# Our own generator: user code that calls random.seed() for reproducibility
+# must not make execution ids repeat; reseeded in forked children.
+_rng = random.Random()
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_rng.seed)
+
+
+def new_execution_id() -> str:
+    """A random 128-bit id as 32 hex digits (the form of a trace id)."""
+    return f"{_rng.getrandbits(128):032x}"
+
+
+class Instrumentation:
+    """Tracer, instruments and sanitizer shared by every run of one Monitor.
+
+    Threading: immutable after construction except for caches guarded by the
+    GIL-atomic ``dict`` operations; safe from any thread.
+    """
+
+    def __init__(
+        self,
+        tracer_provider: TracerProvider,
+        meter_provider: MeterProvider,
+        config: MonitorConfig,
+    ) -> None:
+        self.config = config
+        self.tracer = tracer_provider.get_tracer(semconv.SCOPE_NAME, __version__)
+        #: Whether every run is recorded (and so reaches history) even when the
+        #: sampler drops it; False only for non-SDK tracers.
+        self.records_all_runs = record_all_runs(self.tracer)
+        self.meter = meter_provider.get_meter(semconv.SCOPE_NAME, __version__)
+        self.duration = self.meter.create_histogram(
+            semconv.METRIC_DURATION,
+            unit="s",
+            description="Duration of collection runs, by collector type and status.",
+            explicit_bucket_boundaries_advisory=list(semconv.DURATION_BUCKETS),
+        )
+        self.sanitizer = MetadataSanitizer(
+            max_length=config.max_attribute_length,
+            max_entries=config.max_metadata_entries,
+            sensitive_keys=config.sensitive_keys,
+        )
+        self._prepared: dict[str, Prepared] = {}
+        self._lock = threading.Lock()
+
+    def prepare(
+        self,
+        collector_type: str,
+        *,
+        function_name: str | None = None,
+        metadata: Mapping[Any, Any] | None = None,
+    ) -> Prepared:
+        """Everything about ``collector_type`` that does not change per run."""
+        if function_name is None and not metadata:
+            cached = self._prepared.get(collector_type)
+            if cached is not None:
+                return cached
+            prepared = Prepared(self, collector_type, None, {})
+            with self._lock:
+                if len(self._prepared) < self.config.max_collectors:
+                    self._prepared[collector_type] = prepared
+            return prepared
+        return Prepared(self, collector_type, function_name, self.sanitizer.sanitize(metadata))
+
+
+class Prepared:
+    """Per-collector constants: span name and attributes, histogram attribute sets."""
+
+    __slots__ = ("_histogram_attributes", "attributes", "collector_type", "instr", "metadata")
+
+    def __init__(
+        self,
+        instr: Instrumentation,
+        collector_type: str,
+        function_name: str | None,
+        metadata: dict[str, AttributeValue],
+    ) -> None:
+        self.instr = instr
+        self.collector_type = collector_type
+        self.metadata = metadata
+        attributes: dict[str, AttributeValue] = {semconv.COLLECTOR_TYPE: collector_type}
+        if function_name:
+            attributes[semconv.CODE_FUNCTION_NAME] = function_name
+        for key, value in metadata.items():
+            attributes[semconv.METADATA_PREFIX + key] = value
+        #: Span attributes every run of this collector starts with.
+        self.attributes = attributes
+        self._histogram_attributes: dict[tuple[ExecutionStatus, str | None], dict[str, str]] = {}
+
+    def histogram_attributes(
+        self, status: ExecutionStatus, error_type: str | None
+    ) -> dict[str, str]:
+        """The duration histogram's attribute set for one outcome, built once."""
+        key = (status, error_type)
+        cached = self._histogram_attributes.get(key)
+        if cached is not None:
+            return cached
+        attributes = {
+            semconv.COLLECTOR_TYPE: self.collector_type,
+            semconv.COLLECTION_STATUS: status.value,
+        }
+        if error_type is not None:
+            attributes[semconv.ERROR_TYPE] = error_type
+        # Error types come from exception classes, so the set is small; the cap
+        # only keeps a pathological caller from growing it without bound.
+        if len(self._histogram_attributes) < _MAX_CACHED_ATTRIBUTE_SETS:
+            self._histogram_attributes[key] = attributes
+        return attributes

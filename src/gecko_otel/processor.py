@@ -1,0 +1,87 @@
+"""The execution-history span processor: ended collection spans become records.
+
+Threading contract (as the OpenTelemetry SDK's own processors state it):
+``on_start`` and ``on_end`` are called synchronously on the thread that
+starts or ends the span, so they do O(1) work, no I/O, and never raise. Any
+internal error is logged and counted by :mod:`gecko_otel._internal`.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from opentelemetry.context import Context
+from opentelemetry.sdk.trace import ReadableSpan, SpanProcessor
+from opentelemetry.sdk.trace import Span as SDKSpan
+from opentelemetry.trace import INVALID_SPAN
+
+from gecko_otel._internal import report_internal_error
+from gecko_otel.run import RUN_KEY, Run
+
+if TYPE_CHECKING:
+    from gecko_otel.history import History
+    from gecko_otel.instrumentation import Instrumentation
+
+
+class HistorySpanProcessor(SpanProcessor):
+    """Tracks active runs and hands each finished one to history.
+
+    A span is a collection run when gecko-otel started it for a :class:`Run`
+    of this processor's Monitor; every other span (HTTP calls inside a run,
+    the application's own spans) is ignored at the cost of one dict lookup.
+
+    Args:
+        history: Where finished runs go.
+        instrumentation: The Monitor's instrumentation; runs of other Monitors
+            sharing the same TracerProvider are left to their own processor.
+    """
+
+    def __init__(self, history: History, instrumentation: Instrumentation) -> None:
+        self._history = history
+        self._instrumentation = instrumentation
+        # span_id -> Run. dict get/set/pop are atomic under the GIL, so the
+        # hot path takes no lock.
+        self._active: dict[int, Run] = {}
+        self._shutdown = False
+
+    def on_start(self, span: SDKSpan, parent_context: Context | None = None) -> None:
+        if parent_context is None or self._shutdown:
+            return
+        try:
+            run = parent_context.get(RUN_KEY)
+            # Child spans inside a run see the same Run in their parent
+            # context; only the run's own span arrives while it is unset.
+            if (
+                isinstance(run, Run)
+                and run.span is INVALID_SPAN
+                and run._prepared.instr is self._instrumentation
+            ):
+                self._active[span.context.span_id] = run
+        except Exception as exc:  # noqa: BLE001 - must not raise into span creation
+            report_internal_error("HistorySpanProcessor.on_start", exc)
+
+    def on_end(self, span: ReadableSpan) -> None:
+        ctx = span.context
+        if ctx is None:
+            return
+        run = self._active.pop(ctx.span_id, None)
+        if run is None or self._shutdown:
+            return
+        try:
+            self._history.add(run.to_record(span))
+        except Exception as exc:  # noqa: BLE001 - must not raise into span.end()
+            report_internal_error("HistorySpanProcessor.on_end", exc)
+
+    def active_runs(self) -> list[Run]:
+        """Runs started and not yet ended, oldest first."""
+        runs = list(self._active.values())
+        runs.sort(key=lambda run: run.elapsed_seconds, reverse=True)
+        return runs
+
+    def shutdown(self) -> None:
+        self._shutdown = True
+        self._active.clear()
+
+    def force_flush(self, timeout_millis: int = 30000) -> bool:
+        # Nothing is buffered: records reach history inside on_end.
+        return True

@@ -1,0 +1,190 @@
+"""Execution statuses, records and statistics: the values history hands out.
+
+Field names follow the GeckoTerminal collector's monitoring so its users can
+migrate by changing imports; what gecko-otel adds is listed per class.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from gecko_otel.attributes import AttributeValue
+
+
+class ExecutionStatus(str, enum.Enum):
+    """How a collection run ended.
+
+    ``success`` and ``partial`` count as successful in success rates.
+    ``missed`` and ``skipped`` are scheduled runs that never started; they
+    have no duration.
+    """
+
+    SUCCESS = "success"
+    PARTIAL = "partial"
+    FAILURE = "failure"
+    TIMEOUT = "timeout"
+    CANCELLED = "cancelled"
+    MISSED = "missed"
+    SKIPPED = "skipped"
+
+    @property
+    def is_successful(self) -> bool:
+        """True for ``success`` and ``partial``."""
+        return self in _SUCCESSFUL
+
+    @property
+    def is_error(self) -> bool:
+        """True for the statuses that set the span status to ERROR (failure, timeout)."""
+        return self in _ERROR
+
+    def __str__(self) -> str:
+        return self.value
+
+
+_SUCCESSFUL = frozenset({ExecutionStatus.SUCCESS, ExecutionStatus.PARTIAL})
+_ERROR = frozenset({ExecutionStatus.FAILURE, ExecutionStatus.TIMEOUT})
+
+
+def _iso(value: datetime | None) -> str | None:
+    return value.isoformat() if value is not None else None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ExecutionRecord:
+    """One finished collection run.
+
+    Added to the GeckoTerminal collector's fields: ``error_type`` (the
+    exception's qualified class name, as in the span's ``error.type``),
+    ``error_message``, and the run's ``trace_id`` / ``span_id`` (hex) so a
+    record leads to its trace.
+
+    Attributes:
+        collector_type: The collector this run belongs to.
+        execution_id: Unique id of the run (the span's ``gecko.execution.id``).
+        status: How the run ended.
+        start_time: When it started (timezone-aware UTC).
+        end_time: When it ended (aware UTC); ``None`` for missed/skipped runs.
+        duration_seconds: Run time measured with ``time.perf_counter()``;
+            ``None`` for missed/skipped runs.
+        records_collected: Records the run reported.
+        errors: Non-fatal errors and the failure message, oldest first.
+        warnings: Warnings, oldest first.
+        metadata: Sanitised metadata (credentials redacted).
+        error_type: Qualified exception class name for failures and timeouts.
+        error_message: The exception's message, if any.
+        trace_id: 32 hex digits, or ``None`` when no trace was recorded.
+        span_id: 16 hex digits, or ``None``.
+    """
+
+    collector_type: str
+    execution_id: str
+    status: ExecutionStatus
+    start_time: datetime
+    end_time: datetime | None
+    duration_seconds: float | None
+    records_collected: int = 0
+    errors: tuple[str, ...] = ()
+    warnings: tuple[str, ...] = ()
+    metadata: Mapping[str, AttributeValue] = field(default_factory=dict)
+    error_type: str | None = None
+    error_message: str | None = None
+    trace_id: str | None = None
+    span_id: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-serialisable dict (datetimes as ISO 8601, status as its value)."""
+        return {
+            "collector_type": self.collector_type,
+            "execution_id": self.execution_id,
+            "status": self.status.value,
+            "start_time": _iso(self.start_time),
+            "end_time": _iso(self.end_time),
+            "duration_seconds": self.duration_seconds,
+            "records_collected": self.records_collected,
+            "errors": list(self.errors),
+            "warnings": list(self.warnings),
+            "metadata": {
+                k: list(v) if isinstance(v, tuple) else v for k, v in self.metadata.items()
+            },
+            "error_type": self.error_type,
+            "error_message": self.error_message,
+            "trace_id": self.trace_id,
+            "span_id": self.span_id,
+        }
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ExecutionStatistics:
+    """Aggregate figures over a collector's runs (or all collectors').
+
+    Added to the GeckoTerminal collector's fields: counts for the other
+    statuses, ``p50_duration`` / ``p95_duration``, ``records_per_second``
+    and the time span covered.
+
+    Attributes:
+        collector_type: The collector, or ``None`` for all collectors together.
+        total_executions: Runs counted, every status included.
+        successful_executions: Runs with status ``success``.
+        partial_executions: Runs with status ``partial``.
+        failed_executions: Runs with status ``failure``.
+        timeout_executions: Runs with status ``timeout``.
+        cancelled_executions: Runs with status ``cancelled``.
+        missed_executions: Scheduled runs recorded as ``missed``.
+        skipped_executions: Scheduled runs recorded as ``skipped``.
+        success_rate: Percent of runs that were ``success`` or ``partial``
+            (0-100; 0 when there are no runs).
+        average_duration: Mean run time in seconds over runs that have one.
+        p50_duration: Median run time in seconds (within 1 % relative error).
+        p95_duration: 95th-percentile run time in seconds (within 1 %).
+        total_records_collected: Sum of records over the runs.
+        records_per_second: Records divided by the summed run time.
+        first_execution: Start of the oldest run counted.
+        last_execution: Start of the newest run counted.
+        window_seconds: The window asked for, or ``None`` for all runs.
+    """
+
+    collector_type: str | None
+    total_executions: int = 0
+    successful_executions: int = 0
+    partial_executions: int = 0
+    failed_executions: int = 0
+    timeout_executions: int = 0
+    cancelled_executions: int = 0
+    missed_executions: int = 0
+    skipped_executions: int = 0
+    success_rate: float = 0.0
+    average_duration: float = 0.0
+    p50_duration: float = 0.0
+    p95_duration: float = 0.0
+    total_records_collected: int = 0
+    records_per_second: float = 0.0
+    first_execution: datetime | None = None
+    last_execution: datetime | None = None
+    window_seconds: float | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-serialisable dict."""
+        return {
+            "collector_type": self.collector_type,
+            "total_executions": self.total_executions,
+            "successful_executions": self.successful_executions,
+            "partial_executions": self.partial_executions,
+            "failed_executions": self.failed_executions,
+            "timeout_executions": self.timeout_executions,
+            "cancelled_executions": self.cancelled_executions,
+            "missed_executions": self.missed_executions,
+            "skipped_executions": self.skipped_executions,
+            "success_rate": self.success_rate,
+            "average_duration": self.average_duration,
+            "p50_duration": self.p50_duration,
+            "p95_duration": self.p95_duration,
+            "total_records_collected": self.total_records_collected,
+            "records_per_second": self.records_per_second,
+            "first_execution": _iso(self.first_execution),
+            "last_execution": _iso(self.last_execution),
+            "window_seconds": self.window_seconds,
+        }

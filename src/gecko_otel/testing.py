@@ -1,0 +1,124 @@
+"""Helpers for testing your own collectors with gecko-otel.
+
+:func:`capture_runs` sets up real OpenTelemetry SDK providers with in-memory
+exporters and a Monitor, installs that Monitor globally for the duration of
+the block (so ``@collection`` functions report to it), and hands back what
+was captured::
+
+    from gecko_otel.testing import capture_runs
+
+    def test_pool_collector_counts_records():
+        with capture_runs() as captured:
+            collect_pools()
+        [run] = captured.runs
+        assert run.status is ExecutionStatus.SUCCESS
+        assert run.records_collected == 120
+
+With pytest, the ``gecko_otel_runs`` fixture does the same (the plugin is
+registered automatically when gecko-otel is installed).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+from opentelemetry.sdk.metrics import MeterProvider
+from opentelemetry.sdk.metrics.export import InMemoryMetricReader
+from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from opentelemetry.sdk.trace.sampling import Sampler
+
+from gecko_otel import _state
+from gecko_otel.config import MonitorConfig
+from gecko_otel.monitor import Monitor
+from gecko_otel.records import ExecutionRecord
+
+
+class CapturedRuns:
+    """What :func:`capture_runs` recorded.
+
+    Attributes:
+        monitor: The Monitor runs reported to.
+        span_exporter: The in-memory exporter holding exported spans.
+        metric_reader: The in-memory reader for metrics.
+    """
+
+    def __init__(
+        self,
+        monitor: Monitor,
+        span_exporter: InMemorySpanExporter,
+        metric_reader: InMemoryMetricReader,
+    ) -> None:
+        self.monitor = monitor
+        self.span_exporter = span_exporter
+        self.metric_reader = metric_reader
+
+    @property
+    def runs(self) -> list[ExecutionRecord]:
+        """Finished runs, oldest first."""
+        return list(reversed(self.monitor.history()))
+
+    def runs_of(self, collector_type: str) -> list[ExecutionRecord]:
+        """Finished runs of one collector, oldest first."""
+        return list(reversed(self.monitor.history(collector_type)))
+
+    @property
+    def spans(self) -> tuple[ReadableSpan, ...]:
+        """Exported (sampled) spans, in the order they ended."""
+        return self.span_exporter.get_finished_spans()
+
+    def metrics(self) -> dict[str, list[tuple[dict[str, Any], Any]]]:
+        """Collect metrics now: ``{name: [(attributes, point), ...]}``.
+
+        ``point`` is the value for sums and gauges, and the data point itself
+        for histograms (with ``count``, ``sum``, ``bucket_counts``, ...).
+        """
+        out: dict[str, list[tuple[dict[str, Any], Any]]] = {}
+        data = self.metric_reader.get_metrics_data()
+        for resource_metrics in data.resource_metrics if data else ():
+            for scope_metrics in resource_metrics.scope_metrics:
+                for metric in scope_metrics.metrics:
+                    points = out.setdefault(metric.name, [])
+                    for point in metric.data.data_points:
+                        value = getattr(point, "value", point)
+                        points.append((dict(point.attributes or {}), value))
+        return out
+
+    def clear(self) -> None:
+        """Forget exported spans (history is kept by the Monitor)."""
+        self.span_exporter.clear()
+
+
+@contextmanager
+def capture_runs(
+    config: MonitorConfig | None = None, *, sampler: Sampler | None = None
+) -> Iterator[CapturedRuns]:
+    """Capture every collection run in the block with real, in-memory OTel providers.
+
+    Args:
+        config: Monitor configuration (defaults apply when omitted).
+        sampler: Trace sampler of the provider (to test sampled-out runs).
+
+    The previous global Monitor is restored afterwards and everything created
+    here is shut down.
+    """
+    exporter = InMemorySpanExporter()
+    tracer_provider = TracerProvider(sampler=sampler, shutdown_on_exit=False)
+    tracer_provider.add_span_processor(SimpleSpanProcessor(exporter))
+    reader = InMemoryMetricReader()
+    meter_provider = MeterProvider(metric_readers=[reader], shutdown_on_exit=False)
+    monitor = Monitor(
+        tracer_provider=tracer_provider,
+        meter_provider=meter_provider,
+        config=config,
+        owned_providers=[tracer_provider, meter_provider],
+    )
+    previous = _state.install(monitor)
+    try:
+        yield CapturedRuns(monitor, exporter, reader)
+    finally:
+        _state.install(previous)
+        monitor.shutdown()
