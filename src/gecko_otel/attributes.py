@@ -140,9 +140,11 @@ class MetadataSanitizer:
         for raw_key, value in items:
             if len(out) >= self._max_entries:
                 return
-            key = self.text(raw_key) if raw_key is not None else "None"
-            key = f"{prefix}{key or '_'}"
-            if self.is_sensitive(key):
+            # Judge the whole key before truncating it: a cut key could hide
+            # the fragment that marks it as a credential.
+            full_key = f"{prefix}{safe_str(raw_key) or '_'}"
+            key = self.text(full_key)
+            if self.is_sensitive(full_key):
                 out[key] = REDACTED
             elif isinstance(value, Mapping):
                 if depth + 1 >= MAX_DEPTH:
@@ -189,7 +191,10 @@ class MetadataSanitizer:
             return tuple(int(v) for v in items)  # type: ignore[call-overload]
         if items and all(isinstance(v, int | float) and not isinstance(v, bool) for v in items):
             return tuple(float(v) for v in items)  # type: ignore[arg-type]
-        return tuple(self.text(v) for v in items)
+        return tuple(
+            self._json(v) if isinstance(v, Mapping | list | tuple | Set) else self.text(v)
+            for v in items
+        )
 
     def _json(self, value: object) -> str:
         try:

@@ -61,6 +61,7 @@ class Monitor:
         self._meter_provider = meter_provider
         self._owned = list(owned_providers)
         self._shutdown = False
+        self._observing = True
         self._lock = threading.Lock()
         self._started = datetime.now(timezone.utc)
         add = getattr(tracer_provider, "add_span_processor", None)
@@ -179,14 +180,17 @@ class Monitor:
             if self._shutdown:
                 return
             self._shutdown = True
-        self.force_flush()
-        self._processor.shutdown()
         _state.uninstall(self)
+        # The observable instruments keep reporting through the final flush
+        # and the final collection a MeterProvider makes when it shuts down.
+        self.force_flush()
         for provider in self._owned:
             try:
                 provider.shutdown()
             except Exception as exc:  # noqa: BLE001 - keep shutting the others down
                 report_internal_error("Monitor.shutdown", exc)
+        self._processor.shutdown()
+        self._observing = False
 
     @property
     def is_shutdown(self) -> bool:
@@ -196,7 +200,7 @@ class Monitor:
     # -- observable instruments ------------------------------------------------
 
     def _observe_records(self, options: CallbackOptions) -> Iterable[Observation]:
-        if self._shutdown:
+        if not self._observing:
             return []
         return [
             Observation(total, {semconv.COLLECTOR_TYPE: name})
@@ -204,7 +208,7 @@ class Monitor:
         ]
 
     def _observe_active(self, options: CallbackOptions) -> Iterable[Observation]:
-        if self._shutdown:
+        if not self._observing:
             return []
         counts = dict.fromkeys(self._history.collector_types(), 0)
         for run in self._processor.active_runs():
