@@ -10,6 +10,8 @@ import pytest
 from gecko_otel import _internal, _state
 from gecko_otel.testing import CapturedRuns, capture_runs
 
+pytest_plugins = ["pytester"]
+
 REQUIRE_INTEGRATION = os.environ.get("GECKO_OTEL_REQUIRE_INTEGRATION") == "1"
 
 

@@ -79,7 +79,7 @@ def classify_exception(exc: BaseException) -> ExecutionStatus:
 
 
 def _utc(ns: int | None) -> datetime | None:
-    return None if ns is None else datetime.fromtimestamp(ns / 1e9, tz=timezone.utc)
+    return None if ns is None else datetime.fromtimestamp(ns / 1e9, timezone.utc)
 
 
 class Run:
