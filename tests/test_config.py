@@ -288,3 +288,52 @@ def test_setup_reuses_global_sdk_providers() -> None:
     out = _run_program(code, {})
     assert out["runs"] == 1
     assert out["same"] is True
+
+
+def test_empty_sensitive_keys_from_env_is_an_error() -> None:
+    with pytest.raises(ConfigError, match="GECKO_OTEL_SENSITIVE_KEYS"):
+        MonitorConfig.from_env({"GECKO_OTEL_SENSITIVE_KEYS": " , "})
+
+
+def test_protocol_error_names_the_variable_that_was_set() -> None:
+    code = """
+        import json, gecko_otel
+        try:
+            gecko_otel.setup()
+        except gecko_otel.ConfigError as exc:
+            print(json.dumps({"error": str(exc)}))
+    """
+    out = _run_program(
+        code,
+        {
+            "OTEL_EXPORTER_OTLP_ENDPOINT": "http://127.0.0.1:9",
+            "OTEL_EXPORTER_OTLP_TRACES_PROTOCOL": "carrier-pigeon",
+        },
+    )
+    assert out["error"].startswith("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL='carrier-pigeon'")
+
+
+def test_setup_after_shutdown_builds_fresh_providers() -> None:
+    code = """
+        import json, gecko_otel
+        from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+        from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+        first = gecko_otel.setup("first")
+        first.shutdown()
+        second = gecko_otel.setup("second")
+        exporter = InMemorySpanExporter()
+        provider = second.instrumentation.tracer.span_processor  # the SDK's multi-processor
+        provider.add_span_processor(SimpleSpanProcessor(exporter))
+        with gecko_otel.track_collection("c") as run:
+            run.add_records(1)
+        out = {
+            "runs": len(second.history()),
+            "exported": [s.name for s in exporter.get_finished_spans()],
+            "same": second is not first,
+        }
+        second.shutdown()
+        print(json.dumps(out))
+    """
+    out = _run_program(code, {})
+    assert out == {"runs": 1, "exported": ["c"], "same": True}

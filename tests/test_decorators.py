@@ -688,3 +688,47 @@ async def test_explicit_monitor_argument(captured: CapturedRuns) -> None:
         await collect()
         assert other.runs == []
     assert [r.collector_type for r in captured.runs] == ["explicit"]
+
+
+def test_dropped_messages_are_counted(captured: CapturedRuns) -> None:
+    from gecko_otel.testing import capture_runs
+
+    with capture_runs(gecko_otel.MonitorConfig(max_messages_per_run=2)) as local:
+        with track_collection("c") as run:
+            for i in range(5):
+                run.warn(f"w{i}")
+            run.error("e0")
+            run.error("e1")
+            run.error("e2")
+        [record] = local.runs
+        [span] = local.spans
+    assert record.warnings == ("w0", "w1")
+    assert record.errors == ("e0", "e1")
+    assert record.dropped_messages == 4
+    assert span.attributes[semconv.COLLECTION_DROPPED_MESSAGES] == 4
+    assert record.to_dict()["dropped_messages"] == 4
+
+
+async def test_one_track_collection_shared_by_concurrent_tasks(captured: CapturedRuns) -> None:
+    shared = track_collection("shared")
+
+    async def worker(i: int) -> str:
+        async with shared as run:
+            await asyncio.sleep(0.001 * (5 - i))
+            run.add_records(i)
+            if i % 2:
+                raise ValueError(i)
+            return run.execution_id
+
+    results = await asyncio.gather(*(worker(i) for i in range(5)), return_exceptions=True)
+    by_records = {r.records_collected: r for r in captured.runs}
+    assert sorted(by_records) == [0, 1, 2, 3, 4]
+    for i in range(5):
+        expected = ExecutionStatus.FAILURE if i % 2 else ExecutionStatus.SUCCESS
+        assert by_records[i].status is expected
+        if not i % 2:
+            assert by_records[i].execution_id == results[i]
+    with shared as outer, shared as inner:  # nesting one instance works too
+        assert current_run() is inner
+    assert inner is not outer
+    assert [r.collector_type for r in captured.runs[-2:]] == ["shared", "shared"]

@@ -229,3 +229,39 @@ def test_history_argument_errors(captured: CapturedRuns, kwargs: Any, message: s
 def test_statistics_window_errors(captured: CapturedRuns, window: Any) -> None:
     with pytest.raises(ConfigError, match="window"):
         captured.monitor.statistics(window=window)
+
+
+def test_percentiles_near_one_second_are_not_zero() -> None:
+    history = History(MonitorConfig())
+    for i, duration in enumerate((0.99, 1.0, 0.995, 0.0, 1e-12)):
+        history.add(record("pools", i, duration=duration))
+    stats = history.statistics("pools")
+    assert stats.p50_duration == pytest.approx(0.99, rel=0.02)
+    assert stats.p95_duration == pytest.approx(1.0, rel=0.02)
+    assert history.statistics("pools", window=None).total_executions == 5
+
+
+def test_fork_child_forgets_runs_of_other_threads(captured: CapturedRuns) -> None:
+    import os
+
+    inside = threading.Event()
+    release = threading.Event()
+
+    def background() -> None:
+        with track_collection("background"):
+            inside.set()
+            release.wait(5)
+
+    thread = threading.Thread(target=background)
+    thread.start()
+    assert inside.wait(5)
+    with track_collection("forking"):
+        pid = os.fork()
+        if pid == 0:  # the child: only the forking thread's run is still active
+            names = [run.collector_type for run in captured.monitor.active_runs()]
+            os._exit(0 if names == ["forking"] else 1)
+    release.set()
+    thread.join()
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
+    assert sorted(r.collector_type for r in captured.runs) == ["background", "forking"]

@@ -182,3 +182,49 @@ def test_custom_sensitive_keys_and_lengths() -> None:
         pass
     [record] = local.runs
     assert record.metadata == {"walle": REDACTED}  # key cut to 5, judged before the cut
+
+
+@pytest.mark.parametrize(
+    "key", ["privateKey", "accessKey", "sessionKey", "authHeader", "apiKey", "refresh_tokens"]
+)
+def test_camel_case_and_plural_credential_keys(key: str) -> None:
+    assert sanitize({key: "v"}) == {key: REDACTED}
+
+
+@pytest.mark.parametrize("key", ["tokenizer", "max_tokenization", "secretary_name", "pool_id"])
+def test_fragments_match_whole_words_only(key: str) -> None:
+    assert sanitize({key: "v"}) == {key: "v"}
+
+
+def test_set_metadata_limit_keeps_span_and_record_in_step() -> None:
+    with capture_runs(MonitorConfig(max_metadata_entries=2)) as local:
+        with track_collection("c", metadata={"a": 1}) as run:
+            run.set_metadata("b", 2)
+            run.set_metadata("c", 3)  # over the limit: neither record nor span
+            run.set_metadata("a", 10)  # replacing an existing key is fine
+        [record] = local.runs
+        [span] = local.spans
+    assert record.metadata == {"a": 10, "b": 2}
+    on_span = {
+        k.removeprefix(semconv.METADATA_PREFIX): v
+        for k, v in span.attributes.items()
+        if k.startswith(semconv.METADATA_PREFIX)
+    }
+    assert on_span == dict(record.metadata)
+
+
+def test_exception_event_is_sanitised(captured: CapturedRuns) -> None:
+    @gecko_otel.collection("db")
+    def collect() -> None:
+        raise ConnectionError("could not reach postgresql://gecko:hunter2@db:5432/x")
+
+    with pytest.raises(ConnectionError):
+        collect()
+    [span] = captured.spans
+    [event] = [e for e in span.events if e.name == "exception"]
+    assert event.attributes["exception.type"] == "ConnectionError"
+    assert event.attributes["exception.escaped"] == "True"
+    assert "hunter2" not in event.attributes["exception.message"]
+    assert "hunter2" not in event.attributes["exception.stacktrace"]
+    assert "raise ConnectionError" in event.attributes["exception.stacktrace"]
+    assert "hunter2" not in (span.status.description or "")

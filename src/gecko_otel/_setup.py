@@ -98,12 +98,16 @@ def get_monitor() -> Monitor | None:
 
 def _global_tracer_provider() -> SDKTracerProvider | None:
     current = trace.get_tracer_provider()
-    return current if isinstance(current, SDKTracerProvider) else None
+    if isinstance(current, SDKTracerProvider) and not _state.is_retired(current):
+        return current
+    return None
 
 
 def _global_meter_provider() -> SDKMeterProvider | None:
     current = metrics.get_meter_provider()
-    return current if isinstance(current, SDKMeterProvider) else None
+    if isinstance(current, SDKMeterProvider) and not _state.is_retired(current):
+        return current
+    return None
 
 
 def _resource(service_name: str | None) -> Resource:
@@ -148,19 +152,13 @@ def _signal_protocol(env: Mapping[str, str], signal: str) -> str | None:
         env.get("OTEL_EXPORTER_OTLP_ENDPOINT") or env.get(f"OTEL_EXPORTER_OTLP_{signal}_ENDPOINT")
     ):
         return None
-    protocol = (
-        (
-            env.get(f"OTEL_EXPORTER_OTLP_{signal}_PROTOCOL")
-            or env.get("OTEL_EXPORTER_OTLP_PROTOCOL")
-            or "grpc"
-        )
-        .strip()
-        .lower()
-    )
+    variable = f"OTEL_EXPORTER_OTLP_{signal}_PROTOCOL"
+    if not env.get(variable):
+        variable = "OTEL_EXPORTER_OTLP_PROTOCOL"
+    protocol = (env.get(variable) or "grpc").strip().lower()
     if protocol not in _PROTOCOLS:
         raise ConfigError(
-            f"OTEL_EXPORTER_OTLP_PROTOCOL={protocol!r} is not supported; "
-            "use 'grpc' or 'http/protobuf'"
+            f"{variable}={protocol!r} is not supported; use 'grpc' or 'http/protobuf'"
         )
     return protocol
 

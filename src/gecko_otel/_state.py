@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import threading
-from typing import TYPE_CHECKING
+import weakref
+from typing import TYPE_CHECKING, Any
 
 from opentelemetry import metrics, trace
 
@@ -16,6 +17,21 @@ if TYPE_CHECKING:
 _lock = threading.RLock()
 _monitor: Monitor | None = None
 _default: Instrumentation | None = None
+
+#: Providers a Monitor created and has shut down. The OpenTelemetry API keeps
+#: a global provider installed for good, so a later setup() must recognise
+#: these and build fresh ones instead of reusing a dead provider.
+_retired: weakref.WeakSet[Any] = weakref.WeakSet()
+
+
+def retire(provider: Any) -> None:
+    """Note that ``provider`` was shut down by the Monitor that created it."""
+    _retired.add(provider)
+
+
+def is_retired(provider: Any) -> bool:
+    """Whether a Monitor has shut ``provider`` down."""
+    return provider in _retired
 
 
 def monitor() -> Monitor | None:

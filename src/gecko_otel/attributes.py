@@ -32,11 +32,14 @@ AttributeValue: TypeAlias = (
 REDACTED: Final = "[REDACTED]"
 MAX_DEPTH: Final = 4
 
-#: Key fragments that mark a value as a credential. Keys are compared lower
-#: case with ``-``, ``.`` and spaces read as ``_``.
+#: Key fragments that mark a value as a credential. Keys are compared in
+#: lower case with camelCase split and ``-``, ``.`` and spaces read as ``_``;
+#: a fragment must match whole words of the key (a trailing ``s`` allowed).
 DEFAULT_SENSITIVE_KEYS: Final[tuple[str, ...]] = (
     "password",
     "passwd",
+    "passphrase",
+    "pwd",
     "secret",
     "token",
     "api_key",
@@ -54,11 +57,13 @@ DEFAULT_SENSITIVE_KEYS: Final[tuple[str, ...]] = (
 _INT64_MIN: Final = -(2**63)
 _INT64_MAX: Final = 2**63 - 1
 _URL_PASSWORD: Final = re.compile(r"(://[^/@:\s]*):([^/@\s]+)@")
-_KEY_SEPARATORS: Final = re.compile(r"[-.\s]+")
+_KEY_SEPARATORS: Final = re.compile(r"[-.\s_]+")
+_CAMEL_BOUNDARY: Final = re.compile(r"([a-z0-9])([A-Z])")
 
 
 def _normalise_key(key: str) -> str:
-    return _KEY_SEPARATORS.sub("_", key.lower())
+    """``"DB-Password"``, ``"db.password"`` and ``"dbPassword"`` all become ``"db_password"``."""
+    return _KEY_SEPARATORS.sub("_", _CAMEL_BOUNDARY.sub(r"\1_\2", key)).lower()
 
 
 def safe_str(value: object) -> str:
@@ -94,19 +99,28 @@ class MetadataSanitizer:
         self._max_length = max_length
         self._max_entries = max_entries
         fragments = [_normalise_key(k) for k in sensitive_keys if k]
+        # A fragment matches whole words of the key (plural allowed), so
+        # "auth_token" and "tokens" are redacted but "tokenizer" is not.
         self._sensitive = (
-            re.compile("|".join(re.escape(f) for f in fragments)) if fragments else None
+            re.compile("(?:^|_)(?:" + "|".join(re.escape(f) for f in fragments) + ")s?(?:_|$)")
+            if fragments
+            else None
         )
 
     def is_sensitive(self, key: str) -> bool:
         """Whether ``key`` names a credential."""
         return self._sensitive is not None and bool(self._sensitive.search(_normalise_key(key)))
 
+    @staticmethod
+    def mask(text: str) -> str:
+        """``text`` with passwords in URLs (``scheme://user:password@host``) masked."""
+        if "://" in text:
+            return _URL_PASSWORD.sub(r"\1:" + REDACTED + "@", text)
+        return text
+
     def text(self, value: object) -> str:
         """A message or value as a bounded string with URL passwords masked."""
-        text = value if isinstance(value, str) else safe_str(value)
-        if "://" in text:
-            text = _URL_PASSWORD.sub(r"\1:" + REDACTED + "@", text)
+        text = self.mask(value if isinstance(value, str) else safe_str(value))
         if len(text) > self._max_length:
             text = text[: self._max_length]
         return text
@@ -153,7 +167,7 @@ class MetadataSanitizer:
                     try:
                         nested = list(value.items())
                     except Exception:  # noqa: BLE001 - unreadable nested mapping
-                        out[key] = safe_str(value)
+                        out[key] = self.text(value)
                         continue
                     self._flatten(f"{key}.", nested, out, depth + 1)
             else:

@@ -28,13 +28,15 @@ class MonitorConfig:
             counting past it.
         max_collectors: Distinct collector types tracked in memory. Runs of
             collectors beyond it still get spans and metrics but are not kept
-            in history; they are counted in ``Monitor.export()["dropped"]``.
+            in history; they are counted in
+            ``Monitor.export()["internal"]["dropped_runs"]``.
         max_attribute_length: Metadata strings, warning and error messages are
             cut to this many characters.
         max_metadata_entries: Metadata keys kept per run (and items per
             sequence value).
         max_messages_per_run: Warnings and errors kept per run (each kind);
-            later ones are still counted.
+            later ones are dropped and counted in the record's
+            ``dropped_messages`` and the span's ``gecko.collection.dropped_messages``.
         sensitive_keys: Key fragments whose metadata values are replaced by
             ``[REDACTED]`` before they reach a span or a record (compared in
             lower case, with ``-``, ``.`` and spaces read as ``_``).
@@ -105,7 +107,10 @@ def _require_positive_int(field: str, value: object) -> None:
 
 
 def _csv(raw: str) -> tuple[str, ...]:
-    return tuple(part.strip() for part in raw.split(",") if part.strip())
+    parts = tuple(part.strip() for part in raw.split(",") if part.strip())
+    if not parts:
+        raise ValueError("give comma-separated key fragments, e.g. 'password,token'")
+    return parts
 
 
 #: The one table mapping ``MonitorConfig`` fields to environment variables.

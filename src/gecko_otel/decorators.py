@@ -12,6 +12,7 @@ code runs uninstrumented and the error is counted.
 
 from __future__ import annotations
 
+import contextvars
 import functools
 import inspect
 from collections.abc import AsyncGenerator, Callable, Generator, Mapping
@@ -336,14 +337,15 @@ class track_collection:
 
     An exception leaving the block ends the run as failure, timeout or
     cancelled (and propagates unchanged); otherwise the run ends success or
-    partial. Each ``with`` gets a fresh run, so one instance can be reused.
+    partial. Each ``with`` gets a fresh run, so one instance can be reused,
+    nested, and shared by threads and asyncio tasks.
 
     Raises:
         ConfigError: ``collector_type`` is empty or not a string, or
             ``metadata`` is not a mapping.
     """
 
-    __slots__ = ("_stack", "_target")
+    __slots__ = ("_entries", "_target")
 
     def __init__(
         self,
@@ -355,15 +357,19 @@ class track_collection:
         self._target = _Target(
             _check_collector_type(collector_type), None, _check_metadata(metadata), monitor
         )
-        self._stack: list[tuple[Run, object] | None] = []
+        # Open runs of this instance, per thread / asyncio task: a context
+        # variable, so concurrent blocks sharing the instance never swap runs.
+        self._entries: contextvars.ContextVar[tuple[tuple[Run, object] | None, ...]] = (
+            contextvars.ContextVar("gecko_otel.track_collection", default=())
+        )
 
     def __enter__(self) -> Run:
         run = self._target.begin()
         if run is None:
-            self._stack.append(None)
+            self._entries.set((*self._entries.get(), None))
             return _detached_run(self._target.collector_type)
         token = context.attach(cast("context.Context", run._context))
-        self._stack.append((run, token))
+        self._entries.set((*self._entries.get(), (run, token)))
         return run
 
     def __exit__(
@@ -372,7 +378,11 @@ class track_collection:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        entry = self._stack.pop() if self._stack else None
+        entries = self._entries.get()
+        if not entries:
+            return
+        self._entries.set(entries[:-1])
+        entry = entries[-1]
         if entry is None:
             return
         run, token = entry

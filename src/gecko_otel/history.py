@@ -32,6 +32,9 @@ _ALPHA: Final = 0.01
 _GAMMA: Final = (1 + _ALPHA) / (1 - _ALPHA)
 _LOG_GAMMA: Final = math.log(_GAMMA)
 _MIN_DURATION: Final = 1e-9
+#: Sketch key for durations too small to take a logarithm of; kept apart
+#: from key 0, which holds durations just under one second.
+_ZERO_KEY: Final = -(2**31)
 
 
 class Aggregate:
@@ -55,7 +58,11 @@ class Aggregate:
         if duration is not None:
             self.duration_sum += duration
             self.duration_count += 1
-            key = math.ceil(math.log(duration) / _LOG_GAMMA) if duration > _MIN_DURATION else 0
+            key = (
+                math.ceil(math.log(duration) / _LOG_GAMMA)
+                if duration > _MIN_DURATION
+                else _ZERO_KEY
+            )
             self.sketch[key] = self.sketch.get(key, 0) + 1
         start = record.start_time
         if self.first is None or start < self.first:
@@ -89,7 +96,7 @@ class Aggregate:
         for key in sorted(self.sketch):
             seen += self.sketch[key]
             if seen > rank:
-                return 0.0 if key == 0 else 2 * _GAMMA**key / (_GAMMA + 1)
+                return 0.0 if key == _ZERO_KEY else 2 * _GAMMA**key / (_GAMMA + 1)
         return 0.0  # pragma: no cover - the loop always reaches the rank
 
     def statistics(self, collector_type: str | None, window: float | None) -> ExecutionStatistics:

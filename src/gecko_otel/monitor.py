@@ -185,6 +185,7 @@ class Monitor:
         # and the final collection a MeterProvider makes when it shuts down.
         self.force_flush()
         for provider in self._owned:
+            _state.retire(provider)
             try:
                 provider.shutdown()
             except Exception as exc:  # noqa: BLE001 - keep shutting the others down

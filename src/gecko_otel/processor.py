@@ -8,6 +8,9 @@ internal error is logged and counted by :mod:`gecko_otel._internal`.
 
 from __future__ import annotations
 
+import os
+import threading
+import weakref
 from typing import TYPE_CHECKING
 
 from opentelemetry.context import Context
@@ -43,6 +46,21 @@ class HistorySpanProcessor(SpanProcessor):
         # hot path takes no lock.
         self._active: dict[int, Run] = {}
         self._shutdown = False
+        if hasattr(os, "register_at_fork"):
+            ref = weakref.ref(self)
+
+            def forget_other_threads() -> None:
+                processor = ref()
+                if processor is not None:
+                    processor._after_fork()
+
+            os.register_at_fork(after_in_child=forget_other_threads)
+
+    def _after_fork(self) -> None:
+        # Only the forking thread survives fork(); runs other threads had in
+        # progress will never end in the child.
+        me = threading.get_ident()
+        self._active = {k: run for k, run in self._active.items() if run._thread == me}
 
     def on_start(self, span: SDKSpan, parent_context: Context | None = None) -> None:
         if parent_context is None or self._shutdown:

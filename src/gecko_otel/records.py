@@ -78,6 +78,8 @@ class ExecutionRecord:
         error_message: The exception's message, if any.
         trace_id: 32 hex digits, or ``None`` when no trace was recorded.
         span_id: 16 hex digits, or ``None``.
+        dropped_messages: Warnings and errors beyond ``max_messages_per_run``
+            that were counted but not kept.
     """
 
     collector_type: str
@@ -94,6 +96,7 @@ class ExecutionRecord:
     error_message: str | None = None
     trace_id: str | None = None
     span_id: str | None = None
+    dropped_messages: int = 0
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-serialisable dict (datetimes as ISO 8601, status as its value)."""
@@ -114,6 +117,7 @@ class ExecutionRecord:
             "error_message": self.error_message,
             "trace_id": self.trace_id,
             "span_id": self.span_id,
+            "dropped_messages": self.dropped_messages,
         }
 
 

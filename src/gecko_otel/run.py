@@ -15,6 +15,7 @@ import concurrent.futures
 import logging
 import threading
 import time
+import traceback
 from collections.abc import Mapping
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any, Final
@@ -64,7 +65,8 @@ def error_type_of(exc: BaseException) -> str:
     """The ``error.type`` of an exception: its qualified class name."""
     cls = type(exc)
     module = cls.__module__
-    if module in ("builtins", "__main__"):
+    # As the SDK's exception.type: only builtins go without their module.
+    if module == "builtins":
         return cls.__qualname__
     return f"{module}.{cls.__qualname__}"
 
@@ -107,6 +109,7 @@ class Run:
         "_prepared",
         "_records",
         "_start",
+        "_thread",
         "_warnings",
         "collector_type",
         "duration_seconds",
@@ -132,6 +135,7 @@ class Run:
         self._partial = False
         self._lock = threading.Lock()
         self._start = 0.0
+        self._thread = 0
         #: Set when the run has finished.
         self.status: ExecutionStatus | None = None
         self.duration_seconds: float | None = None
@@ -180,6 +184,7 @@ class Run:
         try:
             items = self._prepared.instr.sanitizer.item(key, value)
             limit = self._prepared.instr.config.max_metadata_entries
+            accepted: dict[str, AttributeValue] = {}
             with self._lock:
                 if not self._own_metadata:
                     self._metadata = dict(self._metadata)
@@ -187,7 +192,9 @@ class Run:
                 for k, v in items.items():
                     if k in self._metadata or len(self._metadata) < limit:
                         self._metadata[k] = v
-            self.span.set_attributes({semconv.METADATA_PREFIX + k: v for k, v in items.items()})
+                        accepted[semconv.METADATA_PREFIX + k] = v
+            if accepted:
+                self.span.set_attributes(accepted)
         except Exception as exc:  # noqa: BLE001 - never raise into the collector
             report_internal_error("Run.set_metadata", exc)
 
@@ -275,6 +282,7 @@ class Run:
         self.span = span
         ctx = trace.set_span_in_context(span, parent)
         self._context = ctx
+        self._thread = threading.get_ident()
         self._start = time.perf_counter()
         return ctx
 
@@ -297,12 +305,14 @@ class Run:
                     attributes[semconv.COLLECTION_WARNINGS] = len(self._warnings)
                 if self._errors:
                     attributes[semconv.COLLECTION_ERRORS] = len(self._errors)
+                if self._dropped_messages:
+                    attributes[semconv.COLLECTION_DROPPED_MESSAGES] = self._dropped_messages
                 if self.error_type is not None:
                     attributes[semconv.ERROR_TYPE] = self.error_type
                 span.set_attributes(attributes)
                 if status.is_error:
                     if exc is not None:
-                        span.record_exception(exc)
+                        self._record_exception(span, exc)
                     span.set_status(Status(StatusCode.ERROR, self.error_message))
             self._prepared.instr.duration.record(
                 duration, self._prepared.histogram_attributes(status, self.error_type)
@@ -311,6 +321,21 @@ class Run:
             report_internal_error("Run.finish", internal)
         finally:
             span.end()
+
+    def _record_exception(self, span: Span, exc: BaseException) -> None:
+        # Span.record_exception would export str(exc) and the traceback as
+        # they are; a connection error easily carries a DSN with a password.
+        sanitizer = self._prepared.instr.sanitizer
+        stacktrace = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
+        span.add_event(
+            "exception",
+            {
+                "exception.type": self.error_type or error_type_of(exc),
+                "exception.message": self.error_message or "",
+                "exception.stacktrace": sanitizer.mask(stacktrace),
+                "exception.escaped": "True",  # the decorator re-raises it
+            },
+        )
 
     def _outcome(self, exc: BaseException | None, result: object) -> ExecutionStatus:
         if exc is not None:
@@ -387,6 +412,7 @@ class Run:
             error_message=self.error_message,
             trace_id=f"{ctx.trace_id:032x}" if ctx is not None else None,
             span_id=f"{ctx.span_id:016x}" if ctx is not None else None,
+            dropped_messages=self._dropped_messages,
         )
 
     def to_dict(self) -> dict[str, Any]:
