@@ -265,3 +265,31 @@ def test_fork_child_forgets_runs_of_other_threads(captured: CapturedRuns) -> Non
     _, status = os.waitpid(pid, 0)
     assert os.waitstatus_to_exitcode(status) == 0
     assert sorted(r.collector_type for r in captured.runs) == ["background", "forking"]
+
+
+def test_make_record_matches_the_dataclass_constructor() -> None:
+    from dataclasses import fields
+
+    from gecko_otel.records import make_record
+
+    kwargs = {
+        "collector_type": "c",
+        "execution_id": "e",
+        "status": ExecutionStatus.PARTIAL,
+        "start_time": T0,
+        "end_time": T0 + timedelta(seconds=1),
+        "duration_seconds": 1.0,
+        "records_collected": 3,
+        "errors": ("e1",),
+        "warnings": ("w1",),
+        "metadata": {"k": "v"},
+        "error_type": "X",
+        "error_message": "m",
+        "trace_id": "t" * 32,
+        "span_id": "s" * 16,
+        "dropped_messages": 2,
+    }
+    assert [f.name for f in fields(ExecutionRecord)] == list(kwargs)
+    assert make_record(*kwargs.values()) == ExecutionRecord(**kwargs)
+    with pytest.raises(ValueError, match="zip"):
+        make_record("too", "few")

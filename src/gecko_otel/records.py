@@ -6,11 +6,12 @@ migrate by changing imports; what gecko-otel adds is listed per class.
 
 from __future__ import annotations
 
+import dataclasses
 import enum
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import Any, Final
 
 from gecko_otel.attributes import AttributeValue
 
@@ -119,6 +120,24 @@ class ExecutionRecord:
             "span_id": self.span_id,
             "dropped_messages": self.dropped_messages,
         }
+
+
+# A frozen dataclass's __init__ goes through object.__setattr__ once per field,
+# which is half the cost of recording a run. The history processor builds
+# every record with this instead: the slot descriptors' own setters, in field
+# order, with no validation (its values are already clean).
+_RECORD_SETTERS: Final = tuple(
+    getattr(ExecutionRecord, f.name).__set__ for f in dataclasses.fields(ExecutionRecord)
+)
+_new_object: Final = object.__new__
+
+
+def make_record(*values: Any) -> ExecutionRecord:
+    """An ExecutionRecord from all field values in declaration order (hot path)."""
+    record: ExecutionRecord = _new_object(ExecutionRecord)
+    for setter, value in zip(_RECORD_SETTERS, values, strict=True):
+        setter(record, value)
+    return record
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -27,7 +27,7 @@ from gecko_otel import semconv
 from gecko_otel._internal import report_internal_error
 from gecko_otel.attributes import AttributeValue, safe_str
 from gecko_otel.instrumentation import new_execution_id
-from gecko_otel.records import ExecutionRecord, ExecutionStatus
+from gecko_otel.records import ExecutionRecord, ExecutionStatus, make_record
 
 if TYPE_CHECKING:
     from opentelemetry.sdk.trace import ReadableSpan
@@ -78,6 +78,10 @@ def classify_exception(exc: BaseException) -> ExecutionStatus:
     if isinstance(exc, _CANCELLATIONS):
         return ExecutionStatus.CANCELLED
     return ExecutionStatus.FAILURE
+
+
+def _now() -> datetime:
+    return datetime.now(timezone.utc)
 
 
 def _utc(ns: int | None) -> datetime | None:
@@ -396,23 +400,24 @@ class Run:
     def to_record(self, span: ReadableSpan) -> ExecutionRecord:
         """The finished run as an ExecutionRecord, timed by ``span``."""
         ctx = span.context
-        status = self.status or ExecutionStatus.FAILURE
-        return ExecutionRecord(
-            collector_type=self.collector_type,
-            execution_id=self.execution_id,
-            status=status,
-            start_time=_utc(span.start_time) or datetime.now(timezone.utc),
-            end_time=_utc(span.end_time),
-            duration_seconds=self.duration_seconds,
-            records_collected=self._records,
-            errors=tuple(self._errors),
-            warnings=tuple(self._warnings),
-            metadata=self._metadata,
-            error_type=self.error_type,
-            error_message=self.error_message,
-            trace_id=f"{ctx.trace_id:032x}" if ctx is not None else None,
-            span_id=f"{ctx.span_id:016x}" if ctx is not None else None,
-            dropped_messages=self._dropped_messages,
+        start = span.start_time
+        # Field order of ExecutionRecord (make_record skips keyword handling).
+        return make_record(
+            self.collector_type,
+            self.execution_id,
+            self.status or ExecutionStatus.FAILURE,
+            datetime.fromtimestamp(start / 1e9, timezone.utc) if start else _now(),
+            _utc(span.end_time),
+            self.duration_seconds,
+            self._records,
+            tuple(self._errors) if self._errors else (),
+            tuple(self._warnings) if self._warnings else (),
+            self._metadata,
+            self.error_type,
+            self.error_message,
+            f"{ctx.trace_id:032x}" if ctx is not None else None,
+            f"{ctx.span_id:016x}" if ctx is not None else None,
+            self._dropped_messages,
         )
 
     def to_dict(self) -> dict[str, Any]:
