@@ -185,7 +185,18 @@ def test_custom_sensitive_keys_and_lengths() -> None:
 
 
 @pytest.mark.parametrize(
-    "key", ["privateKey", "accessKey", "sessionKey", "authHeader", "apiKey", "refresh_tokens"]
+    "key",
+    [
+        "privateKey",
+        "accessKey",
+        "sessionKey",
+        "authHeader",
+        "apiKey",
+        "refresh_tokens",
+        "HTTPToken",
+        "AWSSecretKey",
+        "APIKey",
+    ],
 )
 def test_camel_case_and_plural_credential_keys(key: str) -> None:
     assert sanitize({key: "v"}) == {key: REDACTED}

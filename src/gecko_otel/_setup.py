@@ -198,6 +198,5 @@ def _import_http(module: str) -> Any:
         return importlib.import_module(f"opentelemetry.exporter.otlp.proto.http.{module}")
     except ImportError:
         raise ConfigError(
-            "OTEL_EXPORTER_OTLP_PROTOCOL=http/protobuf needs the HTTP exporter: "
-            "pip install 'gecko-otel[http]'"
+            "OTLP protocol http/protobuf needs the HTTP exporter: pip install 'gecko-otel[http]'"
         ) from None

@@ -58,12 +58,13 @@ _INT64_MIN: Final = -(2**63)
 _INT64_MAX: Final = 2**63 - 1
 _URL_PASSWORD: Final = re.compile(r"(://[^/@:\s]*):([^/@\s]+)@")
 _KEY_SEPARATORS: Final = re.compile(r"[-.\s_]+")
-_CAMEL_BOUNDARY: Final = re.compile(r"([a-z0-9])([A-Z])")
+_CAMEL_BOUNDARY: Final = re.compile(r"([a-z0-9])([A-Z])|([A-Z])([A-Z][a-z])")
 
 
 def _normalise_key(key: str) -> str:
     """``"DB-Password"``, ``"db.password"`` and ``"dbPassword"`` all become ``"db_password"``."""
-    return _KEY_SEPARATORS.sub("_", _CAMEL_BOUNDARY.sub(r"\1_\2", key)).lower()
+    split = _CAMEL_BOUNDARY.sub(lambda m: f"{m[1] or m[3]}_{m[2] or m[4]}", key)
+    return _KEY_SEPARATORS.sub("_", split).lower()
 
 
 def safe_str(value: object) -> str:

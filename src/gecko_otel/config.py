@@ -38,8 +38,11 @@ class MonitorConfig:
             later ones are dropped and counted in the record's
             ``dropped_messages`` and the span's ``gecko.collection.dropped_messages``.
         sensitive_keys: Key fragments whose metadata values are replaced by
-            ``[REDACTED]`` before they reach a span or a record (compared in
-            lower case, with ``-``, ``.`` and spaces read as ``_``).
+            ``[REDACTED]`` before they reach a span or a record. Keys are
+            compared in lower case with camelCase split and ``-``, ``.`` and
+            spaces read as ``_``; a fragment must match whole words of the
+            key (``auth_token`` and ``refresh_tokens`` match ``token``,
+            ``tokenizer`` does not).
     """
 
     max_history_per_collector: int = 1000
