@@ -111,6 +111,15 @@ def print_summary(monitor: gecko_otel.Monitor) -> None:
             f"  {record.records_collected:>4} records  {record.execution_id[:8]}  {note}"
         )
 
+    failures = monitor.history(status="failure", limit=3)
+    if failures:
+        print("\nFailed runs")
+        for record in failures:
+            print(
+                f"  {record.start_time:%H:%M:%S}  {record.collector_type:<16} "
+                f"{record.error_type}: {record.error_message}  (trace {record.trace_id})"
+            )
+
     totals = monitor.statistics()
     print(
         f"\n{totals.total_executions} runs, {totals.success_rate:.1f} % successful "
