@@ -7,6 +7,7 @@ import os
 import subprocess
 import sys
 import textwrap
+from datetime import timedelta
 from typing import Any
 
 import pytest
@@ -14,7 +15,7 @@ from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.trace import TracerProvider
 
 import gecko_otel
-from gecko_otel import ConfigError, MonitorConfig
+from gecko_otel import CollectorThresholds, ConfigError, MonitorConfig
 from gecko_otel.config import ENV_VARS
 
 
@@ -58,6 +59,18 @@ def test_from_env_reads_every_variable_in_the_table() -> None:
         "GECKO_OTEL_MAX_METADATA_ENTRIES": "80",
         "GECKO_OTEL_MAX_MESSAGES_PER_RUN": "90",
         "GECKO_OTEL_SENSITIVE_KEYS": "wallet, seed ,",
+        "GECKO_OTEL_MAX_CONSECUTIVE_FAILURES": "4",
+        "GECKO_OTEL_MIN_SUCCESS_RATE": "92.5",
+        "GECKO_OTEL_MIN_RUNS_FOR_RATE": "7",
+        "GECKO_OTEL_MAX_EXECUTION_TIME": "60",
+        "GECKO_OTEL_MIN_RECORDS_PER_SECOND": "1.5",
+        "GECKO_OTEL_STALE_AFTER": "900",
+        "GECKO_OTEL_SUCCESS_RATE_WINDOW": "3600",
+        "GECKO_OTEL_RECOVERY_THRESHOLD": "2",
+        "GECKO_OTEL_ALERT_COOLDOWN": "120",
+        "GECKO_OTEL_WATCHDOG_INTERVAL": "5",
+        "GECKO_OTEL_HANDLER_TIMEOUT": "3",
+        "GECKO_OTEL_ALERT_QUEUE_SIZE": "50",
     }
     assert {var for var, _ in ENV_VARS.values()} == set(env)
     config = MonitorConfig.from_env(env)
@@ -68,6 +81,18 @@ def test_from_env_reads_every_variable_in_the_table() -> None:
         max_metadata_entries=80,
         max_messages_per_run=90,
         sensitive_keys=("wallet", "seed"),
+        max_consecutive_failures=4,
+        min_success_rate=92.5,
+        min_runs_for_rate=7,
+        max_execution_time=60,
+        min_records_per_second=1.5,
+        stale_after=900,
+        success_rate_window=3600,
+        recovery_threshold=2,
+        alert_cooldown=120,
+        watchdog_interval=5,
+        handler_timeout=3,
+        alert_queue_size=50,
     )
     assert MonitorConfig.from_env(env, max_collectors=7).max_collectors == 7
     assert MonitorConfig.from_env({"GECKO_OTEL_MAX_COLLECTORS": " "}) == MonitorConfig()
@@ -337,3 +362,55 @@ def test_setup_after_shutdown_builds_fresh_providers() -> None:
     """
     out = _run_program(code, {})
     assert out == {"runs": 1, "exported": ["c"], "same": True}
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"max_consecutive_failures": 0}, r"MonitorConfig\.max_consecutive_failures must be a pos"),
+        ({"min_success_rate": 101}, r"min_success_rate must be between 0 and 100"),
+        ({"min_success_rate": -1}, r"min_success_rate must be between 0 and 100"),
+        ({"min_success_rate": float("nan")}, r"min_success_rate must be a number"),
+        ({"min_runs_for_rate": 0}, r"min_runs_for_rate must be a positive integer"),
+        ({"max_execution_time": 0}, r"max_execution_time must be positive"),
+        ({"max_execution_time": "5m"}, r"max_execution_time must be seconds"),
+        ({"min_records_per_second": -0.5}, r"min_records_per_second must be at least 0"),
+        ({"stale_after": timedelta(0)}, r"stale_after must be positive"),
+        ({"success_rate_window": -1}, r"success_rate_window must be positive"),
+        ({"recovery_threshold": 0}, r"recovery_threshold must be a positive integer"),
+        ({"alert_cooldown": float("inf")}, r"alert_cooldown must be positive"),
+        ({"watchdog_interval": None}, r"watchdog_interval must be seconds"),
+        ({"handler_timeout": 0}, r"handler_timeout must be positive"),
+        ({"alert_queue_size": 0}, r"alert_queue_size must be a positive integer"),
+        ({"collectors": ["pools"]}, r"collectors must map collector types"),
+        ({"collectors": {"": CollectorThresholds()}}, r"keys must be non-empty collector types"),
+        ({"collectors": {"pools": {"max_consecutive_failures": 5}}}, r"must be a Collector"),
+    ],
+)
+def test_threshold_errors_say_what_to_change(kwargs: dict[str, Any], message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        MonitorConfig(**kwargs)
+
+
+def test_per_collector_thresholds_override_and_normalise() -> None:
+    config = MonitorConfig(
+        max_consecutive_failures=3,
+        min_records_per_second=10,
+        stale_after=timedelta(hours=2),
+        collectors={
+            "pools": CollectorThresholds(
+                max_consecutive_failures=5, alert_cooldown=timedelta(minutes=5)
+            ),
+            "trades": CollectorThresholds(min_records_per_second=0),
+        },
+    )
+    assert config.stale_after == 7200.0
+    pools = config.thresholds_for("pools")
+    assert pools.max_consecutive_failures == 5
+    assert pools.alert_cooldown == 300.0
+    assert pools.stale_after == 7200.0
+    assert pools.min_records_per_second == 10
+    assert config.thresholds_for("trades").min_records_per_second is None
+    assert config.thresholds_for("other").max_consecutive_failures == 3
+    with pytest.raises(ConfigError, match=r"CollectorThresholds\.min_success_rate"):
+        CollectorThresholds(min_success_rate=200)

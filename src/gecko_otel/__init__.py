@@ -17,22 +17,34 @@ from __future__ import annotations
 
 from gecko_otel._internal import internal_error_count
 from gecko_otel._setup import get_monitor, setup
-from gecko_otel.config import MonitorConfig
+from gecko_otel.alerts import Alert, AlertLevel, AlertState, Notification
+from gecko_otel.config import CollectorThresholds, MonitorConfig
 from gecko_otel.decorators import collection, track_collection
 from gecko_otel.errors import ConfigError
+from gecko_otel.health import CollectionStatus, CollectorHealth, SystemHealth
 from gecko_otel.monitor import Monitor
 from gecko_otel.records import ExecutionRecord, ExecutionStatistics, ExecutionStatus
 from gecko_otel.run import Run, current_run
+from gecko_otel.typing import AlertHandler
 from gecko_otel.version import __version__
 
 __all__ = [
+    "Alert",
+    "AlertHandler",
+    "AlertLevel",
+    "AlertState",
+    "CollectionStatus",
+    "CollectorHealth",
+    "CollectorThresholds",
     "ConfigError",
     "ExecutionRecord",
     "ExecutionStatistics",
     "ExecutionStatus",
     "Monitor",
     "MonitorConfig",
+    "Notification",
     "Run",
+    "SystemHealth",
     "__version__",
     "collection",
     "current_run",

@@ -6,7 +6,7 @@ import atexit
 import logging
 import os
 import weakref
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 from opentelemetry import metrics, trace
@@ -20,6 +20,7 @@ from gecko_otel import _state
 from gecko_otel.config import MonitorConfig
 from gecko_otel.errors import ConfigError
 from gecko_otel.monitor import Monitor
+from gecko_otel.typing import AlertHandler
 
 logger = logging.getLogger("gecko_otel.setup")
 
@@ -32,6 +33,7 @@ def setup(
     tracer_provider: trace.TracerProvider | None = None,
     meter_provider: metrics.MeterProvider | None = None,
     config: MonitorConfig | None = None,
+    alert_handlers: Iterable[AlertHandler] = (),
 ) -> Monitor:
     """Create the global Monitor (or return the one that exists).
 
@@ -48,6 +50,7 @@ def setup(
         tracer_provider: Use this provider (never shut down by gecko-otel).
         meter_provider: Use this provider (never shut down by gecko-otel).
         config: Monitor configuration; ``MonitorConfig.from_env()`` by default.
+        alert_handlers: Alert handlers (any callable taking an Alert).
 
     Returns:
         The global Monitor. A second call returns the first Monitor and logs a
@@ -59,7 +62,7 @@ def setup(
     with _state._lock:
         existing = _state.monitor()
         if existing is not None:
-            if service_name or tracer_provider or meter_provider or config:
+            if service_name or tracer_provider or meter_provider or config or alert_handlers:
                 logger.warning(
                     "gecko_otel.setup() was already called; returning the existing Monitor "
                     "and ignoring the new arguments (call monitor.shutdown() first to replace it)"
@@ -77,6 +80,7 @@ def setup(
             tracer_provider=tracer_provider,
             meter_provider=meter_provider,
             config=config,
+            alert_handlers=alert_handlers,
             owned_providers=owned,
         )
         _state.install(monitor)

@@ -9,13 +9,68 @@ naming the field (or variable) and what to change.
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from dataclasses import field as dataclass_field
+from datetime import timedelta
 from typing import Any, Final
 
 from gecko_otel.attributes import DEFAULT_SENSITIVE_KEYS
 from gecko_otel.errors import ConfigError
+
+#: Seconds, given as a number or a ``timedelta``; stored as float seconds.
+Duration = float | timedelta
+
+#: Fields that can be set globally on MonitorConfig and per collector in
+#: CollectorThresholds; the per-collector value wins when it is not None.
+THRESHOLD_FIELDS: Final = (
+    "max_consecutive_failures",
+    "min_success_rate",
+    "min_runs_for_rate",
+    "max_execution_time",
+    "min_records_per_second",
+    "stale_after",
+    "recovery_threshold",
+    "alert_cooldown",
+)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class CollectorThresholds:
+    """Health and alerting thresholds for one collector; ``None`` inherits the global value.
+
+    See :class:`MonitorConfig` for what each threshold means. Durations are
+    seconds or a ``timedelta``. ``min_records_per_second=0`` switches the
+    throughput rule off for this collector when it is on globally.
+    """
+
+    max_consecutive_failures: int | None = None
+    min_success_rate: float | None = None
+    min_runs_for_rate: int | None = None
+    max_execution_time: Duration | None = None
+    min_records_per_second: float | None = None
+    stale_after: Duration | None = None
+    recovery_threshold: int | None = None
+    alert_cooldown: Duration | None = None
+
+    def __post_init__(self) -> None:
+        _validate_thresholds(self, "CollectorThresholds", allow_none=True)
+
+
+@dataclass(frozen=True, slots=True)
+class Thresholds:
+    """The thresholds in force for one collector (globals merged with its overrides)."""
+
+    max_consecutive_failures: int
+    min_success_rate: float
+    min_runs_for_rate: int
+    max_execution_time: float
+    min_records_per_second: float | None
+    stale_after: float
+    recovery_threshold: int
+    alert_cooldown: float
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -37,6 +92,37 @@ class MonitorConfig:
         max_messages_per_run: Warnings and errors kept per run (each kind);
             later ones are dropped and counted in the record's
             ``dropped_messages`` and the span's ``gecko.collection.dropped_messages``.
+        max_consecutive_failures: A collector is critical (alert
+            ``consecutive_failures``) after this many failed or timed-out
+            runs in a row.
+        min_success_rate: Percent (0-100). Below it, over
+            ``success_rate_window``, a collector is in warning
+            (``low_success_rate``); partial runs count as successful.
+        min_runs_for_rate: The success-rate rule waits until the window holds
+            this many runs, so one early failure is not a collapse.
+        max_execution_time: Seconds. An average run time above it over the
+            window is a warning (``slow_execution``).
+        min_records_per_second: Records per second of run time over the
+            window below which a collector is in warning
+            (``low_throughput``); ``None`` (default) switches the rule off.
+        stale_after: Seconds without a successful run (counted from the first
+            time the Monitor saw the collector) before it is in warning
+            (``stale``); checked on the watchdog's clock.
+        success_rate_window: Seconds of runs the success rate, average and
+            p95 durations and throughput cover (24 h by default).
+        recovery_threshold: Consecutive successful runs that resolve an alert
+            raised by a run-based rule once its condition has cleared.
+        alert_cooldown: Seconds between repeat notifications of an alert that
+            still fires and is not acknowledged.
+        watchdog_interval: Seconds between evaluations of the time-based
+            rules (stale collectors, repeat notifications, expired
+            suppressions) by the watchdog thread.
+        handler_timeout: Seconds an alert handler may take per notification
+            before it is abandoned (counted) and a fresh worker takes over.
+        alert_queue_size: Notifications waiting for each handler, at most;
+            beyond it they are dropped and counted.
+        collectors: Per-collector overrides: ``{"pool_collector":
+            CollectorThresholds(max_consecutive_failures=5)}``.
         sensitive_keys: Key fragments whose metadata values are replaced by
             ``[REDACTED]`` before they reach a span or a record. Keys are
             compared in lower case with camelCase split and ``-``, ``.`` and
@@ -51,6 +137,19 @@ class MonitorConfig:
     max_metadata_entries: int = 128
     max_messages_per_run: int = 100
     sensitive_keys: tuple[str, ...] = DEFAULT_SENSITIVE_KEYS
+    max_consecutive_failures: int = 3
+    min_success_rate: float = 80.0
+    min_runs_for_rate: int = 5
+    max_execution_time: Duration = 300.0
+    min_records_per_second: float | None = None
+    stale_after: Duration = 6 * 3600.0
+    success_rate_window: Duration = 24 * 3600.0
+    recovery_threshold: int = 1
+    alert_cooldown: Duration = 1800.0
+    watchdog_interval: Duration = 30.0
+    handler_timeout: Duration = 10.0
+    alert_queue_size: int = 1000
+    collectors: Mapping[str, CollectorThresholds] = dataclass_field(default_factory=dict)
 
     def __post_init__(self) -> None:
         for field in (
@@ -71,6 +170,38 @@ class MonitorConfig:
                 f"MonitorConfig.sensitive_keys must be a tuple of non-empty strings, got {keys!r}"
             )
         object.__setattr__(self, "sensitive_keys", tuple(keys))
+        _validate_thresholds(self, "MonitorConfig", allow_none=False)
+        for name in ("success_rate_window", "watchdog_interval", "handler_timeout"):
+            object.__setattr__(self, name, _seconds(f"MonitorConfig.{name}", getattr(self, name)))
+        _require_positive_int("alert_queue_size", self.alert_queue_size)
+        collectors: object = self.collectors
+        if not isinstance(collectors, Mapping):
+            raise ConfigError(
+                "MonitorConfig.collectors must map collector types to CollectorThresholds, "
+                f"got {collectors!r}"
+            )
+        for name, overrides in collectors.items():
+            if not isinstance(name, str) or not name.strip():
+                raise ConfigError(
+                    f"MonitorConfig.collectors keys must be non-empty collector types, got {name!r}"
+                )
+            if not isinstance(overrides, CollectorThresholds):
+                raise ConfigError(
+                    f"MonitorConfig.collectors[{name!r}] must be a CollectorThresholds, "
+                    f"got {overrides!r}"
+                )
+        object.__setattr__(self, "collectors", dict(collectors))
+
+    def thresholds_for(self, collector_type: str) -> Thresholds:
+        """The thresholds in force for ``collector_type``."""
+        overrides = self.collectors.get(collector_type)
+        values = {}
+        for name in THRESHOLD_FIELDS:
+            value = getattr(overrides, name) if overrides is not None else None
+            values[name] = getattr(self, name) if value is None else value
+        if values["min_records_per_second"] == 0:
+            values["min_records_per_second"] = None
+        return Thresholds(**values)
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> MonitorConfig:
@@ -104,9 +235,53 @@ class MonitorConfig:
         return dataclasses.replace(self, **changes)
 
 
-def _require_positive_int(field: str, value: object) -> None:
+def _require_positive_int(field: str, value: object, owner: str = "MonitorConfig") -> None:
     if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ConfigError(f"MonitorConfig.{field} must be a positive integer, got {value!r}")
+        raise ConfigError(f"{owner}.{field} must be a positive integer, got {value!r}")
+
+
+def seconds(value: Duration) -> float:
+    """A duration field's value as float seconds (they are stored normalised)."""
+    return value.total_seconds() if isinstance(value, timedelta) else float(value)
+
+
+def _seconds(name: str, value: object) -> float:
+    """``value`` (seconds or a timedelta) as positive float seconds."""
+    if isinstance(value, timedelta):
+        seconds = value.total_seconds()
+    elif isinstance(value, int | float) and not isinstance(value, bool):
+        seconds = float(value)
+    else:
+        raise ConfigError(f"{name} must be seconds (a number) or a timedelta, got {value!r}")
+    if not (seconds > 0 and math.isfinite(seconds)):
+        raise ConfigError(f"{name} must be positive, got {value!r}")
+    return seconds
+
+
+def _number(name: str, value: object, low: float, high: float | None = None) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+        raise ConfigError(f"{name} must be a number, got {value!r}")
+    if value < low or (high is not None and value > high):
+        span = f"between {low:g} and {high:g}" if high is not None else f"at least {low:g}"
+        raise ConfigError(f"{name} must be {span}, got {value!r}")
+    return float(value)
+
+
+def _validate_thresholds(obj: Any, owner: str, *, allow_none: bool) -> None:
+    """Check (and normalise durations of) the threshold fields of ``obj``."""
+    for name in THRESHOLD_FIELDS:
+        value = getattr(obj, name)
+        label = f"{owner}.{name}"
+        if value is None and (allow_none or name == "min_records_per_second"):
+            continue
+        if name in ("max_consecutive_failures", "min_runs_for_rate", "recovery_threshold"):
+            _require_positive_int(name, value, owner)
+        elif name == "min_success_rate":
+            object.__setattr__(obj, name, _number(label, value, 0.0, 100.0))
+        elif name == "min_records_per_second":
+            object.__setattr__(obj, name, _number(label, value, 0.0))
+        else:
+            object.__setattr__(obj, name, _seconds(label, value))
 
 
 def _csv(raw: str) -> tuple[str, ...]:
@@ -124,4 +299,16 @@ ENV_VARS: Final[dict[str, tuple[str, Callable[[str], Any]]]] = {
     "max_metadata_entries": ("GECKO_OTEL_MAX_METADATA_ENTRIES", int),
     "max_messages_per_run": ("GECKO_OTEL_MAX_MESSAGES_PER_RUN", int),
     "sensitive_keys": ("GECKO_OTEL_SENSITIVE_KEYS", _csv),
+    "max_consecutive_failures": ("GECKO_OTEL_MAX_CONSECUTIVE_FAILURES", int),
+    "min_success_rate": ("GECKO_OTEL_MIN_SUCCESS_RATE", float),
+    "min_runs_for_rate": ("GECKO_OTEL_MIN_RUNS_FOR_RATE", int),
+    "max_execution_time": ("GECKO_OTEL_MAX_EXECUTION_TIME", float),
+    "min_records_per_second": ("GECKO_OTEL_MIN_RECORDS_PER_SECOND", float),
+    "stale_after": ("GECKO_OTEL_STALE_AFTER", float),
+    "success_rate_window": ("GECKO_OTEL_SUCCESS_RATE_WINDOW", float),
+    "recovery_threshold": ("GECKO_OTEL_RECOVERY_THRESHOLD", int),
+    "alert_cooldown": ("GECKO_OTEL_ALERT_COOLDOWN", float),
+    "watchdog_interval": ("GECKO_OTEL_WATCHDOG_INTERVAL", float),
+    "handler_timeout": ("GECKO_OTEL_HANDLER_TIMEOUT", float),
+    "alert_queue_size": ("GECKO_OTEL_ALERT_QUEUE_SIZE", int),
 }

@@ -234,6 +234,19 @@ class History:
                 total.add(record)
         return total.statistics(collector_type, seconds)
 
+    def durations(self, collector_type: str, since: datetime) -> list[float]:
+        """Durations of the collector's in-memory runs started at or after ``since``."""
+        collector = self._collectors.get(collector_type)
+        if collector is None:
+            return []
+        with collector.lock:
+            snapshot = list(collector.records)
+        return [
+            r.duration_seconds
+            for r in snapshot
+            if r.duration_seconds is not None and r.start_time >= since
+        ]
+
     def per_collector_records(self) -> Iterator[tuple[str, int]]:
         """``(collector_type, total records)`` for every collector (for metrics)."""
         for name, collector in list(self._collectors.items()):

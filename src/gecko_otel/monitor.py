@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
@@ -19,12 +19,16 @@ from opentelemetry.trace import TracerProvider
 
 from gecko_otel import _state, semconv
 from gecko_otel._internal import internal_error_count, report_internal_error
+from gecko_otel.alerting import Alerting
+from gecko_otel.alerts import Alert, AlertLevel
 from gecko_otel.config import MonitorConfig
+from gecko_otel.health import CollectorHealth, SystemHealth
 from gecko_otel.history import History
 from gecko_otel.instrumentation import Instrumentation
 from gecko_otel.processor import HistorySpanProcessor
 from gecko_otel.records import ExecutionRecord, ExecutionStatistics, ExecutionStatus
 from gecko_otel.run import Run
+from gecko_otel.typing import AlertHandler
 
 logger = logging.getLogger("gecko_otel.monitor")
 
@@ -38,8 +42,14 @@ class Monitor:
             unless listed in ``owned_providers``.
         meter_provider: Where the duration histogram and the observable
             instruments are created.
-        config: Limits and behaviour; ``MonitorConfig()`` when omitted.
+        config: Limits, thresholds and behaviour; ``MonitorConfig()`` when omitted.
+        alert_handlers: Alert handlers to start with (any callable taking an
+            :class:`~gecko_otel.Alert`).
         owned_providers: Providers the Monitor created and must shut down.
+        clock: Unix time in seconds for health and alerts (``time.time`` by
+            default); tests pass a fake clock to move time without sleeping.
+        watchdog: Run the watchdog thread that evaluates time-based rules every
+            ``watchdog_interval``; with False, call :meth:`evaluate` yourself.
 
     Threading: every method is safe from any thread. Query methods take
     per-collector locks briefly; none does I/O.
@@ -51,12 +61,22 @@ class Monitor:
         tracer_provider: TracerProvider,
         meter_provider: MeterProvider,
         config: MonitorConfig | None = None,
+        alert_handlers: Iterable[AlertHandler] = (),
         owned_providers: Iterable[Any] = (),
+        clock: Callable[[], float] | None = None,
+        watchdog: bool = True,
     ) -> None:
         self.config = config if config is not None else MonitorConfig()
         self.instrumentation = Instrumentation(tracer_provider, meter_provider, self.config)
         self._history = History(self.config)
-        self._processor = HistorySpanProcessor(self._history, self.instrumentation)
+        self._alerting = Alerting(
+            self.config,
+            self._history,
+            clock=clock,
+            handlers=alert_handlers,
+            watchdog=watchdog,
+        )
+        self._processor = HistorySpanProcessor(self.instrumentation, self._on_record)
         self._tracer_provider = tracer_provider
         self._meter_provider = meter_provider
         self._owned = list(owned_providers)
@@ -86,6 +106,12 @@ class Monitor:
             unit="{run}",
             description="Collection runs in progress, by collector type.",
         )
+        self._alerting.register_instruments(meter, lambda: self._observing)
+
+    def _on_record(self, record: ExecutionRecord) -> None:
+        # On the thread that ended the run: O(1) each, no I/O.
+        self._history.add(record)
+        self._alerting.observe(record)
 
     # -- queries -------------------------------------------------------------
 
@@ -130,6 +156,86 @@ class Monitor:
         """Collectors with at least one finished run, sorted."""
         return self._history.collector_types()
 
+    # -- health and alerts ---------------------------------------------------
+
+    def health(self, collector_type: str | None = None) -> dict[str, CollectorHealth]:
+        """Health of one collector or of every collector seen, by collector type.
+
+        A collector the Monitor has not seen run is absent from the result.
+        """
+        return self._alerting.health(collector_type)
+
+    def system_health(self) -> SystemHealth:
+        """All collectors at a glance, with active alerts per level and drop counters."""
+        return self._alerting.system_health(self._dropped())
+
+    def alerts(
+        self,
+        *,
+        level: AlertLevel | str | None = None,
+        collector_type: str | None = None,
+        active_only: bool = True,
+    ) -> list[Alert]:
+        """Alerts, newest first: active ones, or recently resolved ones too.
+
+        Raises:
+            ConfigError: ``level`` is not an alert level.
+        """
+        return self._alerting.alerts(
+            level=level, collector_type=collector_type, active_only=active_only
+        )
+
+    def acknowledge_alert(self, alert_id: str) -> bool:
+        """Acknowledge an active alert: no more repeats. False for an unknown or handled id."""
+        return self._alerting.acknowledge(alert_id)
+
+    def resolve_alert(self, alert_id: str) -> bool:
+        """Resolve an active alert by hand (handlers hear of it). False for an unknown id."""
+        return self._alerting.resolve(alert_id)
+
+    def suppress(
+        self,
+        collector_type: str,
+        *,
+        duration: timedelta | float,
+        rule: str | None = None,
+    ) -> datetime:
+        """Silence the collector's alerts (or one rule's) for ``duration``; returns the end.
+
+        Suppressed alerts still fire and are listed (``suppressed=True``);
+        handlers are not notified until the suppression ends.
+
+        Raises:
+            ConfigError: An empty collector type or a non-positive duration.
+        """
+        return self._alerting.suppress(collector_type, duration, rule)
+
+    def unsuppress(self, collector_type: str, rule: str | None = None) -> int:
+        """End the collector's suppressions (one rule's, or all); how many ended."""
+        return self._alerting.unsuppress(collector_type, rule)
+
+    def add_alert_handler(self, handler: AlertHandler) -> None:
+        """Notify ``handler`` too (any callable taking an Alert).
+
+        Raises:
+            ConfigError: ``handler`` is not callable.
+        """
+        self._alerting.add_handler(handler)
+
+    def remove_alert_handler(self, handler: AlertHandler) -> bool:
+        """Stop notifying ``handler``; False if it was not added."""
+        return self._alerting.remove_handler(handler)
+
+    def evaluate(self) -> None:
+        """Evaluate the time-based rules now (what the watchdog does every interval)."""
+        self._alerting.evaluate()
+
+    def _dropped(self) -> dict[str, int]:
+        return {
+            "dropped_runs": self._history.dropped_runs,
+            "internal_errors": internal_error_count(),
+        }
+
     def active_runs(self) -> list[Run]:
         """Runs in progress, longest-running first (live objects: read, don't keep)."""
         return self._processor.active_runs()
@@ -148,6 +254,8 @@ class Monitor:
             "statistics": self.statistics().to_dict(),
             "collectors": collectors,
             "active_runs": [run.to_dict() for run in self.active_runs()],
+            "system_health": self.system_health().to_dict(),
+            **self._alerting.export(),
             "internal": {
                 "internal_errors": internal_error_count(),
                 "dropped_runs": self._history.dropped_runs,
@@ -158,8 +266,11 @@ class Monitor:
     # -- lifecycle -----------------------------------------------------------
 
     def force_flush(self, timeout_millis: int = 30_000) -> bool:
-        """Export what the providers hold; True when everything was flushed."""
-        ok = True
+        """Deliver queued alert notifications and export what the providers hold.
+
+        Returns True when everything was delivered and flushed in time.
+        """
+        ok = self._alerting.flush(timeout_millis / 1000)
         for provider in (self._tracer_provider, self._meter_provider):
             flush = getattr(provider, "force_flush", None)
             if flush is None:
@@ -191,6 +302,7 @@ class Monitor:
             except Exception as exc:  # noqa: BLE001 - keep shutting the others down
                 report_internal_error("Monitor.shutdown", exc)
         self._processor.shutdown()
+        self._alerting.shutdown()
         self._observing = False
 
     @property

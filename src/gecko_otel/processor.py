@@ -22,8 +22,10 @@ from gecko_otel._internal import report_internal_error
 from gecko_otel.run import RUN_KEY, Run
 
 if TYPE_CHECKING:
-    from gecko_otel.history import History
+    from collections.abc import Callable
+
     from gecko_otel.instrumentation import Instrumentation
+    from gecko_otel.records import ExecutionRecord
 
 
 class HistorySpanProcessor(SpanProcessor):
@@ -34,13 +36,19 @@ class HistorySpanProcessor(SpanProcessor):
     the application's own spans) is ignored at the cost of one dict lookup.
 
     Args:
-        history: Where finished runs go.
         instrumentation: The Monitor's instrumentation; runs of other Monitors
             sharing the same TracerProvider are left to their own processor.
+        on_record: Called on the ending thread with each finished run's
+            record (history, health and alerts take it from there); must be
+            O(1) and must not block.
     """
 
-    def __init__(self, history: History, instrumentation: Instrumentation) -> None:
-        self._history = history
+    def __init__(
+        self,
+        instrumentation: Instrumentation,
+        on_record: Callable[[ExecutionRecord], None],
+    ) -> None:
+        self._on_record = on_record
         self._instrumentation = instrumentation
         # span_id -> Run. dict get/set/pop are atomic under the GIL, so the
         # hot path takes no lock.
@@ -86,7 +94,7 @@ class HistorySpanProcessor(SpanProcessor):
         if run is None or self._shutdown:
             return
         try:
-            self._history.add(run.to_record(span))
+            self._on_record(run.to_record(span))
         except Exception as exc:  # noqa: BLE001 - must not raise into span.end()
             report_internal_error("HistorySpanProcessor.on_end", exc)
 

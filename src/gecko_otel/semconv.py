@@ -39,6 +39,14 @@ ERROR_TYPE_OTHER: Final = "_OTHER"
 METRIC_DURATION: Final = "gecko.collection.duration"
 METRIC_RECORDS: Final = "gecko.collection.records"
 METRIC_ACTIVE: Final = "gecko.collection.active"
+METRIC_HEALTH_SCORE: Final = "gecko.collector.health_score"
+METRIC_HEALTH_STATUS: Final = "gecko.collector.health_status"
+METRIC_CONSECUTIVE_FAILURES: Final = "gecko.collector.consecutive_failures"
+METRIC_LAST_SUCCESS: Final = "gecko.collector.last_success_time"
+METRIC_ALERTS_ACTIVE: Final = "gecko.alerts.active"
+
+# -- metric-only attributes --------------------------------------------------
+ALERT_LEVEL: Final = "gecko.alert.level"
 
 #: Histogram bucket boundaries (seconds) advised for ``gecko.collection.duration``.
 #: Collection runs last from tens of milliseconds (a cached API page) to an

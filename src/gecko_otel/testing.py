@@ -20,7 +20,8 @@ registered automatically when gecko-otel is installed).
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
@@ -32,9 +33,29 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from opentelemetry.sdk.trace.sampling import Sampler
 
 from gecko_otel import _state
+from gecko_otel.alerts import Alert
 from gecko_otel.config import MonitorConfig
 from gecko_otel.monitor import Monitor
 from gecko_otel.records import ExecutionRecord
+
+
+class FakeClock:
+    """A clock for tests: unix seconds that move only when you say so.
+
+    >>> clock = FakeClock()
+    >>> clock.advance(hours=6)
+    """
+
+    def __init__(self, start: float | None = None) -> None:
+        # Starts at the real time, so it agrees with span timestamps until moved.
+        self.now = time.time() if start is None else start
+
+    def __call__(self) -> float:
+        return self.now
+
+    def advance(self, seconds: float = 0.0, *, minutes: float = 0.0, hours: float = 0.0) -> None:
+        """Move the clock forward."""
+        self.now += seconds + 60 * minutes + 3600 * hours
 
 
 class CapturedRuns:
@@ -51,10 +72,18 @@ class CapturedRuns:
         monitor: Monitor,
         span_exporter: InMemorySpanExporter,
         metric_reader: InMemoryMetricReader,
+        notifications: list[Alert],
     ) -> None:
         self.monitor = monitor
         self.span_exporter = span_exporter
         self.metric_reader = metric_reader
+        self._notifications = notifications
+
+    @property
+    def notifications(self) -> list[Alert]:
+        """Alert notifications delivered so far, oldest first (waits for queued ones)."""
+        self.monitor.force_flush(5_000)
+        return list(self._notifications)
 
     @property
     def runs(self) -> list[ExecutionRecord]:
@@ -94,13 +123,24 @@ class CapturedRuns:
 
 @contextmanager
 def capture_runs(
-    config: MonitorConfig | None = None, *, sampler: Sampler | None = None
+    config: MonitorConfig | None = None,
+    *,
+    sampler: Sampler | None = None,
+    clock: Callable[[], float] | None = None,
+    watchdog: bool = True,
 ) -> Iterator[CapturedRuns]:
     """Capture every collection run in the block with real, in-memory OTel providers.
+
+    Alerts are captured too: ``captured.notifications`` lists every alert
+    notification handlers would have received.
 
     Args:
         config: Monitor configuration (defaults apply when omitted).
         sampler: Trace sampler of the provider (to test sampled-out runs).
+        clock: Unix time for health and alerts (a :class:`FakeClock` lets a
+            test move time without sleeping).
+        watchdog: Run the watchdog thread; with False call
+            ``captured.monitor.evaluate()`` to evaluate time-based rules.
 
     The previous global Monitor is restored afterwards and everything created
     here is shut down.
@@ -110,15 +150,19 @@ def capture_runs(
     tracer_provider.add_span_processor(SimpleSpanProcessor(exporter))
     reader = InMemoryMetricReader()
     meter_provider = MeterProvider(metric_readers=[reader], shutdown_on_exit=False)
+    notifications: list[Alert] = []
     monitor = Monitor(
         tracer_provider=tracer_provider,
         meter_provider=meter_provider,
         config=config,
+        alert_handlers=[notifications.append],
         owned_providers=[tracer_provider, meter_provider],
+        clock=clock,
+        watchdog=watchdog,
     )
     previous = _state.install(monitor)
     try:
-        yield CapturedRuns(monitor, exporter, reader)
+        yield CapturedRuns(monitor, exporter, reader, notifications)
     finally:
         _state.install(previous)
         monitor.shutdown()

@@ -1,0 +1,330 @@
+"""The alert engine: one alert per (collector, rule), its lifecycle and notifications.
+
+Fed with the conditions that hold for a collector (after every run, and on
+every watchdog tick for the time-based rules), the engine keeps at most one
+active alert per (collector type, rule) and decides when handlers hear about
+it:
+
+* **firing**: once, when the condition first holds;
+* **repeat**: every ``alert_cooldown`` while it still fires and nobody
+  acknowledged it;
+* **escalated**: at once when its level rises (an acknowledged alert returns
+  to firing);
+* **resolved**: once, when the condition has cleared and the collector has
+  had ``recovery_threshold`` good runs in a row (time-based rules: as soon as
+  they clear), or when someone resolves it by hand.
+
+Silencing never loses an alert, only its notifications: a *suppression*
+(by collector, optionally by rule, until a time) and *inhibition* (a
+collector's lower-level alerts stay quiet while one of its critical alerts is
+active, as Alertmanager inhibits) both hold notifications back; an alert that
+has never been notified is notified as firing once the silence ends. A
+resolution is always notified to handlers that heard of the alert, so
+stateful receivers (Alertmanager) never keep a dead alert alive.
+
+Threading: every method takes the engine's lock; notifications are handed to
+``notify`` (a non-blocking enqueue) under it, so handlers see them in order.
+The per-run entry point returns at once, without the lock, for a healthy
+collector with no active alert.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import deque
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from typing import Any, Final
+
+from gecko_otel.alerts import Alert, AlertLevel, AlertState, Notification
+from gecko_otel.health import TIME_RULES, Condition, HealthEvaluator
+from gecko_otel.instrumentation import new_execution_id
+
+_MAX_RESOLVED: Final = 1000
+
+
+def _dt(seconds: float | None) -> datetime | None:
+    return None if seconds is None else datetime.fromtimestamp(seconds, timezone.utc)
+
+
+class _LiveAlert:
+    """The engine's mutable record of one alert."""
+
+    __slots__ = (
+        "acknowledged_at",
+        "collector_type",
+        "fired_at",
+        "id",
+        "last_notified_at",
+        "level",
+        "message",
+        "metadata",
+        "notifications",
+        "resolved_at",
+        "rule",
+        "state",
+    )
+
+    def __init__(self, collector_type: str, condition: Condition, now: float) -> None:
+        self.id = new_execution_id()
+        self.collector_type = collector_type
+        self.rule = condition.rule
+        self.level = condition.level
+        self.message = condition.message
+        self.metadata: Mapping[str, Any] = condition.figures
+        self.state = AlertState.FIRING
+        self.fired_at = now
+        self.last_notified_at: float | None = None
+        self.acknowledged_at: float | None = None
+        self.resolved_at: float | None = None
+        self.notifications = 0
+
+    def snapshot(
+        self,
+        *,
+        suppressed: bool = False,
+        inhibited: bool = False,
+        notification: Notification | None = None,
+    ) -> Alert:
+        fired = datetime.fromtimestamp(self.fired_at, timezone.utc)
+        return Alert(
+            id=self.id,
+            level=self.level,
+            collector_type=self.collector_type,
+            rule=self.rule,
+            message=self.message,
+            timestamp=fired,
+            metadata=dict(self.metadata),
+            state=self.state,
+            fired_at=fired,
+            last_notified_at=_dt(self.last_notified_at),
+            acknowledged_at=_dt(self.acknowledged_at),
+            resolved_at=_dt(self.resolved_at),
+            suppressed=suppressed,
+            inhibited=inhibited,
+            notification=notification,
+            notifications=self.notifications,
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class Suppression:
+    """Silences the alerts of ``collector_type`` (one ``rule``, or all) until ``until``."""
+
+    collector_type: str
+    rule: str | None
+    until: float
+
+    def matches(self, alert: _LiveAlert, now: float) -> bool:
+        return (
+            now < self.until
+            and self.collector_type == alert.collector_type
+            and (self.rule is None or self.rule == alert.rule)
+        )
+
+
+class AlertEngine:
+    """Alerts of every collector.
+
+    Args:
+        evaluator: Health state (for thresholds and recovery streaks).
+        notify: Called with each notification snapshot; must not block.
+    """
+
+    def __init__(self, evaluator: HealthEvaluator, notify: Callable[[Alert], None]) -> None:
+        self._evaluator = evaluator
+        self._notify = notify
+        self._lock = threading.RLock()
+        #: collector type -> rule -> active alert
+        self._active: dict[str, dict[str, _LiveAlert]] = {}
+        self._by_id: dict[str, _LiveAlert] = {}
+        self._resolved: deque[_LiveAlert] = deque(maxlen=_MAX_RESOLVED)
+        self._suppressions: list[Suppression] = []
+
+    # -- feeding --------------------------------------------------------------
+
+    def update(self, collector_type: str, conditions: list[Condition], now: float) -> None:
+        """Apply the conditions that hold for ``collector_type`` at unix time ``now``."""
+        if not conditions and collector_type not in self._active:
+            return  # the common case: healthy, nothing to resolve
+        with self._lock:
+            active = self._active.setdefault(collector_type, {})
+            holding = {c.rule: c for c in conditions}
+            for rule, live in list(active.items()):
+                if rule not in holding and (
+                    rule in TIME_RULES or self._evaluator.recovered(collector_type)
+                ):
+                    self._resolve(live, now)
+            for condition in conditions:
+                current = active.get(condition.rule)
+                if current is None:
+                    new = _LiveAlert(collector_type, condition, now)
+                    active[condition.rule] = new
+                    self._by_id[new.id] = new
+                    continue  # notified below, once inhibition is known
+                live = current
+                live.message = condition.message
+                live.metadata = condition.figures
+                if condition.level.severity > live.level.severity:
+                    live.level = condition.level
+                    live.state = AlertState.FIRING
+                    live.acknowledged_at = None
+                    self._deliver(live, Notification.ESCALATED, now)
+                elif condition.level.severity < live.level.severity:
+                    live.level = condition.level  # quietly back down
+            self._flush_unnotified(collector_type, now)
+            if not active:
+                del self._active[collector_type]
+
+    def tick(self, now: float) -> None:
+        """Time-driven work: repeats, expired suppressions, ended inhibitions."""
+        with self._lock:
+            self._suppressions = [s for s in self._suppressions if s.until > now]
+            for collector_type, active in list(self._active.items()):
+                self._flush_unnotified(collector_type, now)
+                cooldown = self._evaluator.thresholds(collector_type).alert_cooldown
+                for live in list(active.values()):
+                    if (
+                        live.state is AlertState.FIRING
+                        and live.last_notified_at is not None
+                        and now - live.last_notified_at >= cooldown
+                    ):
+                        self._deliver(live, Notification.REPEAT, now)
+
+    # -- user actions ------------------------------------------------------------
+
+    def acknowledge(self, alert_id: str, now: float) -> bool:
+        """Stop repeats of an active alert; False for unknown or already handled ids."""
+        with self._lock:
+            live = self._by_id.get(alert_id)
+            if live is None or live.state is not AlertState.FIRING:
+                return False
+            live.state = AlertState.ACKNOWLEDGED
+            live.acknowledged_at = now
+            return True
+
+    def resolve(self, alert_id: str, now: float) -> bool:
+        """Resolve an active alert by hand; False for unknown or resolved ids."""
+        with self._lock:
+            live = self._by_id.get(alert_id)
+            if live is None or live.state is AlertState.RESOLVED:
+                return False
+            self._resolve(live, now)
+            active = self._active.get(live.collector_type)
+            if active is not None and not active:
+                del self._active[live.collector_type]
+            self._flush_unnotified(live.collector_type, now)
+            return True
+
+    def suppress(self, collector_type: str, rule: str | None, until: float, now: float) -> None:
+        """Silence matching alerts until unix time ``until``."""
+        with self._lock:
+            self._suppressions.append(Suppression(collector_type, rule, until))
+
+    def unsuppress(self, collector_type: str, rule: str | None, now: float) -> int:
+        """End matching suppressions now (``rule=None`` ends all of the collector's)."""
+        with self._lock:
+            kept = [
+                s
+                for s in self._suppressions
+                if not (s.collector_type == collector_type and (rule is None or s.rule == rule))
+            ]
+            removed = len(self._suppressions) - len(kept)
+            self._suppressions = kept
+            self._flush_unnotified(collector_type, now)
+            return removed
+
+    # -- queries ------------------------------------------------------------------
+
+    def alerts(
+        self,
+        *,
+        level: AlertLevel | None,
+        collector_type: str | None,
+        active_only: bool,
+        now: float,
+    ) -> list[Alert]:
+        """Alert snapshots, newest first."""
+        with self._lock:
+            pool: list[_LiveAlert] = [a for group in self._active.values() for a in group.values()]
+            if not active_only:
+                pool.extend(self._resolved)
+            chosen = [
+                a
+                for a in pool
+                if (level is None or a.level is level)
+                and (collector_type is None or a.collector_type == collector_type)
+            ]
+            chosen.sort(key=lambda a: a.fired_at, reverse=True)
+            return [
+                a.snapshot(suppressed=self._suppressed(a, now), inhibited=self._inhibited(a))
+                for a in chosen
+            ]
+
+    def get(self, alert_id: str, now: float) -> Alert | None:
+        """One alert by id (active or among the recently resolved)."""
+        with self._lock:
+            live = self._by_id.get(alert_id)
+            if live is None:
+                return None
+            return live.snapshot(
+                suppressed=self._suppressed(live, now), inhibited=self._inhibited(live)
+            )
+
+    def active_counts(self) -> dict[str, int]:
+        """Active alerts per level (every level present, zero included)."""
+        counts = dict.fromkeys((level.value for level in AlertLevel), 0)
+        with self._lock:
+            for group in self._active.values():
+                for live in group.values():
+                    counts[live.level.value] += 1
+        return counts
+
+    # -- internals (lock held) -----------------------------------------------------
+
+    def _resolve(self, live: _LiveAlert, now: float) -> None:
+        live.state = AlertState.RESOLVED
+        live.resolved_at = now
+        active = self._active.get(live.collector_type)
+        if active is not None and active.get(live.rule) is live:
+            del active[live.rule]
+        if len(self._resolved) == self._resolved.maxlen:
+            self._by_id.pop(self._resolved[0].id, None)
+        self._resolved.append(live)
+        if live.notifications:
+            # Always, even when silenced: whoever heard it fire must hear it end.
+            self._send(live, Notification.RESOLVED, now)
+
+    def _deliver(self, live: _LiveAlert, kind: Notification, now: float) -> None:
+        if self._suppressed(live, now) or self._inhibited(live):
+            return
+        self._send(live, kind, now)
+
+    def _flush_unnotified(self, collector_type: str, now: float) -> None:
+        """Notify active alerts that no silence holds back any more and nobody heard of."""
+        for live in list(self._active.get(collector_type, {}).values()):
+            if live.notifications == 0:
+                self._deliver(live, Notification.FIRING, now)
+
+    def _send(self, live: _LiveAlert, kind: Notification, now: float) -> None:
+        live.notifications += 1
+        live.last_notified_at = now
+        self._notify(
+            live.snapshot(
+                suppressed=self._suppressed(live, now),
+                inhibited=self._inhibited(live),
+                notification=kind,
+            )
+        )
+
+    def _suppressed(self, live: _LiveAlert, now: float) -> bool:
+        return any(s.matches(live, now) for s in self._suppressions)
+
+    def _inhibited(self, live: _LiveAlert) -> bool:
+        if live.level is AlertLevel.CRITICAL or live.state is AlertState.RESOLVED:
+            return False
+        return any(
+            other.level is AlertLevel.CRITICAL
+            for other in self._active.get(live.collector_type, {}).values()
+        )

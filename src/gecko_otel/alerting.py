@@ -1,0 +1,291 @@
+"""Health evaluation and alerting as one component of the Monitor.
+
+:class:`Alerting` owns the health evaluator, the alert engine, the handler
+dispatcher and the watchdog, and exposes what the Monitor answers about
+health and alerts. Per finished run it does O(1) work on the run's thread
+(``observe``); everything that waits on a clock runs on the watchdog thread,
+and handlers run on the dispatcher's threads.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable, Iterable
+from datetime import datetime, timedelta, timezone
+from typing import Any
+
+from opentelemetry.metrics import CallbackOptions, Meter, Observation
+
+from gecko_otel import semconv
+from gecko_otel._internal import report_internal_error
+from gecko_otel.alert_engine import AlertEngine
+from gecko_otel.alerts import Alert, AlertLevel
+from gecko_otel.config import MonitorConfig, seconds
+from gecko_otel.dispatch import AlertDispatcher
+from gecko_otel.errors import ConfigError
+from gecko_otel.health import (
+    CollectionStatus,
+    CollectorHealth,
+    HealthEvaluator,
+    SystemHealth,
+    worst,
+)
+from gecko_otel.history import History
+from gecko_otel.records import ExecutionRecord
+from gecko_otel.typing import AlertHandler
+from gecko_otel.watchdog import Watchdog
+
+Clock = Callable[[], float]
+
+
+class Alerting:
+    """Health, alerts, handlers and the watchdog of one Monitor.
+
+    Args:
+        config: Thresholds, cooldowns, timeouts.
+        history: The Monitor's history (for p95 durations in the window).
+        clock: Unix time in seconds; ``time.time`` by default. Tests pass a
+            fake clock to move time without sleeping.
+        handlers: Alert handlers to start with.
+        watchdog: Whether to run the watchdog thread (tests that drive the
+            clock by hand call :meth:`evaluate` instead).
+    """
+
+    def __init__(
+        self,
+        config: MonitorConfig,
+        history: History,
+        *,
+        clock: Clock | None = None,
+        handlers: Iterable[AlertHandler] = (),
+        watchdog: bool = True,
+    ) -> None:
+        self._config = config
+        self._history = history
+        self._clock = clock or time.time
+        self.evaluator = HealthEvaluator(config)
+        self.dispatcher = AlertDispatcher(
+            timeout=seconds(config.handler_timeout), queue_size=config.alert_queue_size
+        )
+        self.engine = AlertEngine(self.evaluator, self.dispatcher.submit)
+        for handler in handlers:
+            self.add_handler(handler)
+        self._p95: dict[str, tuple[int, int, float | None]] = {}
+        self._watchdog = Watchdog(self.evaluate, seconds(config.watchdog_interval))
+        self._use_watchdog = watchdog
+        if watchdog:
+            self._watchdog.ensure_running()
+
+    # -- per run -------------------------------------------------------------
+
+    def observe(self, record: ExecutionRecord) -> None:
+        """Count a finished run and update its alerts. O(1), on the run's thread."""
+        now = self._clock()
+        conditions = self.evaluator.observe(
+            record.collector_type,
+            record.status,
+            record.duration_seconds,
+            record.records_collected,
+            now,
+        )
+        if conditions is not None:
+            self.engine.update(record.collector_type, conditions, now)
+        if self._use_watchdog:
+            self._watchdog.ensure_running()  # after fork() the thread is gone
+
+    def evaluate(self) -> None:
+        """Evaluate the time-based rules of every collector now (the watchdog's tick)."""
+        now = self._clock()
+        for collector_type in self.evaluator.collector_types():
+            self.engine.update(collector_type, self.evaluator.conditions(collector_type, now), now)
+        self.engine.tick(now)
+
+    # -- health ------------------------------------------------------------------
+
+    def health(self, collector_type: str | None = None) -> dict[str, CollectorHealth]:
+        """Health per collector (one, or all known), sorted by collector type."""
+        now = self._clock()
+        names = [collector_type] if collector_type is not None else self.evaluator.collector_types()
+        out = {}
+        for name in names:
+            health = self.evaluator.health(name, now, self._p95_duration(name, now))
+            if health is None and collector_type is not None:
+                health = self.evaluator.unknown(name, now)  # asked for, never seen run
+            if health is not None:
+                out[name] = health
+        return out
+
+    def system_health(self, dropped: dict[str, int]) -> SystemHealth:
+        """All collectors at a glance; ``dropped`` adds the Monitor's own counters."""
+        everything = self.health()
+        by_status = dict.fromkeys(CollectionStatus, 0)
+        for health in everything.values():
+            by_status[health.status] += 1
+        scores = [h.health_score for h in everything.values() if h.health_score is not None]
+        return SystemHealth(
+            overall_status=worst([h.status for h in everything.values()]),
+            total_collectors=len(everything),
+            healthy_collectors=by_status[CollectionStatus.HEALTHY],
+            warning_collectors=by_status[CollectionStatus.WARNING],
+            critical_collectors=by_status[CollectionStatus.CRITICAL],
+            unknown_collectors=by_status[CollectionStatus.UNKNOWN],
+            average_health_score=round(sum(scores) / len(scores), 2) if scores else None,
+            active_alerts=self.engine.active_counts(),
+            dropped={**dropped, **self.dispatcher.counts()},
+            evaluated_at=datetime.fromtimestamp(self._clock(), timezone.utc),
+        )
+
+    def _p95_duration(self, collector_type: str, now: float) -> float | None:
+        # Cached per collector until it runs again or the window moves on a
+        # bucket, so health() over many idle collectors stays cheap.
+        state = self.evaluator.existing_state(collector_type)
+        if state is None:
+            return None
+        window = seconds(self._config.success_rate_window)
+        key = (state.total_executions, int(now // (window / 96)))
+        cached = self._p95.get(collector_type)
+        if cached is not None and cached[:2] == key:
+            return cached[2]
+        since = datetime.fromtimestamp(now - window, timezone.utc)
+        durations = sorted(self._history.durations(collector_type, since))
+        value = durations[math.ceil(0.95 * len(durations)) - 1] if durations else None
+        self._p95[collector_type] = (*key, value)
+        return value
+
+    # -- alerts --------------------------------------------------------------------
+
+    def alerts(
+        self,
+        *,
+        level: AlertLevel | str | None = None,
+        collector_type: str | None = None,
+        active_only: bool = True,
+    ) -> list[Alert]:
+        """Alerts, newest first."""
+        parsed = AlertLevel.parse(level) if level is not None else None
+        return self.engine.alerts(
+            level=parsed, collector_type=collector_type, active_only=active_only, now=self._clock()
+        )
+
+    def acknowledge(self, alert_id: str) -> bool:
+        return self.engine.acknowledge(alert_id, self._clock())
+
+    def resolve(self, alert_id: str) -> bool:
+        return self.engine.resolve(alert_id, self._clock())
+
+    def suppress(
+        self, collector_type: str, duration: timedelta | float, rule: str | None
+    ) -> datetime:
+        if not isinstance(collector_type, str) or not collector_type.strip():
+            raise ConfigError(f"collector_type must be a non-empty string, got {collector_type!r}")
+        if rule is not None and (not isinstance(rule, str) or not rule):
+            raise ConfigError(f"rule must be a rule name or None, got {rule!r}")
+        length = _duration("duration", duration)
+        now = self._clock()
+        self.engine.suppress(collector_type, rule, now + length, now)
+        return datetime.fromtimestamp(now + length, timezone.utc)
+
+    def unsuppress(self, collector_type: str, rule: str | None) -> int:
+        return self.engine.unsuppress(collector_type, rule, self._clock())
+
+    def add_handler(self, handler: AlertHandler) -> None:
+        if not callable(handler):
+            raise ConfigError(f"an alert handler must be callable with an Alert, got {handler!r}")
+        self.dispatcher.add(handler)
+
+    def remove_handler(self, handler: AlertHandler) -> bool:
+        return self.dispatcher.remove(handler)
+
+    # -- metrics -------------------------------------------------------------------
+
+    def register_instruments(self, meter: Meter, observing: Callable[[], bool]) -> None:
+        """Create the observable gauges; callbacks report nothing once ``observing()`` is False."""
+
+        def per_collector(
+            read: Callable[[CollectorHealth], float | int | None],
+        ) -> Callable[[CallbackOptions], Iterable[Observation]]:
+            def callback(options: CallbackOptions) -> Iterable[Observation]:
+                if not observing():
+                    return []
+                out = []
+                for name, health in self.health().items():
+                    value = read(health)
+                    if value is not None:
+                        out.append(Observation(value, {semconv.COLLECTOR_TYPE: name}))
+                return out
+
+            return callback
+
+        meter.create_observable_gauge(
+            semconv.METRIC_HEALTH_SCORE,
+            callbacks=[per_collector(lambda h: h.health_score)],
+            unit="1",
+            description="Health score of each collector, 0-100.",
+        )
+        meter.create_observable_gauge(
+            semconv.METRIC_HEALTH_STATUS,
+            callbacks=[per_collector(lambda h: h.status.gauge_value)],
+            unit="1",
+            description="Health status: 0 unknown, 1 healthy, 2 warning, 3 critical.",
+        )
+        meter.create_observable_gauge(
+            semconv.METRIC_CONSECUTIVE_FAILURES,
+            callbacks=[per_collector(lambda h: h.consecutive_failures)],
+            unit="{run}",
+            description="Failed or timed-out runs since the last successful one.",
+        )
+        meter.create_observable_gauge(
+            semconv.METRIC_LAST_SUCCESS,
+            callbacks=[
+                per_collector(lambda h: h.last_success.timestamp() if h.last_success else None)
+            ],
+            unit="s",
+            description="Unix time of the last successful run of each collector.",
+        )
+
+        def active_alerts(options: CallbackOptions) -> Iterable[Observation]:
+            if not observing():
+                return []
+            return [
+                Observation(count, {semconv.ALERT_LEVEL: level})
+                for level, count in self.engine.active_counts().items()
+            ]
+
+        meter.create_observable_gauge(
+            semconv.METRIC_ALERTS_ACTIVE,
+            callbacks=[active_alerts],
+            unit="{alert}",
+            description="Active (firing or acknowledged) alerts per level.",
+        )
+
+    # -- lifecycle -------------------------------------------------------------------
+
+    def flush(self, timeout: float | None = None) -> bool:
+        """Wait until handlers got every queued notification."""
+        return self.dispatcher.flush(timeout)
+
+    def shutdown(self) -> None:
+        self._watchdog.stop()
+        try:
+            self.dispatcher.shutdown()
+        except Exception as exc:  # noqa: BLE001 - shutdown goes on
+            report_internal_error("Alerting.shutdown", exc)
+
+    def export(self) -> dict[str, Any]:
+        return {
+            "health": {name: h.to_dict() for name, h in self.health().items()},
+            "alerts": [a.to_dict() for a in self.alerts(active_only=False)],
+        }
+
+
+def _duration(name: str, value: timedelta | float) -> float:
+    if isinstance(value, timedelta):
+        length = value.total_seconds()
+    elif isinstance(value, int | float) and not isinstance(value, bool):
+        length = float(value)
+    else:
+        raise ConfigError(f"{name} must be a timedelta or seconds, got {value!r}")
+    if not (length > 0 and math.isfinite(length)):
+        raise ConfigError(f"{name} must be positive, got {value!r}")
+    return length

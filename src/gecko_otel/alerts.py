@@ -1,0 +1,164 @@
+"""Alert values: levels, lifecycle states and the ``Alert`` snapshot handlers receive.
+
+An alert is keyed by (collector type, rule): while a rule's condition holds
+for a collector there is one alert, whose lifecycle is
+``firing -> acknowledged -> resolved`` (acknowledging is optional). Handlers
+receive immutable :class:`Alert` snapshots; the alert engine
+(:mod:`gecko_otel.alert_engine`) owns the live state.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from gecko_otel.errors import ConfigError
+
+
+class AlertLevel(str, enum.Enum):
+    """Severity of an alert, lowest first."""
+
+    INFO = "info"
+    WARNING = "warning"
+    ERROR = "error"
+    CRITICAL = "critical"
+
+    @property
+    def severity(self) -> int:
+        """0 for info up to 3 for critical, for comparisons."""
+        return _SEVERITY[self]
+
+    @classmethod
+    def parse(cls, value: AlertLevel | str) -> AlertLevel:
+        """An AlertLevel from itself or its name; ConfigError for anything else."""
+        if isinstance(value, AlertLevel):
+            return value
+        try:
+            return cls(str(value).lower())
+        except ValueError:
+            valid = ", ".join(level.value for level in cls)
+            raise ConfigError(f"unknown alert level {value!r}; use one of: {valid}") from None
+
+    def __str__(self) -> str:
+        return self.value
+
+
+_SEVERITY = {level: i for i, level in enumerate(AlertLevel)}
+
+
+class AlertState(str, enum.Enum):
+    """Where an alert is in its lifecycle."""
+
+    FIRING = "firing"
+    ACKNOWLEDGED = "acknowledged"
+    RESOLVED = "resolved"
+
+    def __str__(self) -> str:
+        return self.value
+
+
+class Notification(str, enum.Enum):
+    """Why a handler is being called with an alert."""
+
+    FIRING = "firing"  #: the alert started firing
+    REPEAT = "repeat"  #: still firing, unacknowledged, one cooldown later
+    ESCALATED = "escalated"  #: its level rose (e.g. warning -> critical)
+    RESOLVED = "resolved"  #: it resolved, on its own or by hand
+
+    def __str__(self) -> str:
+        return self.value
+
+
+def _iso(value: datetime | None) -> str | None:
+    return value.isoformat() if value is not None else None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Alert:
+    """One alert as it stands at a moment (handlers get one per notification).
+
+    Keeps the GeckoTerminal collector's fields (``id``, ``level``,
+    ``collector_type``, ``message``, ``timestamp``, ``metadata``,
+    ``acknowledged``, ``resolved``) and adds the rule, lifecycle state and
+    times, suppression and the reason for the notification.
+
+    Attributes:
+        id: Stable unique id (32 hex digits), the same for every snapshot.
+        level: Current severity.
+        collector_type: The collector the alert is about.
+        rule: The health rule that fired (``consecutive_failures``,
+            ``low_success_rate``, ``slow_execution``, ``low_throughput``,
+            ``stale``, ...).
+        message: What is wrong, in plain words.
+        timestamp: When the alert fired (same as ``fired_at``).
+        metadata: The figures that triggered it (JSON-serialisable).
+        state: firing, acknowledged or resolved.
+        fired_at: When it fired.
+        last_notified_at: When handlers were last told about it.
+        acknowledged_at: When it was acknowledged, if it was.
+        resolved_at: When it resolved, if it did.
+        suppressed: Whether a suppression currently silences it.
+        inhibited: Whether a critical alert of the same collector currently
+            silences it.
+        notification: Why this snapshot was sent to handlers (``None`` for
+            snapshots returned by queries).
+        notifications: How many times handlers have been told about it.
+    """
+
+    id: str
+    level: AlertLevel
+    collector_type: str
+    rule: str
+    message: str
+    timestamp: datetime
+    metadata: Mapping[str, Any] = field(default_factory=dict)
+    state: AlertState = AlertState.FIRING
+    fired_at: datetime | None = None
+    last_notified_at: datetime | None = None
+    acknowledged_at: datetime | None = None
+    resolved_at: datetime | None = None
+    suppressed: bool = False
+    inhibited: bool = False
+    notification: Notification | None = None
+    notifications: int = 0
+
+    @property
+    def acknowledged(self) -> bool:
+        """True once acknowledged (stays true after it resolves)."""
+        return self.acknowledged_at is not None
+
+    @property
+    def resolved(self) -> bool:
+        """True once resolved."""
+        return self.state is AlertState.RESOLVED
+
+    @property
+    def active(self) -> bool:
+        """True while firing or acknowledged."""
+        return self.state is not AlertState.RESOLVED
+
+    def to_dict(self) -> dict[str, Any]:
+        """The alert as JSON-ready data: the documented webhook payload schema."""
+        return {
+            "id": self.id,
+            "level": self.level.value,
+            "collector_type": self.collector_type,
+            "rule": self.rule,
+            "message": self.message,
+            "timestamp": _iso(self.timestamp),
+            "metadata": dict(self.metadata),
+            "state": self.state.value,
+            "acknowledged": self.acknowledged,
+            "resolved": self.resolved,
+            "fired_at": _iso(self.fired_at),
+            "last_notified_at": _iso(self.last_notified_at),
+            "acknowledged_at": _iso(self.acknowledged_at),
+            "resolved_at": _iso(self.resolved_at),
+            "suppressed": self.suppressed,
+            "inhibited": self.inhibited,
+            "notification": self.notification.value if self.notification else None,
+            "notifications": self.notifications,
+        }
