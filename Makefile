@@ -33,6 +33,7 @@ lint: $(BIN)/.installed-dev
 
 bench: $(BIN)/.installed
 	$(BIN)/python benchmarks/overhead.py
+	$(BIN)/python benchmarks/health.py
 
 clean:
 	rm -rf $(VENV) build dist src/*.egg-info .pytest_cache .mypy_cache .ruff_cache

@@ -74,7 +74,7 @@ def make_instrumented() -> tuple[Callable[[], int], gecko_otel.Monitor, list[obj
     mp = MeterProvider(metric_readers=[InMemoryMetricReader()])
     monitor = gecko_otel.Monitor(tracer_provider=tp, meter_provider=mp)
 
-    @gecko_otel.collection("pool_collector", metadata={"network": "solana"}, monitor=monitor)
+    @gecko_otel.collection("pool_collector", monitor=monitor)
     def instrumented() -> int:
         return work()
 

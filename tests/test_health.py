@@ -77,7 +77,7 @@ def test_consecutive_failures_turn_critical_and_success_clears(
         "3 consecutive failed runs (threshold 3)"
     )
     assert h.last_failure is not None
-    assert h.last_failure.timestamp() == clock.now
+    assert h.last_failure.timestamp() == pytest.approx(clock.now)
     run("pools")
     h = health(watched, "pools")
     assert h.consecutive_failures == 0
@@ -252,7 +252,7 @@ def test_health_gauges(watched: CapturedRuns, clock: FakeClock) -> None:
 
 
 def test_statuses_without_duration_still_count(watched: CapturedRuns) -> None:
-    from gecko_otel.records import ExecutionRecord
+    from gecko_otel.records import ExecutionRecord, FinishedRun
 
     monitor = watched.monitor
     record = ExecutionRecord(
@@ -263,7 +263,7 @@ def test_statuses_without_duration_still_count(watched: CapturedRuns) -> None:
         end_time=None,
         duration_seconds=None,
     )
-    monitor._on_record(record)
+    monitor._on_record(FinishedRun.from_record(record))
     h = health(watched, "scheduled")
     assert h.total_executions == 1
     assert h.runs_in_window == 1

@@ -13,7 +13,7 @@ from opentelemetry.sdk.trace.sampling import ALWAYS_OFF, TraceIdRatioBased
 import gecko_otel
 from gecko_otel import ConfigError, ExecutionStatus, MonitorConfig, track_collection
 from gecko_otel.history import Aggregate, History
-from gecko_otel.records import ExecutionRecord
+from gecko_otel.records import ExecutionRecord, FinishedRun
 from gecko_otel.testing import CapturedRuns, capture_runs
 
 T0 = datetime(2026, 1, 1, tzinfo=timezone.utc)
@@ -21,17 +21,20 @@ T0 = datetime(2026, 1, 1, tzinfo=timezone.utc)
 
 def record(
     collector: str, n: int, status: ExecutionStatus = ExecutionStatus.SUCCESS, **kw: Any
-) -> ExecutionRecord:
+) -> FinishedRun:
+    """A finished run started ``n`` seconds after T0, as the processor hands it over."""
     start = T0 + timedelta(seconds=n)
     duration = kw.pop("duration", 1.0)
-    return ExecutionRecord(
-        collector_type=collector,
-        execution_id=f"{collector}-{n}",
-        status=status,
-        start_time=start,
-        end_time=start + timedelta(seconds=duration or 0),
-        duration_seconds=duration,
-        **kw,
+    return FinishedRun.from_record(
+        ExecutionRecord(
+            collector_type=collector,
+            execution_id=f"{collector}-{n}",
+            status=status,
+            start_time=start,
+            end_time=start + timedelta(seconds=duration or 0),
+            duration_seconds=duration,
+            **kw,
+        )
     )
 
 
@@ -136,7 +139,7 @@ def test_statistics_are_running_aggregates_not_rescans(monkeypatch: pytest.Monke
     calls = []
     original = Aggregate.add
 
-    def counting_add(self: Aggregate, rec: ExecutionRecord) -> None:
+    def counting_add(self: Aggregate, rec: FinishedRun) -> None:
         calls.append(rec)
         original(self, rec)
 

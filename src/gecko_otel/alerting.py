@@ -32,7 +32,7 @@ from gecko_otel.health import (
     worst,
 )
 from gecko_otel.history import History
-from gecko_otel.records import ExecutionRecord
+from gecko_otel.records import FinishedRun
 from gecko_otel.typing import AlertHandler
 from gecko_otel.watchdog import Watchdog
 
@@ -79,7 +79,7 @@ class Alerting:
 
     # -- per run -------------------------------------------------------------
 
-    def observe(self, record: ExecutionRecord) -> None:
+    def observe(self, record: FinishedRun) -> None:
         """Count a finished run and update its alerts. O(1), on the run's thread."""
         now = self._clock()
         conditions = self.evaluator.observe(

@@ -56,6 +56,7 @@ RULE_STALE: Final = "stale"
 #: they stop holding, without waiting for ``recovery_threshold`` good runs.
 TIME_RULES: Final = frozenset({RULE_STALE})
 
+_NONE: Final[list[Condition]] = []  # shared "no condition holds"; never mutated
 _FAILURES: Final = frozenset({ExecutionStatus.FAILURE, ExecutionStatus.TIMEOUT})
 _SUCCESSES: Final = frozenset({ExecutionStatus.SUCCESS, ExecutionStatus.PARTIAL})
 
@@ -304,9 +305,9 @@ class _CollectorState:
     def add(
         self, bucket: int, status: ExecutionStatus, duration: float | None, records: int
     ) -> None:
-        self.expire(bucket)
         i = bucket % _BUCKETS
-        if self.bucket_ids[i] != bucket:
+        if self.bucket_ids[i] != bucket:  # first run in this bucket: rotate
+            self.expire(bucket)
             self._drop(i)
             self.bucket_ids[i] = bucket
         self.total[i] += 1
@@ -406,6 +407,8 @@ class HealthEvaluator:
                 state.consecutive_successes += 1
                 state.last_success = now
             state.add(int(now // self._width), status, duration, records)
+            if self._clearly_healthy(state, now):
+                return _NONE
             return self._conditions(state, now)
 
     def conditions(self, collector_type: str, now: float) -> list[Condition]:
@@ -430,6 +433,22 @@ class HealthEvaluator:
         if state is not None:
             return state.thresholds
         return self._config.thresholds_for(collector_type)
+
+    @staticmethod
+    def _clearly_healthy(state: _CollectorState, now: float) -> bool:
+        """A cheap check that no rule holds (the common case, on every run)."""
+        t = state.thresholds
+        return (
+            state.consecutive_failures < t.max_consecutive_failures
+            and (
+                state.sum_total < t.min_runs_for_rate
+                or 100.0 * state.sum_ok >= t.min_success_rate * state.sum_total
+            )
+            and state.sum_dur_sum <= t.max_execution_time * state.sum_dur_count
+            and t.min_records_per_second is None
+            and state.last_success is not None
+            and now - state.last_success < t.stale_after
+        )
 
     def _conditions(self, state: _CollectorState, now: float) -> list[Condition]:
         t = state.thresholds

@@ -21,7 +21,14 @@ from typing import Final
 
 from gecko_otel.config import MonitorConfig
 from gecko_otel.errors import ConfigError
-from gecko_otel.records import ExecutionRecord, ExecutionStatistics, ExecutionStatus
+from gecko_otel.records import (
+    ExecutionRecord,
+    ExecutionStatistics,
+    ExecutionStatus,
+    FinishedRun,
+    to_ns,
+    utc_ns,
+)
 
 _STATUSES: Final = tuple(ExecutionStatus)
 _STATUS_INDEX: Final = {status: i for i, status in enumerate(_STATUSES)}
@@ -47,11 +54,11 @@ class Aggregate:
         self.duration_sum = 0.0
         self.duration_count = 0
         self.records = 0
-        self.first: datetime | None = None
-        self.last: datetime | None = None
+        self.first: int | None = None  # start, unix ns
+        self.last: int | None = None
         self.sketch: dict[int, int] = {}
 
-    def add(self, record: ExecutionRecord) -> None:
+    def add(self, record: FinishedRun) -> None:
         self.counts[_STATUS_INDEX[record.status]] += 1
         self.records += record.records_collected
         duration = record.duration_seconds
@@ -64,7 +71,7 @@ class Aggregate:
                 else _ZERO_KEY
             )
             self.sketch[key] = self.sketch.get(key, 0) + 1
-        start = record.start_time
+        start = record.start_ns
         if self.first is None or start < self.first:
             self.first = start
         if self.last is None or start > self.last:
@@ -121,8 +128,8 @@ class Aggregate:
             p95_duration=self.quantile(0.95),
             total_records_collected=self.records,
             records_per_second=self.records / self.duration_sum if self.duration_sum > 0 else 0.0,
-            first_execution=self.first,
-            last_execution=self.last,
+            first_execution=_utc_ns(self.first),
+            last_execution=_utc_ns(self.last),
             window_seconds=window,
         )
 
@@ -131,7 +138,7 @@ class _CollectorHistory:
     __slots__ = ("aggregate", "lock", "records")
 
     def __init__(self, maxlen: int) -> None:
-        self.records: deque[ExecutionRecord] = deque(maxlen=maxlen)
+        self.records: deque[FinishedRun] = deque(maxlen=maxlen)
         self.aggregate = Aggregate()
         self.lock = threading.Lock()
 
@@ -159,7 +166,7 @@ class History:
 
             os.register_at_fork(after_in_child=reset_in_child)
 
-    def add(self, record: ExecutionRecord) -> None:
+    def add(self, record: FinishedRun) -> None:
         """Keep ``record`` and count it in the collector's aggregates. O(1)."""
         collector = self._collectors.get(record.collector_type)
         if collector is None:
@@ -201,18 +208,28 @@ class History:
         since: datetime | None = None,
     ) -> list[ExecutionRecord]:
         """Records newest first (by start time), filtered."""
+        return [run.to_record() for run in self._runs(collector_type, limit, status, since)]
+
+    def _runs(
+        self,
+        collector_type: str | None,
+        limit: int | None = None,
+        status: ExecutionStatus | str | None = None,
+        since: datetime | None = None,
+    ) -> list[FinishedRun]:
         limit = _check_limit(limit)
         wanted = _check_status(status)
-        since = _check_since(since)
+        checked = _check_since(since)
+        since_ns = to_ns(checked) if checked is not None else None
         groups = []
         for collector in self._select(collector_type):
             with collector.lock:
                 snapshot = list(collector.records)
-            groups.append(_filtered(reversed(snapshot), wanted, since))
-        merged = heapq.merge(*groups, key=lambda r: r.start_time, reverse=True)
+            groups.append(_filtered(reversed(snapshot), wanted, since_ns))
+        merged = heapq.merge(*groups, key=_start, reverse=True)
         if limit is None:
             return list(merged)
-        return [record for _, record in zip(range(limit), merged, strict=False)]
+        return [run for _, run in zip(range(limit), merged, strict=False)]
 
     def statistics(
         self,
@@ -230,8 +247,8 @@ class History:
                     total.merge(collector.aggregate)
         else:
             since = (now or datetime.now(timezone.utc)) - timedelta(seconds=seconds)
-            for record in self.records(collector_type, since=since):
-                total.add(record)
+            for run in self._runs(collector_type, since=since):
+                total.add(run)
         return total.statistics(collector_type, seconds)
 
     def durations(self, collector_type: str, since: datetime) -> list[float]:
@@ -239,12 +256,13 @@ class History:
         collector = self._collectors.get(collector_type)
         if collector is None:
             return []
+        since_ns = to_ns(since)
         with collector.lock:
             snapshot = list(collector.records)
         return [
             r.duration_seconds
             for r in snapshot
-            if r.duration_seconds is not None and r.start_time >= since
+            if r.duration_seconds is not None and r.start_ns >= since_ns
         ]
 
     def per_collector_records(self) -> Iterator[tuple[str, int]]:
@@ -259,19 +277,27 @@ class History:
         return [collector] if collector is not None else []
 
 
+def _start(run: FinishedRun) -> int:
+    return run.start_ns
+
+
 def _filtered(
-    records: Iterable[ExecutionRecord],
+    runs: Iterable[FinishedRun],
     status: ExecutionStatus | None,
-    since: datetime | None,
-) -> list[ExecutionRecord]:
+    since_ns: int | None,
+) -> list[FinishedRun]:
     out = [
         r
-        for r in records
-        if (status is None or r.status is status) and (since is None or r.start_time >= since)
+        for r in runs
+        if (status is None or r.status is status) and (since_ns is None or r.start_ns >= since_ns)
     ]
     # Runs end out of start order when they overlap; merge needs sorted input.
-    out.sort(key=lambda r: r.start_time, reverse=True)
+    out.sort(key=_start, reverse=True)
     return out
+
+
+def _utc_ns(ns: int | None) -> datetime | None:
+    return None if ns is None else utc_ns(ns)
 
 
 def _check_limit(limit: int | None) -> int | None:

@@ -26,7 +26,12 @@ from gecko_otel.health import CollectorHealth, SystemHealth
 from gecko_otel.history import History
 from gecko_otel.instrumentation import Instrumentation
 from gecko_otel.processor import HistorySpanProcessor
-from gecko_otel.records import ExecutionRecord, ExecutionStatistics, ExecutionStatus
+from gecko_otel.records import (
+    ExecutionRecord,
+    ExecutionStatistics,
+    ExecutionStatus,
+    FinishedRun,
+)
 from gecko_otel.run import Run
 from gecko_otel.typing import AlertHandler
 
@@ -108,7 +113,7 @@ class Monitor:
         )
         self._alerting.register_instruments(meter, lambda: self._observing)
 
-    def _on_record(self, record: ExecutionRecord) -> None:
+    def _on_record(self, record: FinishedRun) -> None:
         # On the thread that ended the run: O(1) each, no I/O.
         self._history.add(record)
         self._alerting.observe(record)

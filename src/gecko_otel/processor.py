@@ -25,7 +25,7 @@ if TYPE_CHECKING:
     from collections.abc import Callable
 
     from gecko_otel.instrumentation import Instrumentation
-    from gecko_otel.records import ExecutionRecord
+    from gecko_otel.records import FinishedRun
 
 
 class HistorySpanProcessor(SpanProcessor):
@@ -38,15 +38,15 @@ class HistorySpanProcessor(SpanProcessor):
     Args:
         instrumentation: The Monitor's instrumentation; runs of other Monitors
             sharing the same TracerProvider are left to their own processor.
-        on_record: Called on the ending thread with each finished run's
-            record (history, health and alerts take it from there); must be
-            O(1) and must not block.
+        on_record: Called on the ending thread with each
+            :class:`~gecko_otel.records.FinishedRun` (history, health and
+            alerts take it from there); must be O(1) and must not block.
     """
 
     def __init__(
         self,
         instrumentation: Instrumentation,
-        on_record: Callable[[ExecutionRecord], None],
+        on_record: Callable[[FinishedRun], None],
     ) -> None:
         self._on_record = on_record
         self._instrumentation = instrumentation
@@ -94,7 +94,7 @@ class HistorySpanProcessor(SpanProcessor):
         if run is None or self._shutdown:
             return
         try:
-            self._on_record(run.to_record(span))
+            self._on_record(run.finished(span))
         except Exception as exc:  # noqa: BLE001 - must not raise into span.end()
             report_internal_error("HistorySpanProcessor.on_end", exc)
 

@@ -10,8 +10,8 @@ import dataclasses
 import enum
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import datetime
-from typing import Any, Final
+from datetime import datetime, timedelta, timezone
+from typing import Any, Final, NamedTuple
 
 from gecko_otel.attributes import AttributeValue
 
@@ -133,11 +133,96 @@ _new_object: Final = object.__new__
 
 
 def make_record(*values: Any) -> ExecutionRecord:
-    """An ExecutionRecord from all field values in declaration order (hot path)."""
+    """An ExecutionRecord from all field values in declaration order (no validation)."""
     record: ExecutionRecord = _new_object(ExecutionRecord)
     for setter, value in zip(_RECORD_SETTERS, values, strict=True):
         setter(record, value)
     return record
+
+
+def utc_ns(ns: int) -> datetime:
+    """Unix nanoseconds -> aware UTC datetime, truncated exactly to the microsecond.
+
+    (``datetime.fromtimestamp(ns / 1e9)`` goes through a float and may round
+    up, which would put a run after a ``since`` bound equal to its own start.)
+    """
+    return _EPOCH + timedelta(microseconds=ns // 1000)
+
+
+class FinishedRun(NamedTuple):
+    """A finished run as the history processor captures it: immutable and cheap.
+
+    ``on_end`` builds one of these (a tuple: a fraction of the cost of a
+    dataclass with datetimes and hex ids) and history, health and alerting
+    work from it; :meth:`to_record` makes the public
+    :class:`ExecutionRecord` when someone reads it.
+    """
+
+    collector_type: str
+    execution_id: str
+    status: ExecutionStatus
+    start_ns: int
+    end_ns: int | None
+    duration_seconds: float | None
+    records_collected: int
+    errors: tuple[str, ...]
+    warnings: tuple[str, ...]
+    metadata: Mapping[str, AttributeValue]
+    error_type: str | None
+    error_message: str | None
+    trace_id: int | None
+    span_id: int | None
+    dropped_messages: int
+
+    def to_record(self) -> ExecutionRecord:
+        """The public, frozen ExecutionRecord (aware UTC datetimes, hex ids)."""
+        return make_record(
+            self.collector_type,
+            self.execution_id,
+            self.status,
+            utc_ns(self.start_ns),
+            utc_ns(self.end_ns) if self.end_ns is not None else None,
+            self.duration_seconds,
+            self.records_collected,
+            self.errors,
+            self.warnings,
+            self.metadata,
+            self.error_type,
+            self.error_message,
+            f"{self.trace_id:032x}" if self.trace_id is not None else None,
+            f"{self.span_id:016x}" if self.span_id is not None else None,
+            self.dropped_messages,
+        )
+
+    @classmethod
+    def from_record(cls, record: ExecutionRecord) -> FinishedRun:
+        """The reverse of :meth:`to_record` (for records made elsewhere)."""
+        return cls(
+            record.collector_type,
+            record.execution_id,
+            record.status,
+            to_ns(record.start_time),
+            to_ns(record.end_time) if record.end_time is not None else None,
+            record.duration_seconds,
+            record.records_collected,
+            tuple(record.errors),
+            tuple(record.warnings),
+            record.metadata,
+            record.error_type,
+            record.error_message,
+            int(record.trace_id, 16) if record.trace_id else None,
+            int(record.span_id, 16) if record.span_id else None,
+            record.dropped_messages,
+        )
+
+
+def to_ns(value: datetime) -> int:
+    """Aware datetime -> unix nanoseconds (exact to the microsecond)."""
+    delta = value - _EPOCH
+    return (delta.days * 86_400 + delta.seconds) * 1_000_000_000 + delta.microseconds * 1000
+
+
+_EPOCH: Final = datetime(1970, 1, 1, tzinfo=timezone.utc)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

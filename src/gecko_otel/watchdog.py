@@ -9,10 +9,24 @@ raises (errors are counted) and stops on :meth:`Watchdog.stop`. After
 
 from __future__ import annotations
 
+import os
 import threading
 from collections.abc import Callable
 
 from gecko_otel._internal import report_internal_error
+
+# Bumped in every forked child: a watchdog compares it with the value it saw
+# when it started its thread, which is much cheaper per run than is_alive().
+_forks = 0
+
+
+def _count_fork() -> None:
+    global _forks  # noqa: PLW0603 - a process-wide fork generation
+    _forks += 1
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_count_fork)
 
 
 class Watchdog:
@@ -23,14 +37,12 @@ class Watchdog:
         self._interval = interval
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+        self._started_in = -1  # the fork generation the thread was started in
         self._lock = threading.Lock()
 
     def ensure_running(self) -> None:
         """Start the thread if it is not running (first use, or after fork())."""
-        if self._stop.is_set():
-            return
-        thread = self._thread
-        if thread is not None and thread.is_alive():
+        if self._started_in == _forks or self._stop.is_set():
             return
         with self._lock:
             if self._thread is None or not self._thread.is_alive():
@@ -38,6 +50,7 @@ class Watchdog:
                     target=self._run, name="gecko-otel-watchdog", daemon=True
                 )
                 self._thread.start()
+            self._started_in = _forks
 
     def stop(self, timeout: float = 5.0) -> None:
         """Stop the thread and wait for it (at most ``timeout`` seconds)."""
