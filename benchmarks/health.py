@@ -35,6 +35,7 @@ def main() -> None:
         config=MonitorConfig(max_execution_time=0.0005),
         watchdog=False,
     )
+
     def collect(c: int, i: int) -> None:
         run = gecko_otel.current_run()
         if run is not None:
@@ -73,7 +74,8 @@ def main() -> None:
         f"{sum(system.active_alerts.values())} active alerts"
     )
     print(
-        f"health():        first call {first:6.2f} ms, then median {statistics.median(health_ms):6.2f} ms"
+        f"health():        first call {first:6.2f} ms, "
+        f"then median {statistics.median(health_ms):6.2f} ms"
     )
     print(f"system_health(): median {statistics.median(system_ms):6.2f} ms  (target < 10 ms each)")
     monitor.shutdown()
