@@ -147,7 +147,7 @@ class MonitorConfig:
     recovery_threshold: int = 1
     alert_cooldown: Duration = 1800.0
     watchdog_interval: Duration = 30.0
-    handler_timeout: Duration = 10.0
+    handler_timeout: Duration = 30.0
     alert_queue_size: int = 1000
     collectors: Mapping[str, CollectorThresholds] = dataclass_field(default_factory=dict)
 
