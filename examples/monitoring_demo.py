@@ -1,10 +1,12 @@
 """A GeckoTerminal-style collector program, instrumented with gecko-otel.
 
-Three collectors run a few rounds: pools (async, per network), OHLCV (sync,
-sometimes partial when candles are missing) and trades (an async generator
-streaming pages, rate-limited now and then). Every run becomes a span and
-metrics and lands in execution history; at the end the program prints what
-the monitor recorded.
+Four collectors run a few rounds: pools (async, per network), OHLCV (sync,
+sometimes partial when candles are missing), trades (an async generator
+streaming pages, rate-limited now and then) and prices, whose upstream API
+goes down for three rounds and comes back. Every run becomes a span and
+metrics, lands in execution history and feeds health: the price collector
+turns critical, an alert fires through the handler, and it resolves once the
+collector recovers. At the end the program prints what the monitor saw.
 
 Run it with ``make demo``. Set ``OTEL_EXPORTER_OTLP_ENDPOINT`` to also send
 the spans and metrics to an OpenTelemetry Collector.
@@ -13,6 +15,7 @@ the spans and metrics to an OpenTelemetry Collector.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import random
 import time
 from collections.abc import AsyncIterator
@@ -75,7 +78,24 @@ async def stream_trades(pages: int) -> AsyncIterator[list[int]]:
         yield trades
 
 
-async def one_round() -> None:
+class UpstreamDown(Exception):
+    """The price API is unreachable."""
+
+
+@gecko_otel.collection("price_collector")
+def collect_prices(round_number: int) -> int:
+    time.sleep(0.002)
+    if 1 <= round_number <= 3:  # the upstream API is down for three rounds
+        raise UpstreamDown("api.geckoterminal.com: connection refused")
+    run = gecko_otel.current_run()
+    if run is not None:
+        run.add_records(250)
+    return 250
+
+
+async def one_round(round_number: int) -> None:
+    with contextlib.suppress(UpstreamDown):
+        collect_prices(round_number)
     await asyncio.gather(*(collect_pools(n) for n in NETWORKS))
     collect_ohlcv([f"pool-{i}" for i in range(10)])
     try:
@@ -85,7 +105,24 @@ async def one_round() -> None:
         pass  # the collector's own retry logic would take over here
 
 
-def print_summary(monitor: gecko_otel.Monitor) -> None:
+def print_health(monitor: gecko_otel.Monitor, when: str) -> None:
+    system = monitor.system_health()
+    print(f"\nHealth {when}: {system.overall_status.value}")
+    for name, health in monitor.health().items():
+        score = f"{health.health_score:5.1f}" if health.health_score is not None else "    -"
+        issues = "; ".join(health.issues) or "-"
+        print(f"  {name:<17}{health.status.value:<9} score {score}  {issues}")
+
+
+def print_summary(monitor: gecko_otel.Monitor, notifications: list[gecko_otel.Alert]) -> None:
+    print("\nAlert notifications (as a handler received them)")
+    for alert in notifications:
+        when = alert.last_notified_at or alert.fired_at
+        print(
+            f"  {when:%H:%M:%S}  {alert.notification.value if alert.notification else '':<9} "
+            f"{alert.level.value:<8} {alert.collector_type}/{alert.rule}: {alert.message}"
+        )
+
     print("\nCollectors")
     header = (
         f"{'collector':<17}{'runs':>5}{'ok %':>7}{'avg ms':>8}{'p95 ms':>8}{'records':>9}  last"
@@ -129,10 +166,19 @@ def print_summary(monitor: gecko_otel.Monitor) -> None:
 
 
 async def main() -> None:
-    monitor = gecko_otel.setup(service_name="gecko-collector-demo")
-    for _ in range(6):
-        await one_round()
-    print_summary(monitor)
+    notifications: list[gecko_otel.Alert] = []
+    monitor = gecko_otel.setup(
+        service_name="gecko-collector-demo",
+        alert_handlers=[notifications.append],  # any callable taking an Alert
+    )
+    for round_number in range(6):
+        await one_round(round_number)
+        if round_number == 3:
+            monitor.force_flush()
+            print_health(monitor, "after the price API was down for three rounds")
+    monitor.force_flush()  # deliver queued notifications
+    print_health(monitor, "at the end")
+    print_summary(monitor, notifications)
     monitor.shutdown()
 
 

@@ -144,6 +144,10 @@ class AlertEngine:
 
     # -- feeding --------------------------------------------------------------
 
+    def has_active(self, collector_type: str) -> bool:
+        """Whether the collector has an active alert (lock-free read)."""
+        return collector_type in self._active
+
     def update(self, collector_type: str, conditions: list[Condition], now: float) -> None:
         """Apply the conditions that hold for ``collector_type`` at unix time ``now``."""
         if not conditions and collector_type not in self._active:

@@ -89,8 +89,10 @@ class Alerting:
             record.records_collected,
             now,
         )
-        if conditions is not None:
+        if conditions:
             self.engine.update(record.collector_type, conditions, now)
+        elif conditions is not None and self.engine.has_active(record.collector_type):
+            self.engine.update(record.collector_type, conditions, now)  # may resolve
         if self._use_watchdog:
             self._watchdog.ensure_running()  # after fork() the thread is gone
 

@@ -393,7 +393,7 @@ class HealthEvaluator:
 
         Returns None when the collector is not tracked (over ``max_collectors``).
         """
-        state = self.state(collector_type, now)
+        state = self._states.get(collector_type) or self.state(collector_type, now)
         if state is None:
             return None
         with state.lock:
@@ -407,7 +407,19 @@ class HealthEvaluator:
                 state.consecutive_successes += 1
                 state.last_success = now
             state.add(int(now // self._width), status, duration, records)
-            if self._clearly_healthy(state, now):
+            # The common case, checked inline: no rule can hold.
+            t = state.thresholds
+            if (
+                state.consecutive_failures < t.max_consecutive_failures
+                and (
+                    state.sum_total < t.min_runs_for_rate
+                    or 100.0 * state.sum_ok >= t.min_success_rate * state.sum_total
+                )
+                and state.sum_dur_sum <= t.max_execution_time * state.sum_dur_count
+                and t.min_records_per_second is None
+                and state.last_success is not None
+                and now - state.last_success < t.stale_after
+            ):
                 return _NONE
             return self._conditions(state, now)
 
@@ -433,22 +445,6 @@ class HealthEvaluator:
         if state is not None:
             return state.thresholds
         return self._config.thresholds_for(collector_type)
-
-    @staticmethod
-    def _clearly_healthy(state: _CollectorState, now: float) -> bool:
-        """A cheap check that no rule holds (the common case, on every run)."""
-        t = state.thresholds
-        return (
-            state.consecutive_failures < t.max_consecutive_failures
-            and (
-                state.sum_total < t.min_runs_for_rate
-                or 100.0 * state.sum_ok >= t.min_success_rate * state.sum_total
-            )
-            and state.sum_dur_sum <= t.max_execution_time * state.sum_dur_count
-            and t.min_records_per_second is None
-            and state.last_success is not None
-            and now - state.last_success < t.stale_after
-        )
 
     def _conditions(self, state: _CollectorState, now: float) -> list[Condition]:
         t = state.thresholds
