@@ -38,7 +38,8 @@ from datetime import datetime, timezone
 from typing import Any, Final
 
 from gecko_otel.alerts import Alert, AlertLevel, AlertState, Notification
-from gecko_otel.health import TIME_RULES, Condition, HealthEvaluator
+from gecko_otel.evaluator import HealthEvaluator
+from gecko_otel.health import TIME_RULES, Condition
 from gecko_otel.instrumentation import new_execution_id
 
 _MAX_RESOLVED: Final = 1000

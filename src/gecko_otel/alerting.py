@@ -24,13 +24,8 @@ from gecko_otel.alerts import Alert, AlertLevel
 from gecko_otel.config import MonitorConfig, seconds
 from gecko_otel.dispatch import AlertDispatcher
 from gecko_otel.errors import ConfigError
-from gecko_otel.health import (
-    CollectionStatus,
-    CollectorHealth,
-    HealthEvaluator,
-    SystemHealth,
-    worst,
-)
+from gecko_otel.evaluator import HealthEvaluator
+from gecko_otel.health import CollectionStatus, CollectorHealth, SystemHealth, worst
 from gecko_otel.history import History
 from gecko_otel.records import FinishedRun
 from gecko_otel.typing import AlertHandler

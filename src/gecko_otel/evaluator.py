@@ -1,0 +1,423 @@
+"""The health evaluator: incremental per-collector state and the rules.
+
+Every finished run updates its collector's :class:`_CollectorState` in O(1):
+streaks, last success and failure, and a ring of time buckets covering the
+success-rate window (counts, durations, records), whose running sums make the
+window's success rate, average duration and throughput O(1) to read. Rules
+are checked against that state when a run ends and, for the time-based ones
+(``stale``), when the watchdog ticks.
+
+Rules, with the alert each raises (see :class:`~gecko_otel.config.MonitorConfig`
+for the thresholds):
+
+=====================  ==========  ============================================
+rule                   level       holds when
+=====================  ==========  ============================================
+consecutive_failures   critical    failed/timed-out runs in a row >= maximum
+low_success_rate       warning     window success rate < minimum, once the
+                                   window holds ``min_runs_for_rate`` runs
+slow_execution         warning     window average run time > maximum
+low_throughput         warning     window records per second < minimum (if set)
+stale                  warning     no successful run for ``stale_after``;
+                       critical    escalates after twice ``stale_after``
+=====================  ==========  ============================================
+"""
+
+from __future__ import annotations
+
+import threading
+from datetime import datetime, timezone
+from typing import Final
+
+from gecko_otel.alerts import AlertLevel
+from gecko_otel.config import MonitorConfig, Thresholds, seconds
+from gecko_otel.health import (
+    RULE_CONSECUTIVE_FAILURES,
+    RULE_LOW_SUCCESS_RATE,
+    RULE_LOW_THROUGHPUT,
+    RULE_SLOW_EXECUTION,
+    RULE_STALE,
+    CollectionStatus,
+    CollectorHealth,
+    Condition,
+    health_score,
+)
+from gecko_otel.records import ExecutionStatus
+
+#: The window is kept as this many buckets: a run drops out of the window
+#: within 1/_BUCKETS of the window after it leaves it.
+_BUCKETS: Final = 96
+
+_NONE: Final[list[Condition]] = []  # shared "no condition holds"; never mutated
+_FAILURES: Final = frozenset({ExecutionStatus.FAILURE, ExecutionStatus.TIMEOUT})
+_SUCCESSES: Final = frozenset({ExecutionStatus.SUCCESS, ExecutionStatus.PARTIAL})
+
+
+class _CollectorState:
+    """Incremental health state of one collector. Guarded by ``lock``."""
+
+    __slots__ = (
+        "bucket_ids",
+        "consecutive_failures",
+        "consecutive_successes",
+        "dur_count",
+        "dur_sum",
+        "expired_upto",
+        "first_seen",
+        "last_failure",
+        "last_success",
+        "lock",
+        "ok",
+        "records",
+        "sum_dur_count",
+        "sum_dur_sum",
+        "sum_ok",
+        "sum_records",
+        "sum_total",
+        "thresholds",
+        "total",
+        "total_executions",
+    )
+
+    def __init__(self, thresholds: Thresholds, now: float) -> None:
+        self.thresholds = thresholds
+        self.lock = threading.Lock()
+        self.first_seen = now
+        self.last_success: float | None = None
+        self.last_failure: float | None = None
+        self.consecutive_failures = 0
+        self.consecutive_successes = 0
+        self.total_executions = 0
+        self.bucket_ids = [-1] * _BUCKETS
+        self.total = [0] * _BUCKETS
+        self.ok = [0] * _BUCKETS
+        self.dur_sum = [0.0] * _BUCKETS
+        self.dur_count = [0] * _BUCKETS
+        self.records = [0] * _BUCKETS
+        self.sum_total = 0
+        self.sum_ok = 0
+        self.sum_dur_sum = 0.0
+        self.sum_dur_count = 0
+        self.sum_records = 0
+        self.expired_upto = -1  # buckets with ids <= this are out of the sums
+
+    def _drop(self, i: int) -> None:
+        self.sum_total -= self.total[i]
+        self.sum_ok -= self.ok[i]
+        self.sum_dur_sum -= self.dur_sum[i]
+        self.sum_dur_count -= self.dur_count[i]
+        self.sum_records -= self.records[i]
+        self.total[i] = self.ok[i] = self.dur_count[i] = self.records[i] = 0
+        self.dur_sum[i] = 0.0
+
+    def expire(self, bucket: int) -> None:
+        """Take buckets that left the window (ids <= bucket - _BUCKETS) out of the sums."""
+        oldest_kept = bucket - _BUCKETS + 1
+        if self.expired_upto >= oldest_kept - 1:
+            return
+        if oldest_kept - self.expired_upto > _BUCKETS:
+            # A long quiet spell: look at every slot rather than every bucket id.
+            slots: range | list[int] = range(_BUCKETS)
+        else:
+            slots = [b % _BUCKETS for b in range(self.expired_upto + 1, oldest_kept)]
+        for i in slots:
+            if -1 < self.bucket_ids[i] < oldest_kept:
+                self._drop(i)
+                self.bucket_ids[i] = -1
+        self.expired_upto = oldest_kept - 1
+
+    def add(
+        self, bucket: int, status: ExecutionStatus, duration: float | None, records: int
+    ) -> None:
+        i = bucket % _BUCKETS
+        if self.bucket_ids[i] != bucket:  # first run in this bucket: rotate
+            self.expire(bucket)
+            self._drop(i)
+            self.bucket_ids[i] = bucket
+        self.total[i] += 1
+        self.sum_total += 1
+        if status in _SUCCESSES:
+            self.ok[i] += 1
+            self.sum_ok += 1
+        if duration is not None:
+            self.dur_sum[i] += duration
+            self.sum_dur_sum += duration
+            self.dur_count[i] += 1
+            self.sum_dur_count += 1
+        self.records[i] += records
+        self.sum_records += records
+
+
+class HealthEvaluator:
+    """Per-collector health, updated by every finished run.
+
+    Args:
+        config: Thresholds and the window.
+
+    Threading: ``observe`` runs on the thread that ends a run and takes only
+    that collector's lock; the other methods may run on any thread.
+    """
+
+    def __init__(self, config: MonitorConfig) -> None:
+        self._config = config
+        self._width = seconds(config.success_rate_window) / _BUCKETS
+        self._states: dict[str, _CollectorState] = {}
+        self._lock = threading.Lock()
+
+    def collector_types(self) -> list[str]:
+        """Collectors known to the evaluator, sorted."""
+        return sorted(self._states)
+
+    def state(self, collector_type: str, now: float) -> _CollectorState | None:
+        """The collector's state, created on first sight (None past ``max_collectors``)."""
+        state = self._states.get(collector_type)
+        if state is not None:
+            return state
+        with self._lock:
+            state = self._states.get(collector_type)
+            if state is None and len(self._states) < self._config.max_collectors:
+                state = _CollectorState(self._config.thresholds_for(collector_type), now)
+                self._states[collector_type] = state
+            return state
+
+    def existing_state(self, collector_type: str) -> _CollectorState | None:
+        """The collector's state if it has one (never creates it)."""
+        return self._states.get(collector_type)
+
+    def unknown(self, collector_type: str, now: float) -> CollectorHealth:
+        """Health of a collector that has not run: status unknown."""
+        return CollectorHealth(
+            collector_type=collector_type,
+            status=CollectionStatus.UNKNOWN,
+            last_success=None,
+            last_failure=None,
+            consecutive_failures=0,
+            success_rate_24h=None,
+            average_execution_time=None,
+            p95_execution_time=None,
+            records_per_second=None,
+            runs_in_window=0,
+            total_executions=0,
+            health_score=None,
+            issues=(),
+            rules=(),
+            evaluated_at=_dt(now) or datetime.now(timezone.utc),
+        )
+
+    def observe(
+        self,
+        collector_type: str,
+        status: ExecutionStatus,
+        duration: float | None,
+        records: int,
+        now: float,
+    ) -> list[Condition] | None:
+        """Count one finished run at unix time ``now``; the conditions that now hold.
+
+        Returns None when the collector is not tracked (over ``max_collectors``).
+        """
+        state = self._states.get(collector_type) or self.state(collector_type, now)
+        if state is None:
+            return None
+        with state.lock:
+            state.total_executions += 1
+            if status in _FAILURES:
+                state.consecutive_failures += 1
+                state.consecutive_successes = 0
+                state.last_failure = now
+            elif status in _SUCCESSES:
+                state.consecutive_failures = 0
+                state.consecutive_successes += 1
+                state.last_success = now
+            state.add(int(now // self._width), status, duration, records)
+            # The common case, checked inline: no rule can hold.
+            t = state.thresholds
+            if (
+                state.consecutive_failures < t.max_consecutive_failures
+                and (
+                    state.sum_total < t.min_runs_for_rate
+                    or 100.0 * state.sum_ok >= t.min_success_rate * state.sum_total
+                )
+                and state.sum_dur_sum <= t.max_execution_time * state.sum_dur_count
+                and t.min_records_per_second is None
+                and state.last_success is not None
+                and now - state.last_success < t.stale_after
+            ):
+                return _NONE
+            return self._conditions(state, now)
+
+    def conditions(self, collector_type: str, now: float) -> list[Condition]:
+        """The rules that hold for ``collector_type`` at unix time ``now``."""
+        state = self._states.get(collector_type)
+        if state is None:
+            return []
+        with state.lock:
+            state.expire(int(now // self._width))
+            return self._conditions(state, now)
+
+    def recovered(self, collector_type: str) -> bool:
+        """Whether the collector has had ``recovery_threshold`` good runs in a row."""
+        state = self._states.get(collector_type)
+        return state is not None and (
+            state.consecutive_successes >= state.thresholds.recovery_threshold
+        )
+
+    def thresholds(self, collector_type: str) -> Thresholds:
+        """The thresholds in force for ``collector_type``."""
+        state = self._states.get(collector_type)
+        if state is not None:
+            return state.thresholds
+        return self._config.thresholds_for(collector_type)
+
+    def _conditions(self, state: _CollectorState, now: float) -> list[Condition]:
+        t = state.thresholds
+        out: list[Condition] = []
+        if state.consecutive_failures >= t.max_consecutive_failures:
+            out.append(
+                Condition(
+                    rule=RULE_CONSECUTIVE_FAILURES,
+                    level=AlertLevel.CRITICAL,
+                    message=f"{state.consecutive_failures} consecutive failed runs "
+                    f"(threshold {t.max_consecutive_failures})",
+                    figures={
+                        "consecutive_failures": state.consecutive_failures,
+                        "threshold": t.max_consecutive_failures,
+                    },
+                )
+            )
+        if state.sum_total >= t.min_runs_for_rate:
+            rate = 100.0 * state.sum_ok / state.sum_total
+            if rate < t.min_success_rate:
+                out.append(
+                    Condition(
+                        rule=RULE_LOW_SUCCESS_RATE,
+                        level=AlertLevel.WARNING,
+                        message=f"success rate {rate:.1f} % over the last "
+                        f"{_span(self._window)} (threshold {t.min_success_rate:g} %)",
+                        figures={
+                            "success_rate": round(rate, 2),
+                            "runs": state.sum_total,
+                            "threshold": t.min_success_rate,
+                        },
+                    )
+                )
+        if state.sum_dur_count:
+            average = state.sum_dur_sum / state.sum_dur_count
+            if average > t.max_execution_time:
+                out.append(
+                    Condition(
+                        rule=RULE_SLOW_EXECUTION,
+                        level=AlertLevel.WARNING,
+                        message=f"average run time {average:.1f} s "
+                        f"(threshold {t.max_execution_time:g} s)",
+                        figures={
+                            "average_execution_time": round(average, 3),
+                            "threshold": t.max_execution_time,
+                        },
+                    )
+                )
+            if t.min_records_per_second is not None and state.sum_dur_sum > 0:
+                rate = state.sum_records / state.sum_dur_sum
+                if rate < t.min_records_per_second:
+                    out.append(
+                        Condition(
+                            rule=RULE_LOW_THROUGHPUT,
+                            level=AlertLevel.WARNING,
+                            message=f"{rate:.2f} records per second "
+                            f"(threshold {t.min_records_per_second:g})",
+                            figures={
+                                "records_per_second": round(rate, 3),
+                                "threshold": t.min_records_per_second,
+                            },
+                        )
+                    )
+        since = state.last_success if state.last_success is not None else state.first_seen
+        if now - since >= t.stale_after:
+            out.append(
+                Condition(
+                    rule=RULE_STALE,
+                    # Twice as long without a success escalates to critical.
+                    level=AlertLevel.CRITICAL
+                    if now - since >= 2 * t.stale_after
+                    else AlertLevel.WARNING,
+                    message=(
+                        f"no successful run in the {_span(now - since)} since it was first seen"
+                        if state.last_success is None
+                        else f"last successful run {_span(now - since)} ago"
+                    )
+                    + f" (threshold {_span(t.stale_after)})",
+                    figures={
+                        "seconds_since_success": round(now - since, 1),
+                        "threshold": t.stale_after,
+                    },
+                )
+            )
+        return out
+
+    @property
+    def _window(self) -> float:
+        return self._width * _BUCKETS
+
+    def health(
+        self,
+        collector_type: str,
+        now: float,
+        p95: float | None,
+    ) -> CollectorHealth | None:
+        """The collector's health at unix time ``now`` (``p95`` from history)."""
+        state = self._states.get(collector_type)
+        if state is None:
+            return None
+        with state.lock:
+            state.expire(int(now // self._width))
+            conditions = self._conditions(state, now)
+            t = state.thresholds
+            runs = state.sum_total
+            rate = 100.0 * state.sum_ok / runs if runs else None
+            average = state.sum_dur_sum / state.sum_dur_count if state.sum_dur_count else None
+            throughput = state.sum_records / state.sum_dur_sum if state.sum_dur_sum > 0 else None
+            total = state.total_executions
+            last_success, last_failure = state.last_success, state.last_failure
+            failures = state.consecutive_failures
+        if total == 0:
+            status, score = CollectionStatus.UNKNOWN, None
+        else:
+            if any(c.critical for c in conditions):
+                status = CollectionStatus.CRITICAL
+            elif conditions:
+                status = CollectionStatus.WARNING
+            else:
+                status = CollectionStatus.HEALTHY
+            score = health_score(rate, average, throughput, t)
+        return CollectorHealth(
+            collector_type=collector_type,
+            status=status,
+            last_success=_dt(last_success),
+            last_failure=_dt(last_failure),
+            consecutive_failures=failures,
+            success_rate_24h=rate,
+            average_execution_time=average,
+            p95_execution_time=p95,
+            records_per_second=throughput,
+            runs_in_window=runs,
+            total_executions=total,
+            health_score=score,
+            issues=tuple(c.message for c in conditions),
+            rules=tuple(c.rule for c in conditions),
+            evaluated_at=_dt(now) or datetime.now(timezone.utc),
+        )
+
+
+def _dt(seconds: float | None) -> datetime | None:
+    return None if seconds is None else datetime.fromtimestamp(seconds, timezone.utc)
+
+
+def _span(seconds: float) -> str:
+    """``90`` -> ``"1.5 min"``: a duration in the unit that reads best."""
+    if seconds >= 2 * 86400:
+        return f"{seconds / 86400:.1f} d"
+    if seconds >= 2 * 3600:
+        return f"{seconds / 3600:.1f} h"
+    if seconds >= 120:
+        return f"{seconds / 60:.1f} min"
+    return f"{seconds:.0f} s"
