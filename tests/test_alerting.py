@@ -350,3 +350,22 @@ def test_setup_accepts_alert_handlers() -> None:
         monitor.shutdown()
         tp.shutdown()
         mp.shutdown()
+
+
+def test_alerts_still_flow_in_a_forked_child(clock: FakeClock) -> None:
+    import os
+
+    with watched(clock) as captured:
+        fail_three("before_fork")  # the dispatcher's threads are running now
+        assert len(captured.notifications) == 1
+        pid = os.fork()
+        if pid == 0:  # the child: fresh locks and threads, same Monitor
+            try:
+                fail_three("in_child")
+                ok = kinds(captured)[-1] == ("firing", "in_child", "consecutive_failures")
+            except BaseException:
+                ok = False
+            os._exit(0 if ok else 1)
+        _, status = os.waitpid(pid, 0)
+        assert os.waitstatus_to_exitcode(status) == 0
+        assert [a.collector_type for a in captured.notifications] == ["before_fork"]

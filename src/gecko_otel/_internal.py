@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import os
 import threading
+import weakref
 from collections.abc import Callable
 
 logger = logging.getLogger("gecko_otel")
@@ -55,3 +57,25 @@ def remove_internal_error_listener(listener: Callable[[str, BaseException], None
     with _lock:
         if listener in _listeners:
             _listeners.remove(listener)
+
+
+def at_fork_in_child(obj: object, method: str) -> None:
+    """Call ``obj.<method>()`` in the child after ``fork()``, while ``obj`` lives.
+
+    Only the forking thread survives a fork: locks other threads held stay
+    held forever and their threads are gone, so components that own locks or
+    threads reset them here. Holds ``obj`` weakly; never raises.
+    """
+    if not hasattr(os, "register_at_fork"):
+        return
+    ref = weakref.ref(obj)
+
+    def reset() -> None:
+        target = ref()
+        if target is not None:
+            try:
+                getattr(target, method)()
+            except Exception as exc:  # noqa: BLE001 - a reset must not break the child
+                report_internal_error(f"{type(target).__name__}.{method} after fork", exc)
+
+    os.register_at_fork(after_in_child=reset)

@@ -37,6 +37,7 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any, Final
 
+from gecko_otel._internal import at_fork_in_child
 from gecko_otel.alerts import Alert, AlertLevel, AlertState, Notification
 from gecko_otel.evaluator import HealthEvaluator
 from gecko_otel.health import TIME_RULES, Condition
@@ -142,6 +143,10 @@ class AlertEngine:
         self._by_id: dict[str, _LiveAlert] = {}
         self._resolved: deque[_LiveAlert] = deque(maxlen=_MAX_RESOLVED)
         self._suppressions: list[Suppression] = []
+        at_fork_in_child(self, "_reset_lock")
+
+    def _reset_lock(self) -> None:
+        self._lock = threading.RLock()
 
     # -- feeding --------------------------------------------------------------
 

@@ -12,15 +12,13 @@ counts it. Nothing here ever blocks the caller of :meth:`AlertDispatcher.submit`
 from __future__ import annotations
 
 import logging
-import os
 import queue
 import threading
 import time
-import weakref
 from collections.abc import Callable
 from typing import Final
 
-from gecko_otel._internal import report_internal_error
+from gecko_otel._internal import at_fork_in_child, report_internal_error
 from gecko_otel.alerts import Alert
 from gecko_otel.typing import AlertHandler
 
@@ -112,15 +110,7 @@ class AlertDispatcher:
         self._counts = {"dropped_notifications": 0, "handler_errors": 0, "handler_timeouts": 0}
         self._closed = False
         self._supervisor: threading.Thread | None = None
-        if hasattr(os, "register_at_fork"):
-            ref = weakref.ref(self)
-
-            def after_fork_in_child() -> None:
-                dispatcher = ref()
-                if dispatcher is not None:
-                    dispatcher._after_fork()
-
-            os.register_at_fork(after_in_child=after_fork_in_child)
+        at_fork_in_child(self, "_after_fork")
 
     # -- handlers ----------------------------------------------------------------
 

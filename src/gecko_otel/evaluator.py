@@ -29,6 +29,7 @@ import threading
 from datetime import datetime, timezone
 from typing import Final
 
+from gecko_otel._internal import at_fork_in_child
 from gecko_otel.alerts import AlertLevel
 from gecko_otel.config import MonitorConfig, Thresholds, seconds
 from gecko_otel.health import (
@@ -163,6 +164,12 @@ class HealthEvaluator:
         self._width = seconds(config.success_rate_window) / _BUCKETS
         self._states: dict[str, _CollectorState] = {}
         self._lock = threading.Lock()
+        at_fork_in_child(self, "_reset_locks")
+
+    def _reset_locks(self) -> None:
+        self._lock = threading.Lock()
+        for state in self._states.values():
+            state.lock = threading.Lock()
 
     def collector_types(self) -> list[str]:
         """Collectors known to the evaluator, sorted."""

@@ -11,14 +11,13 @@ from __future__ import annotations
 
 import heapq
 import math
-import os
 import threading
-import weakref
 from collections import deque
 from collections.abc import Iterable, Iterator
 from datetime import datetime, timedelta, timezone
 from typing import Final
 
+from gecko_otel._internal import at_fork_in_child
 from gecko_otel.config import MonitorConfig
 from gecko_otel.errors import ConfigError
 from gecko_otel.records import (
@@ -156,15 +155,7 @@ class History:
         self._lock = threading.Lock()
         #: Runs not kept because ``max_collectors`` was reached.
         self.dropped_runs = 0
-        if hasattr(os, "register_at_fork"):
-            ref = weakref.ref(self)
-
-            def reset_in_child() -> None:
-                history = ref()
-                if history is not None:
-                    history._reset_locks()
-
-            os.register_at_fork(after_in_child=reset_in_child)
+        at_fork_in_child(self, "_reset_locks")
 
     def add(self, record: FinishedRun) -> None:
         """Keep ``record`` and count it in the collector's aggregates. O(1)."""

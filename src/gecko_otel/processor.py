@@ -8,9 +8,7 @@ internal error is logged and counted by :mod:`gecko_otel._internal`.
 
 from __future__ import annotations
 
-import os
 import threading
-import weakref
 from typing import TYPE_CHECKING
 
 from opentelemetry.context import Context
@@ -18,7 +16,7 @@ from opentelemetry.sdk.trace import ReadableSpan, SpanProcessor
 from opentelemetry.sdk.trace import Span as SDKSpan
 from opentelemetry.trace import INVALID_SPAN
 
-from gecko_otel._internal import report_internal_error
+from gecko_otel._internal import at_fork_in_child, report_internal_error
 from gecko_otel.run import RUN_KEY, Run
 
 if TYPE_CHECKING:
@@ -54,15 +52,7 @@ class HistorySpanProcessor(SpanProcessor):
         # hot path takes no lock.
         self._active: dict[int, Run] = {}
         self._shutdown = False
-        if hasattr(os, "register_at_fork"):
-            ref = weakref.ref(self)
-
-            def forget_other_threads() -> None:
-                processor = ref()
-                if processor is not None:
-                    processor._after_fork()
-
-            os.register_at_fork(after_in_child=forget_other_threads)
+        at_fork_in_child(self, "_after_fork")
 
     def _after_fork(self) -> None:
         # Only the forking thread survives fork(); runs other threads had in
