@@ -8,6 +8,7 @@ Alertmanager handler to a real ``prometheus-alertmanager`` process (marked
 from __future__ import annotations
 
 import base64
+import inspect
 import json
 import logging
 import shutil
@@ -33,6 +34,7 @@ import pytest
 from conftest import skip_or_fail
 from gecko_otel.alerts import Alert, AlertLevel, AlertState, Notification
 from gecko_otel.attributes import MetadataSanitizer
+from gecko_otel.config import MonitorConfig, seconds
 from gecko_otel.errors import ConfigError
 from gecko_otel.handlers import (
     AlertDeliveryError,
@@ -116,6 +118,7 @@ class Request:
     path: str
     headers: dict[str, str]
     body: bytes
+    at: float = field(default_factory=time.monotonic)  #: when the server read it
 
     def json(self) -> Any:
         return json.loads(self.body)
@@ -123,11 +126,14 @@ class Request:
 
 @dataclass
 class RecordingServer:
-    """Records every POST; answers with the scripted statuses, then 200."""
+    """Records every POST; answers with the scripted statuses, then 200.
+
+    A scripted status may come with response headers: ``(429, {"Retry-After": "0"})``.
+    """
 
     url: str
     requests: list[Request] = field(default_factory=list)
-    statuses: list[int] = field(default_factory=list)
+    statuses: list[int | tuple[int, dict[str, str]]] = field(default_factory=list)
     lock: threading.Lock = field(default_factory=threading.Lock)
 
 
@@ -142,10 +148,13 @@ def server() -> Iterator[RecordingServer]:
                 recording.requests.append(
                     Request(self.path, {k.lower(): v for k, v in self.headers.items()}, body)
                 )
-                status = recording.statuses.pop(0) if recording.statuses else 200
+                scripted = recording.statuses.pop(0) if recording.statuses else 200
+            status, headers = scripted if isinstance(scripted, tuple) else (scripted, {})
             self.send_response(status)
             if 300 <= status < 400:
                 self.send_header("Location", "/elsewhere")
+            for name, value in headers.items():
+                self.send_header(name, value)
             reply = b"" if status < 400 else b"scripted failure"
             self.send_header("Content-Length", str(len(reply)))
             self.end_headers()
@@ -339,6 +348,7 @@ def test_webhook_close_cuts_a_backoff_short(server: RecordingServer) -> None:
         (("http://example.com/hook",), {"retries": -1}),
         (("http://example.com/hook",), {"retries": 1.5}),
         (("http://example.com/hook",), {"backoff": -0.1}),
+        (("http://example.com/hook",), {"max_retry_after": 0}),
         (("http://example.com/hook",), {"headers": {"Bad Name": "x"}}),
         (("http://example.com/hook",), {"headers": {"X-Token": "line\r\nbreak"}}),
     ],
@@ -347,6 +357,98 @@ def test_webhook_validates_arguments(args: tuple[Any, ...], kwargs: dict[str, An
     with pytest.raises(ConfigError) as info:
         WebhookAlertHandler(*args, **kwargs)
     assert "line\r\nbreak" not in str(info.value), "header values are never quoted"
+
+
+@pytest.mark.parametrize(
+    ("factory", "kwargs", "message"),
+    [
+        (WebhookAlertHandler, {"timeout": 0}, "WebhookAlertHandler: timeout must be positive"),
+        (WebhookAlertHandler, {"timeout": "5s"}, "timeout must be seconds (a number) or a time"),
+        (WebhookAlertHandler, {"backoff": -0.1}, "WebhookAlertHandler: backoff must be 0 or more"),
+        (WebhookAlertHandler, {"max_retry_after": 0}, "max_retry_after must be positive"),
+        (AlertmanagerAlertHandler, {"resend_interval": -1}, "resend_interval must be positive"),
+        (AlertmanagerAlertHandler, {"timeout": float("inf")}, "timeout must be positive"),
+    ],
+)
+def test_duration_messages_name_the_argument(
+    factory: Callable[..., Any], kwargs: dict[str, Any], message: str
+) -> None:
+    with pytest.raises(ConfigError) as info:
+        factory("http://127.0.0.1:9093", **kwargs)
+    assert message in str(info.value)
+
+
+def test_webhook_accepts_zero_backoff(server: RecordingServer) -> None:
+    server.statuses.append(500)
+    WebhookAlertHandler(f"{server.url}/hook", retries=1, backoff=0)(make_alert())
+    assert len(server.requests) == 2
+
+
+def test_webhook_worst_case_with_the_defaults_fits_the_handler_timeout() -> None:
+    defaults = {
+        name: p.default for name, p in inspect.signature(WebhookAlertHandler).parameters.items()
+    }
+    assert (defaults["timeout"], defaults["retries"], defaults["backoff"]) == (5.0, 2, 0.5)
+    attempts = defaults["retries"] + 1
+    worst = attempts * defaults["timeout"] + defaults["backoff"] * (2 ** defaults["retries"] - 1)
+    assert worst == 16.5
+    assert worst < seconds(MonitorConfig().handler_timeout)
+
+
+@pytest.mark.parametrize("status", [429, 503])
+def test_webhook_honours_retry_after_seconds(server: RecordingServer, status: int) -> None:
+    # With a 30 s backoff only Retry-After: 0 can make the retry come at once.
+    server.statuses.append((status, {"Retry-After": "0"}))
+    handler = WebhookAlertHandler(f"{server.url}/hook", retries=1, backoff=30)
+    started = time.monotonic()
+    handler(make_alert())
+    assert time.monotonic() - started < 1
+    assert len(server.requests) == 2, "delivered by the one retry"
+
+
+def test_webhook_caps_retry_after(server: RecordingServer) -> None:
+    server.statuses.append((429, {"Retry-After": "3600"}))
+    handler = WebhookAlertHandler(f"{server.url}/hook", retries=1, backoff=30, max_retry_after=0.2)
+    handler(make_alert())
+    first, second = server.requests
+    assert 0.2 <= second.at - first.at < 0.9
+
+
+def test_webhook_retry_after_never_outlasts_the_worst_case(server: RecordingServer) -> None:
+    # Worst case: 2 attempts x 0.3 s, no backoff. The 429 comes back at
+    # once, so 0.3 s is left for the wait after keeping 0.3 s for the retry.
+    server.statuses.append((503, {"Retry-After": "3600"}))
+    handler = WebhookAlertHandler(f"{server.url}/hook", timeout=0.3, retries=1, backoff=0)
+    handler(make_alert())
+    first, second = server.requests
+    assert 0.2 <= second.at - first.at < 0.9
+
+
+@pytest.mark.parametrize(
+    "reply",
+    [
+        (429, {"Retry-After": "Fri, 01 Jan 2100 00:00:00 GMT"}),  # HTTP-date form
+        (500, {"Retry-After": "3600"}),  # only 429 and 503 are read
+        (429, {"Retry-After": "-1"}),
+        (429, {"Retry-After": "1e3"}),
+    ],
+)
+def test_webhook_falls_back_to_the_backoff(
+    server: RecordingServer, reply: tuple[int, dict[str, str]]
+) -> None:
+    server.statuses.append(reply)
+    handler = WebhookAlertHandler(f"{server.url}/hook", retries=1, backoff=0.001)
+    started = time.monotonic()
+    handler(make_alert())
+    assert time.monotonic() - started < 1
+    assert len(server.requests) == 2
+
+
+def test_alert_delivery_error_is_importable_from_its_old_homes() -> None:
+    from gecko_otel import errors, handlers
+    from gecko_otel.handlers import webhook
+
+    assert handlers.AlertDeliveryError is webhook.AlertDeliveryError is errors.AlertDeliveryError
 
 
 @pytest.mark.parametrize(

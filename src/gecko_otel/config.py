@@ -172,7 +172,9 @@ class MonitorConfig:
         object.__setattr__(self, "sensitive_keys", tuple(keys))
         _validate_thresholds(self, "MonitorConfig", allow_none=False)
         for name in ("success_rate_window", "watchdog_interval", "handler_timeout"):
-            object.__setattr__(self, name, _seconds(f"MonitorConfig.{name}", getattr(self, name)))
+            object.__setattr__(
+                self, name, check_seconds(f"MonitorConfig.{name}", getattr(self, name))
+            )
         _require_positive_int("alert_queue_size", self.alert_queue_size)
         collectors: object = self.collectors
         if not isinstance(collectors, Mapping):
@@ -245,17 +247,38 @@ def seconds(value: Duration) -> float:
     return value.total_seconds() if isinstance(value, timedelta) else float(value)
 
 
-def _seconds(name: str, value: object) -> float:
-    """``value`` (seconds or a timedelta) as positive float seconds."""
+def check_seconds(name: str, value: object, *, allow_zero: bool = False) -> float:
+    """Validate a duration given as seconds (a number) or a ``timedelta``.
+
+    The duration check of the package: ``MonitorConfig``,
+    ``CollectorThresholds`` and the alert handlers use it, so their messages
+    read alike.
+
+    Args:
+        name: What the message calls the value, e.g. ``"MonitorConfig.handler_timeout"``
+            or ``"WebhookAlertHandler: timeout"``.
+        value: The value given.
+        allow_zero: Accept ``0`` (for a wait that may be switched off, such
+            as a backoff); otherwise the value must be more than 0.
+
+    Returns:
+        The value as finite float seconds.
+
+    Raises:
+        ConfigError: ``value`` is not a number or a ``timedelta`` (booleans
+            are refused), is not finite, is negative, or is 0 without
+            ``allow_zero``. The message starts with ``name``.
+    """
     if isinstance(value, timedelta):
-        seconds = value.total_seconds()
+        total = value.total_seconds()
     elif isinstance(value, int | float) and not isinstance(value, bool):
-        seconds = float(value)
+        total = float(value)
     else:
         raise ConfigError(f"{name} must be seconds (a number) or a timedelta, got {value!r}")
-    if not (seconds > 0 and math.isfinite(seconds)):
-        raise ConfigError(f"{name} must be positive, got {value!r}")
-    return seconds
+    if not math.isfinite(total) or total < 0 or (total == 0 and not allow_zero):
+        bound = "0 or more" if allow_zero else "positive"
+        raise ConfigError(f"{name} must be {bound}, got {value!r}")
+    return total
 
 
 def _number(name: str, value: object, low: float, high: float | None = None) -> float:
@@ -281,7 +304,7 @@ def _validate_thresholds(obj: Any, owner: str, *, allow_none: bool) -> None:
         elif name == "min_records_per_second":
             object.__setattr__(obj, name, _number(label, value, 0.0))
         else:
-            object.__setattr__(obj, name, _seconds(label, value))
+            object.__setattr__(obj, name, check_seconds(label, value))
 
 
 def _csv(raw: str) -> tuple[str, ...]:

@@ -1,11 +1,31 @@
-"""Exceptions gecko-otel raises at configuration time.
+"""Exceptions gecko-otel raises.
 
-Nothing here is ever raised into a collector's run: instrumentation errors are
-logged and counted instead (see :mod:`gecko_otel._internal`).
+:class:`ConfigError` is raised at configuration time; :class:`AlertDeliveryError`
+by an alert handler on the dispatcher thread, which counts it. Neither is ever
+raised into a collector's run: instrumentation errors are logged and counted
+instead (see :mod:`gecko_otel._internal`).
 """
 
 from __future__ import annotations
 
+__all__ = ["AlertDeliveryError", "ConfigError"]
+
 
 class ConfigError(ValueError):
     """A configuration value is invalid; the message says what to change."""
+
+
+class AlertDeliveryError(RuntimeError):
+    """A handler could not deliver a notification.
+
+    The message names the URL with any password masked and says why the
+    last attempt failed; it never contains credentials or header values.
+
+    Attributes:
+        status: The HTTP status of the last response, ``None`` when there
+            was none (connection refused, timeout, ...).
+    """
+
+    def __init__(self, message: str, *, status: int | None = None) -> None:
+        super().__init__(message)
+        self.status = status

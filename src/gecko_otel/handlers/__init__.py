@@ -18,10 +18,10 @@ import importlib.metadata
 from collections.abc import Callable
 from typing import Any, Final
 
-from gecko_otel.errors import ConfigError
+from gecko_otel.errors import AlertDeliveryError, ConfigError
 from gecko_otel.handlers.alertmanager import AlertmanagerAlertHandler
 from gecko_otel.handlers.logging import LoggingAlertHandler
-from gecko_otel.handlers.webhook import AlertDeliveryError, WebhookAlertHandler
+from gecko_otel.handlers.webhook import WebhookAlertHandler
 from gecko_otel.typing import AlertHandler
 
 __all__ = [

@@ -28,15 +28,9 @@ from typing import TYPE_CHECKING, Any, Final
 from gecko_otel._internal import report_internal_error
 from gecko_otel.alerts import AlertState, Notification
 from gecko_otel.attributes import AttributeValue, MetadataSanitizer
-from gecko_otel.errors import ConfigError
-from gecko_otel.handlers.webhook import (
-    AlertDeliveryError,
-    _duration,
-    _Endpoint,
-    _opener,
-    _post_json,
-    display_url,
-)
+from gecko_otel.config import check_seconds
+from gecko_otel.errors import AlertDeliveryError, ConfigError
+from gecko_otel.handlers._http import Endpoint, build_opener, display_url, post_json
 
 if TYPE_CHECKING:
     from gecko_otel.alerts import Alert
@@ -154,7 +148,7 @@ class AlertmanagerAlertHandler:
     they expire at their ``endsAt``, as with Prometheus.
 
     Failures: a POST made for a notification raises
-    :class:`~gecko_otel.handlers.webhook.AlertDeliveryError` (the
+    :class:`~gecko_otel.errors.AlertDeliveryError` (the
     dispatcher counts it; a firing alert stays registered, so the next
     re-send delivers it). A failed re-send is logged as a warning and tried
     again one interval later. Messages show the URL with its password
@@ -197,7 +191,7 @@ class AlertmanagerAlertHandler:
         generator_url: str | None = None,
     ) -> None:
         owner = type(self).__name__
-        self._endpoint = _Endpoint.parse(_api_url(url, owner), owner)
+        self._endpoint = Endpoint.parse(_api_url(url, owner), owner)
         self._labels = _names(owner, "labels", labels, RESERVED_LABELS)
         self._annotations = _names(owner, "annotations", annotations, RESERVED_ANNOTATIONS)
         if service is None:
@@ -205,12 +199,12 @@ class AlertmanagerAlertHandler:
         if not isinstance(service, str) or not service:
             raise ConfigError(f"{owner}: service must be a non-empty string, got {service!r}")
         self._service = service
-        self._timeout = _duration(owner, "timeout", timeout)
-        self._interval = _duration(owner, "resend_interval", resend_interval)
+        self._timeout = check_seconds(f"{owner}: timeout", timeout)
+        self._interval = check_seconds(f"{owner}: resend_interval", resend_interval)
         if generator_url is not None:
-            _Endpoint.parse(generator_url, f"{owner}: generator_url")
+            Endpoint.parse(generator_url, f"{owner}: generator_url")
         self._generator_url = generator_url
-        self._opener = _opener()
+        self._opener = build_opener()
 
         self._lock = threading.Lock()  # guards the registry and orders the POSTs
         self._registry: dict[str, _Entry] = {}
@@ -290,7 +284,7 @@ class AlertmanagerAlertHandler:
     def _post(self, payload: list[dict[str, Any]], alert: Alert) -> None:
         """One POST, under the lock; raises AlertDeliveryError on failure."""
         body = json.dumps(payload, ensure_ascii=False).encode("utf-8")
-        failure = _post_json(self._opener, self._endpoint, body, {}, self._timeout)
+        failure = post_json(self._opener, self._endpoint, body, {}, self._timeout)
         if failure is not None:
             raise AlertDeliveryError(
                 f"alert {alert.id} ({alert.notification or alert.state}) could not be posted "
@@ -351,7 +345,7 @@ class AlertmanagerAlertHandler:
                 for entry in self._registry.values()
             ]
             body = json.dumps(payload, ensure_ascii=False).encode("utf-8")
-            failure = _post_json(self._opener, self._endpoint, body, {}, self._timeout)
+            failure = post_json(self._opener, self._endpoint, body, {}, self._timeout)
         if failure is not None:
             logger.warning(
                 "re-sending %d firing alert(s) to %s failed (%s); next try in %gs",
