@@ -224,7 +224,7 @@ def test_per_collector_cooldown_and_thresholds(clock: FakeClock) -> None:
     [
         ({"collector_type": "", "duration": 5}, "collector_type must be a non-empty string"),
         ({"collector_type": "pools", "duration": 0}, "duration must be positive"),
-        ({"collector_type": "pools", "duration": "1h"}, "duration must be a timedelta"),
+        ({"collector_type": "pools", "duration": "1h"}, "duration must be seconds"),
         ({"collector_type": "pools", "duration": 5, "rule": ""}, "rule must be a rule name"),
     ],
 )

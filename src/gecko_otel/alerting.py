@@ -21,7 +21,7 @@ from gecko_otel import semconv
 from gecko_otel._internal import report_internal_error
 from gecko_otel.alert_engine import AlertEngine
 from gecko_otel.alerts import Alert, AlertLevel
-from gecko_otel.config import MonitorConfig, seconds
+from gecko_otel.config import MonitorConfig, check_seconds, seconds
 from gecko_otel.dispatch import AlertDispatcher
 from gecko_otel.errors import ConfigError
 from gecko_otel.evaluator import HealthEvaluator
@@ -178,7 +178,7 @@ class Alerting:
             raise ConfigError(f"collector_type must be a non-empty string, got {collector_type!r}")
         if rule is not None and (not isinstance(rule, str) or not rule):
             raise ConfigError(f"rule must be a rule name or None, got {rule!r}")
-        length = _duration("duration", duration)
+        length = check_seconds("duration", duration)
         now = self._clock()
         self.engine.suppress(collector_type, rule, now + length, now)
         return datetime.fromtimestamp(now + length, timezone.utc)
@@ -274,15 +274,3 @@ class Alerting:
             "health": {name: h.to_dict() for name, h in self.health().items()},
             "alerts": [a.to_dict() for a in self.alerts(active_only=False)],
         }
-
-
-def _duration(name: str, value: timedelta | float) -> float:
-    if isinstance(value, timedelta):
-        length = value.total_seconds()
-    elif isinstance(value, int | float) and not isinstance(value, bool):
-        length = float(value)
-    else:
-        raise ConfigError(f"{name} must be a timedelta or seconds, got {value!r}")
-    if not (length > 0 and math.isfinite(length)):
-        raise ConfigError(f"{name} must be positive, got {value!r}")
-    return length

@@ -18,7 +18,7 @@ from datetime import datetime, timedelta, timezone
 from typing import Final
 
 from gecko_otel._internal import at_fork_in_child
-from gecko_otel.config import MonitorConfig
+from gecko_otel.config import MonitorConfig, check_seconds
 from gecko_otel.errors import ConfigError
 from gecko_otel.records import (
     ExecutionRecord,
@@ -320,14 +320,4 @@ def _check_since(since: datetime | None) -> datetime | None:
 
 
 def _check_window(window: timedelta | float | None) -> float | None:
-    if window is None:
-        return None
-    if isinstance(window, timedelta):
-        seconds = window.total_seconds()
-    elif isinstance(window, int | float) and not isinstance(window, bool):
-        seconds = float(window)
-    else:
-        raise ConfigError(f"window must be a timedelta or seconds, got {window!r}")
-    if not seconds > 0:
-        raise ConfigError(f"window must be positive, got {window!r}")
-    return seconds
+    return None if window is None else check_seconds("window", window)

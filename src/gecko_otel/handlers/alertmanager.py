@@ -12,20 +12,17 @@ thread.
 
 from __future__ import annotations
 
-import functools
 import json
 import logging
-import os
 import re
 import threading
 import urllib.parse
-import weakref
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from typing import TYPE_CHECKING, Any, Final
 
-from gecko_otel._internal import report_internal_error
+from gecko_otel._internal import at_fork_in_child, report_internal_error
 from gecko_otel.alerts import AlertState, Notification
 from gecko_otel.attributes import AttributeValue, MetadataSanitizer
 from gecko_otel.config import check_seconds
@@ -210,9 +207,7 @@ class AlertmanagerAlertHandler:
         self._registry: dict[str, _Entry] = {}
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
-        if hasattr(os, "register_at_fork"):
-            reinit = weakref.WeakMethod(self._after_fork_in_child)
-            os.register_at_fork(after_in_child=functools.partial(_call_weak, reinit))
+        at_fork_in_child(self, "_after_fork_in_child")
 
     @property
     def url(self) -> str:
@@ -359,12 +354,6 @@ class AlertmanagerAlertHandler:
         # The lock may have been held by a thread that does not exist here.
         self._lock = threading.Lock()
         self._thread = None
-
-
-def _call_weak(ref: weakref.WeakMethod[Callable[[], None]]) -> None:
-    method = ref()
-    if method is not None:
-        method()
 
 
 def _api_url(url: object, owner: str) -> str:
