@@ -243,19 +243,28 @@ def test_setup_adds_otlp_exporter_when_endpoint_set(
     assert out["exporters"] == ([expected] if expected else [])
 
 
-def test_setup_rejects_unknown_protocol() -> None:
-    code = """
-        import json, gecko_otel
-        try:
-            gecko_otel.setup()
-        except gecko_otel.ConfigError as exc:
-            print(json.dumps({"error": str(exc)}))
-    """
+SETUP_ERROR_PROGRAM = """
+    import json, gecko_otel
+    try:
+        gecko_otel.setup()
+    except gecko_otel.ConfigError as exc:
+        print(json.dumps({"error": str(exc)}))
+"""
+
+
+@pytest.mark.parametrize(
+    ("variable", "message"),
+    [
+        ("OTEL_EXPORTER_OTLP_PROTOCOL", "OTEL_EXPORTER_OTLP_PROTOCOL='udp' is not supported"),
+        # The error names the variable that was actually set.
+        ("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL", "OTEL_EXPORTER_OTLP_TRACES_PROTOCOL='udp'"),
+    ],
+)
+def test_setup_rejects_unknown_protocol(variable: str, message: str) -> None:
     out = _run_program(
-        code,
-        {"OTEL_EXPORTER_OTLP_ENDPOINT": "http://127.0.0.1:9", "OTEL_EXPORTER_OTLP_PROTOCOL": "udp"},
+        SETUP_ERROR_PROGRAM, {"OTEL_EXPORTER_OTLP_ENDPOINT": "http://127.0.0.1:9", variable: "udp"}
     )
-    assert "OTEL_EXPORTER_OTLP_PROTOCOL='udp' is not supported" in out["error"]
+    assert out["error"].startswith(message)
 
 
 def test_sdk_disabled_runs_user_code_untouched() -> None:
@@ -318,24 +327,6 @@ def test_setup_reuses_global_sdk_providers() -> None:
 def test_empty_sensitive_keys_from_env_is_an_error() -> None:
     with pytest.raises(ConfigError, match="GECKO_OTEL_SENSITIVE_KEYS"):
         MonitorConfig.from_env({"GECKO_OTEL_SENSITIVE_KEYS": " , "})
-
-
-def test_protocol_error_names_the_variable_that_was_set() -> None:
-    code = """
-        import json, gecko_otel
-        try:
-            gecko_otel.setup()
-        except gecko_otel.ConfigError as exc:
-            print(json.dumps({"error": str(exc)}))
-    """
-    out = _run_program(
-        code,
-        {
-            "OTEL_EXPORTER_OTLP_ENDPOINT": "http://127.0.0.1:9",
-            "OTEL_EXPORTER_OTLP_TRACES_PROTOCOL": "carrier-pigeon",
-        },
-    )
-    assert out["error"].startswith("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL='carrier-pigeon'")
 
 
 def test_setup_after_shutdown_builds_fresh_providers() -> None:
