@@ -369,3 +369,47 @@ def test_alerts_still_flow_in_a_forked_child(clock: FakeClock) -> None:
         _, status = os.waitpid(pid, 0)
         assert os.waitstatus_to_exitcode(status) == 0
         assert [a.collector_type for a in captured.notifications] == ["before_fork"]
+
+
+def test_drops_are_a_metric_too(clock: FakeClock) -> None:
+    def broken(alert: Alert) -> None:
+        raise RuntimeError("handler bug")
+
+    with watched(clock, max_collectors=1) as captured:
+        captured.monitor.add_alert_handler(broken)
+        fail_three("kept")
+        run("beyond_max_collectors")
+        assert captured.monitor.force_flush(5_000)
+        points = {
+            attrs["gecko.drop.reason"]: value
+            for attrs, value in captured.metrics()["gecko.monitor.dropped"]
+        }
+    assert points["handler_errors"] == 1
+    assert points["dropped_runs"] == 1
+    assert points["dropped_notifications"] == 0
+
+
+def test_escalation_held_back_by_a_suppression_is_told_when_it_ends(
+    captured: CapturedRuns, clock: FakeClock
+) -> None:
+    run("pools")
+    clock.advance(hours=6)
+    captured.monitor.evaluate()  # stale, warning: told
+    captured.monitor.suppress("pools", duration=timedelta(hours=8))
+    clock.advance(hours=6)
+    captured.monitor.evaluate()  # escalates to critical while suppressed
+    assert kinds(captured) == [("firing", "pools", "stale")]
+    captured.monitor.unsuppress("pools")
+    assert kinds(captured)[-1] == ("escalated", "pools", "stale")
+    assert captured.notifications[-1].level is AlertLevel.CRITICAL
+
+
+def test_configured_collectors_are_watched_before_they_ever_run(clock: FakeClock) -> None:
+    config = MonitorConfig(collectors={"pools": CollectorThresholds(stale_after=600)})
+    with capture_runs(config, clock=clock, watchdog=False) as captured:
+        assert captured.monitor.health()["pools"].status.value == "unknown"
+        clock.advance(601)
+        captured.monitor.evaluate()
+        [alert] = captured.monitor.alerts()
+        assert (alert.collector_type, alert.rule) == ("pools", "stale")
+        assert alert.message.startswith("no successful run in the")

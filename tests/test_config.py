@@ -405,3 +405,26 @@ def test_per_collector_thresholds_override_and_normalise() -> None:
     assert config.thresholds_for("other").max_consecutive_failures == 3
     with pytest.raises(ConfigError, match=r"CollectorThresholds\.min_success_rate"):
         CollectorThresholds(min_success_rate=200)
+
+
+def test_config_is_hashable_and_its_collectors_read_only() -> None:
+    config = MonitorConfig(collectors={"pools": CollectorThresholds(stale_after=60)})
+    assert hash(config) == hash(MonitorConfig(collectors={}))  # collectors are not hashed
+    assert config != MonitorConfig()
+    with pytest.raises(TypeError):
+        config.collectors["trades"] = CollectorThresholds()  # type: ignore[index]
+
+
+def test_setup_rejects_a_bad_handler_before_creating_providers() -> None:
+    code = """
+        import json, gecko_otel
+        from opentelemetry import trace
+        try:
+            gecko_otel.setup(alert_handlers=["not callable"])
+        except gecko_otel.ConfigError as exc:
+            provider = type(trace.get_tracer_provider()).__name__
+            print(json.dumps({"error": str(exc), "provider": provider}))
+    """
+    out = _run_program(code, {})
+    assert out["error"].startswith("an alert handler must be callable")
+    assert out["provider"] == "ProxyTracerProvider"  # nothing was installed

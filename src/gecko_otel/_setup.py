@@ -69,6 +69,12 @@ def setup(
                 )
             return existing
         config = config if config is not None else MonitorConfig.from_env()
+        alert_handlers = list(alert_handlers)
+        for handler in alert_handlers:  # before any provider is created or installed
+            if not callable(handler):
+                raise ConfigError(
+                    f"an alert handler must be callable with an Alert, got {handler!r}"
+                )
         owned: list[Any] = []
         if tracer_provider is None:
             tracer_provider = _global_tracer_provider() or _new_tracer_provider(service_name, owned)

@@ -63,6 +63,7 @@ class _LiveAlert:
         "message",
         "metadata",
         "notifications",
+        "notified_level",
         "resolved_at",
         "rule",
         "state",
@@ -81,6 +82,7 @@ class _LiveAlert:
         self.acknowledged_at: float | None = None
         self.resolved_at: float | None = None
         self.notifications = 0
+        self.notified_level = condition.level  # the level handlers last heard
 
     def snapshot(
         self,
@@ -312,14 +314,17 @@ class AlertEngine:
         self._send(live, kind, now)
 
     def _flush_unnotified(self, collector_type: str, now: float) -> None:
-        """Notify active alerts that no silence holds back any more and nobody heard of."""
+        """Tell handlers what a silence held back: new alerts and escalations."""
         for live in list(self._active.get(collector_type, {}).values()):
             if live.notifications == 0:
                 self._deliver(live, Notification.FIRING, now)
+            elif live.level.severity > live.notified_level.severity:
+                self._deliver(live, Notification.ESCALATED, now)
 
     def _send(self, live: _LiveAlert, kind: Notification, now: float) -> None:
         live.notifications += 1
         live.last_notified_at = now
+        live.notified_level = live.level
         self._notify(
             live.snapshot(
                 suppressed=self._suppressed(live, now),

@@ -24,7 +24,7 @@ from gecko_otel.alerts import Alert, AlertLevel
 from gecko_otel.config import MonitorConfig, check_seconds, seconds
 from gecko_otel.dispatch import AlertDispatcher
 from gecko_otel.errors import ConfigError
-from gecko_otel.evaluator import HealthEvaluator
+from gecko_otel.evaluator import BUCKETS, HealthEvaluator
 from gecko_otel.health import CollectionStatus, CollectorHealth, SystemHealth, worst
 from gecko_otel.history import History
 from gecko_otel.records import FinishedRun
@@ -67,6 +67,11 @@ class Alerting:
         for handler in handlers:
             self.add_handler(handler)
         self._p95: dict[str, tuple[int, int, float | None]] = {}
+        # Collectors named in the configuration are watched from the start, so
+        # one that never runs in this process still goes stale.
+        started = self._clock()
+        for name in config.collectors:
+            self.evaluator.state(name, started)
         self._watchdog = Watchdog(self.evaluate, seconds(config.watchdog_interval))
         self._use_watchdog = watchdog
         if watchdog:
@@ -140,7 +145,7 @@ class Alerting:
         if state is None:
             return None
         window = seconds(self._config.success_rate_window)
-        key = (state.total_executions, int(now // (window / 96)))
+        key = (state.total_executions, int(now // (window / BUCKETS)))
         cached = self._p95.get(collector_type)
         if cached is not None and cached[:2] == key:
             return cached[2]
@@ -217,13 +222,13 @@ class Alerting:
         meter.create_observable_gauge(
             semconv.METRIC_HEALTH_SCORE,
             callbacks=[per_collector(lambda h: h.health_score)],
-            unit="1",
+            unit="{score}",
             description="Health score of each collector, 0-100.",
         )
         meter.create_observable_gauge(
             semconv.METRIC_HEALTH_STATUS,
             callbacks=[per_collector(lambda h: h.status.gauge_value)],
-            unit="1",
+            unit="{status}",
             description="Health status: 0 unknown, 1 healthy, 2 warning, 3 critical.",
         )
         meter.create_observable_gauge(

@@ -15,6 +15,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from dataclasses import field as dataclass_field
 from datetime import timedelta
+from types import MappingProxyType
 from typing import Any, Final
 
 from gecko_otel.attributes import DEFAULT_SENSITIVE_KEYS
@@ -149,7 +150,10 @@ class MonitorConfig:
     watchdog_interval: Duration = 30.0
     handler_timeout: Duration = 30.0
     alert_queue_size: int = 1000
-    collectors: Mapping[str, CollectorThresholds] = dataclass_field(default_factory=dict)
+    # Compared but not hashed (a mapping has no hash), and stored read-only.
+    collectors: Mapping[str, CollectorThresholds] = dataclass_field(
+        default_factory=dict, hash=False
+    )
 
     def __post_init__(self) -> None:
         for field in (
@@ -192,7 +196,7 @@ class MonitorConfig:
                     f"MonitorConfig.collectors[{name!r}] must be a CollectorThresholds, "
                     f"got {overrides!r}"
                 )
-        object.__setattr__(self, "collectors", dict(collectors))
+        object.__setattr__(self, "collectors", MappingProxyType(dict(collectors)))
 
     def thresholds_for(self, collector_type: str) -> Thresholds:
         """The thresholds in force for ``collector_type``."""

@@ -45,9 +45,9 @@ from gecko_otel.health import (
 )
 from gecko_otel.records import ExecutionStatus
 
-#: The window is kept as this many buckets: a run drops out of the window
-#: within 1/_BUCKETS of the window after it leaves it.
-_BUCKETS: Final = 96
+#: The window is kept as this many buckets, so a run may leave the window up
+#: to 1/BUCKETS of the window early (15 minutes of 24 hours).
+BUCKETS: Final = 96
 
 _NONE: Final[list[Condition]] = []  # shared "no condition holds"; never mutated
 _FAILURES: Final = frozenset({ExecutionStatus.FAILURE, ExecutionStatus.TIMEOUT})
@@ -89,12 +89,12 @@ class _CollectorState:
         self.consecutive_failures = 0
         self.consecutive_successes = 0
         self.total_executions = 0
-        self.bucket_ids = [-1] * _BUCKETS
-        self.total = [0] * _BUCKETS
-        self.ok = [0] * _BUCKETS
-        self.dur_sum = [0.0] * _BUCKETS
-        self.dur_count = [0] * _BUCKETS
-        self.records = [0] * _BUCKETS
+        self.bucket_ids = [-1] * BUCKETS
+        self.total = [0] * BUCKETS
+        self.ok = [0] * BUCKETS
+        self.dur_sum = [0.0] * BUCKETS
+        self.dur_count = [0] * BUCKETS
+        self.records = [0] * BUCKETS
         self.sum_total = 0
         self.sum_ok = 0
         self.sum_dur_sum = 0.0
@@ -112,15 +112,15 @@ class _CollectorState:
         self.dur_sum[i] = 0.0
 
     def expire(self, bucket: int) -> None:
-        """Take buckets that left the window (ids <= bucket - _BUCKETS) out of the sums."""
-        oldest_kept = bucket - _BUCKETS + 1
+        """Take buckets that left the window (ids <= bucket - BUCKETS) out of the sums."""
+        oldest_kept = bucket - BUCKETS + 1
         if self.expired_upto >= oldest_kept - 1:
             return
-        if oldest_kept - self.expired_upto > _BUCKETS:
+        if oldest_kept - self.expired_upto > BUCKETS:
             # A long quiet spell: look at every slot rather than every bucket id.
-            slots: range | list[int] = range(_BUCKETS)
+            slots: range | list[int] = range(BUCKETS)
         else:
-            slots = [b % _BUCKETS for b in range(self.expired_upto + 1, oldest_kept)]
+            slots = [b % BUCKETS for b in range(self.expired_upto + 1, oldest_kept)]
         for i in slots:
             if -1 < self.bucket_ids[i] < oldest_kept:
                 self._drop(i)
@@ -130,7 +130,7 @@ class _CollectorState:
     def add(
         self, bucket: int, status: ExecutionStatus, duration: float | None, records: int
     ) -> None:
-        i = bucket % _BUCKETS
+        i = bucket % BUCKETS
         if self.bucket_ids[i] != bucket:  # first run in this bucket: rotate
             self.expire(bucket)
             self._drop(i)
@@ -161,7 +161,7 @@ class HealthEvaluator:
 
     def __init__(self, config: MonitorConfig) -> None:
         self._config = config
-        self._width = seconds(config.success_rate_window) / _BUCKETS
+        self._width = seconds(config.success_rate_window) / BUCKETS
         self._states: dict[str, _CollectorState] = {}
         self._lock = threading.Lock()
         at_fork_in_child(self, "_reset_locks")
@@ -363,7 +363,7 @@ class HealthEvaluator:
 
     @property
     def _window(self) -> float:
-        return self._width * _BUCKETS
+        return self._width * BUCKETS
 
     def health(
         self,

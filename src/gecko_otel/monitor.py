@@ -112,6 +112,12 @@ class Monitor:
             description="Collection runs in progress, by collector type.",
         )
         self._alerting.register_instruments(meter, lambda: self._observing)
+        meter.create_observable_counter(
+            semconv.METRIC_DROPPED,
+            callbacks=[self._observe_dropped],
+            unit="{item}",
+            description="What gecko-otel lost (and counted), by reason.",
+        )
 
     def _on_record(self, record: FinishedRun) -> None:
         # On the thread that ended the run: O(1) each, no I/O.
@@ -166,7 +172,9 @@ class Monitor:
     def health(self, collector_type: str | None = None) -> dict[str, CollectorHealth]:
         """Health of one collector or of every collector seen, by collector type.
 
-        A collector the Monitor has not seen run is absent from the result.
+        With no argument, every collector the Monitor knows (it has run, or
+        has thresholds in ``MonitorConfig.collectors``); asked for by name, a
+        collector that has not run yet is returned with status ``unknown``.
         """
         return self._alerting.health(collector_type)
 
@@ -195,7 +203,10 @@ class Monitor:
         return self._alerting.acknowledge(alert_id)
 
     def resolve_alert(self, alert_id: str) -> bool:
-        """Resolve an active alert by hand (handlers hear of it). False for an unknown id."""
+        """Resolve an active alert by hand (handlers hear of it).
+
+        Returns False for an unknown id or an alert that is already resolved.
+        """
         return self._alerting.resolve(alert_id)
 
     def suppress(
@@ -323,6 +334,14 @@ class Monitor:
         return [
             Observation(total, {semconv.COLLECTOR_TYPE: name})
             for name, total in self._history.per_collector_records()
+        ]
+
+    def _observe_dropped(self, options: CallbackOptions) -> Iterable[Observation]:
+        if not self._observing:
+            return []
+        return [
+            Observation(count, {semconv.DROP_REASON: reason})
+            for reason, count in self.system_health().dropped.items()
         ]
 
     def _observe_active(self, options: CallbackOptions) -> Iterable[Observation]:

@@ -44,9 +44,13 @@ METRIC_HEALTH_STATUS: Final = "gecko.collector.health_status"
 METRIC_CONSECUTIVE_FAILURES: Final = "gecko.collector.consecutive_failures"
 METRIC_LAST_SUCCESS: Final = "gecko.collector.last_success_time"
 METRIC_ALERTS_ACTIVE: Final = "gecko.alerts.active"
+#: What gecko-otel lost and counted, by ``gecko.drop.reason``: dropped_runs,
+#: dropped_notifications, handler_errors, handler_timeouts, internal_errors.
+METRIC_DROPPED: Final = "gecko.monitor.dropped"
 
 # -- metric-only attributes --------------------------------------------------
 ALERT_LEVEL: Final = "gecko.alert.level"
+DROP_REASON: Final = "gecko.drop.reason"
 
 #: Histogram bucket boundaries (seconds) advised for ``gecko.collection.duration``.
 #: Collection runs last from tens of milliseconds (a cached API page) to an

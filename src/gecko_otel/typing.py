@@ -16,11 +16,13 @@ if TYPE_CHECKING:
 class AlertHandler(Protocol):
     """Receives alert notifications.
 
-    Threading contract: called on gecko-otel's dispatcher thread, never on a
-    collector's thread, one notification at a time per handler. It may block
+    Threading contract: called on a dispatcher thread of its own, never on a
+    collector's thread, one notification at a time and in order. It may block
     on I/O; a call that takes longer than ``MonitorConfig.handler_timeout``
-    is abandoned (left running on its own thread) so the others still get
-    their notifications. Exceptions are logged and counted, never propagated.
+    is abandoned (left running on its thread) and a fresh thread carries on
+    with the next notification, so only then can two calls overlap: a
+    handler whose calls may hang should be thread-safe. Exceptions are
+    logged and counted, never propagated.
     """
 
     def __call__(self, alert: Alert, /) -> object: ...
