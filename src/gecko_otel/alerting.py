@@ -74,6 +74,9 @@ class Alerting:
             self.evaluator.state(name, started)
         self._watchdog = Watchdog(self.evaluate, seconds(config.watchdog_interval))
         self._use_watchdog = watchdog
+        #: Called first by every evaluation and health query (the Monitor
+        #: drains runs waiting in its ingest here).
+        self.before_evaluation: Callable[[], None] = _nothing
         if watchdog:
             self._watchdog.ensure_running()
 
@@ -98,6 +101,7 @@ class Alerting:
 
     def evaluate(self) -> None:
         """Evaluate the time-based rules of every collector now (the watchdog's tick)."""
+        self.before_evaluation()
         now = self._clock()
         for collector_type in self.evaluator.collector_types():
             self.engine.update(collector_type, self.evaluator.conditions(collector_type, now), now)
@@ -107,6 +111,7 @@ class Alerting:
 
     def health(self, collector_type: str | None = None) -> dict[str, CollectorHealth]:
         """Health per collector (one, or all known), sorted by collector type."""
+        self.before_evaluation()
         now = self._clock()
         names = [collector_type] if collector_type is not None else self.evaluator.collector_types()
         out = {}
@@ -279,3 +284,7 @@ class Alerting:
             "health": {name: h.to_dict() for name, h in self.health().items()},
             "alerts": [a.to_dict() for a in self.alerts(active_only=False)],
         }
+
+
+def _nothing() -> None:
+    return None

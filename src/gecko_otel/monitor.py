@@ -24,6 +24,7 @@ from gecko_otel.alerts import Alert, AlertLevel
 from gecko_otel.config import MonitorConfig
 from gecko_otel.health import CollectorHealth, SystemHealth
 from gecko_otel.history import History
+from gecko_otel.ingest import RunIngest
 from gecko_otel.instrumentation import Instrumentation
 from gecko_otel.processor import HistorySpanProcessor
 from gecko_otel.records import (
@@ -81,6 +82,8 @@ class Monitor:
             handlers=alert_handlers,
             watchdog=watchdog,
         )
+        self._ingest = RunIngest(self._history, self._alerting, self.config)
+        self._alerting.before_evaluation = self._ingest.drain
         self._processor = HistorySpanProcessor(self.instrumentation, self._on_record)
         self._tracer_provider = tracer_provider
         self._meter_provider = meter_provider
@@ -120,9 +123,8 @@ class Monitor:
         )
 
     def _on_record(self, record: FinishedRun) -> None:
-        # On the thread that ended the run: O(1) each, no I/O.
-        self._history.add(record)
-        self._alerting.observe(record)
+        # On the thread that ended the run: O(1) amortised, no I/O.
+        self._ingest.add(record)
 
     # -- queries -------------------------------------------------------------
 
@@ -145,6 +147,7 @@ class Monitor:
         Raises:
             ConfigError: An argument is invalid (the message says which).
         """
+        self._ingest.drain()
         return self._history.records(collector_type, limit=limit, status=status, since=since)
 
     def statistics(
@@ -161,10 +164,12 @@ class Monitor:
         are still held in memory (at most ``max_history_per_collector`` per
         collector).
         """
+        self._ingest.drain()
         return self._history.statistics(collector_type, window=window)
 
     def collector_types(self) -> list[str]:
         """Collectors with at least one finished run, sorted."""
+        self._ingest.drain()
         return self._history.collector_types()
 
     # -- health and alerts ---------------------------------------------------
@@ -176,10 +181,12 @@ class Monitor:
         has thresholds in ``MonitorConfig.collectors``); asked for by name, a
         collector that has not run yet is returned with status ``unknown``.
         """
+        self._ingest.drain()
         return self._alerting.health(collector_type)
 
     def system_health(self) -> SystemHealth:
         """All collectors at a glance, with active alerts per level and drop counters."""
+        self._ingest.drain()
         return self._alerting.system_health(self._dropped())
 
     def alerts(
@@ -194,6 +201,7 @@ class Monitor:
         Raises:
             ConfigError: ``level`` is not an alert level.
         """
+        self._ingest.drain()
         return self._alerting.alerts(
             level=level, collector_type=collector_type, active_only=active_only
         )
@@ -286,6 +294,7 @@ class Monitor:
 
         Returns True when everything was delivered and flushed in time.
         """
+        self._ingest.drain()
         ok = self._alerting.flush(timeout_millis / 1000)
         for provider in (self._tracer_provider, self._meter_provider):
             flush = getattr(provider, "force_flush", None)
@@ -331,6 +340,7 @@ class Monitor:
     def _observe_records(self, options: CallbackOptions) -> Iterable[Observation]:
         if not self._observing:
             return []
+        self._ingest.drain()
         return [
             Observation(total, {semconv.COLLECTOR_TYPE: name})
             for name, total in self._history.per_collector_records()
