@@ -38,6 +38,7 @@ logger = logging.getLogger("gecko_otel.run")
 
 #: Context key under which the Run in progress is kept (beside the span).
 RUN_KEY: Final = context.create_key("gecko_otel.run")
+_new_tuple: Final = tuple.__new__
 
 _TIMEOUTS: Final = tuple({TimeoutError, asyncio.TimeoutError, concurrent.futures.TimeoutError})
 _CANCELLATIONS: Final = (asyncio.CancelledError, KeyboardInterrupt, SystemExit)
@@ -396,22 +397,27 @@ class Run:
     def finished(self, span: ReadableSpan) -> FinishedRun:
         """The finished run, timed by ``span`` (O(1): one tuple, no conversions)."""
         ctx = span.context
-        return FinishedRun(
-            self.collector_type,
-            self.execution_id,
-            self.status or ExecutionStatus.FAILURE,
-            span.start_time or time.time_ns(),
-            span.end_time,
-            self.duration_seconds,
-            self._records,
-            tuple(self._errors) if self._errors else (),
-            tuple(self._warnings) if self._warnings else (),
-            self._metadata,
-            self.error_type,
-            self.error_message,
-            ctx.trace_id if ctx is not None else None,
-            ctx.span_id if ctx is not None else None,
-            self._dropped_messages,
+        # tuple.__new__ directly: the NamedTuple's own __new__ is a Python
+        # function that only repacks the same positional values.
+        return _new_tuple(
+            FinishedRun,
+            (
+                self.collector_type,
+                self.execution_id,
+                self.status or ExecutionStatus.FAILURE,
+                span.start_time or time.time_ns(),
+                span.end_time,
+                self.duration_seconds,
+                self._records,
+                tuple(self._errors) if self._errors else (),
+                tuple(self._warnings) if self._warnings else (),
+                self._metadata,
+                self.error_type,
+                self.error_message,
+                ctx.trace_id if ctx is not None else None,
+                ctx.span_id if ctx is not None else None,
+                self._dropped_messages,
+            ),
         )
 
     def to_dict(self) -> dict[str, Any]:
