@@ -90,8 +90,8 @@ def time_batch(func: Callable[[], int], calls: int) -> float:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
-    parser.add_argument("--batches", type=int, default=30)
-    parser.add_argument("--calls", type=int, default=2000)
+    parser.add_argument("--batches", type=int, default=100)
+    parser.add_argument("--calls", type=int, default=1000)
     parser.add_argument("--memory-runs", type=int, default=200_000)
     args = parser.parse_args()
 
