@@ -732,3 +732,14 @@ async def test_one_track_collection_shared_by_concurrent_tasks(captured: Capture
         assert current_run() is inner
     assert inner is not outer
     assert [r.collector_type for r in captured.runs[-2:]] == ["shared", "shared"]
+
+
+def test_track_collection_leaves_nothing_behind_in_the_context(captured: CapturedRuns) -> None:
+    import contextvars
+
+    before = len(contextvars.copy_context())
+    for _ in range(1000):
+        with track_collection("inline"):  # a new instance each time, as users write it
+            pass
+    assert len(contextvars.copy_context()) <= before + 1
+    assert captured.monitor.statistics("inline").total_executions == 1000

@@ -55,6 +55,7 @@ class _LiveAlert:
 
     __slots__ = (
         "acknowledged_at",
+        "clear_runs",
         "collector_type",
         "fired_at",
         "id",
@@ -82,6 +83,7 @@ class _LiveAlert:
         self.acknowledged_at: float | None = None
         self.resolved_at: float | None = None
         self.notifications = 0
+        self.clear_runs = 0  # runs in a row with the condition clear
         self.notified_level = condition.level  # the level handlers last heard
 
     def snapshot(
@@ -156,18 +158,35 @@ class AlertEngine:
         """Whether the collector has an active alert (lock-free read)."""
         return collector_type in self._active
 
-    def update(self, collector_type: str, conditions: list[Condition], now: float) -> None:
-        """Apply the conditions that hold for ``collector_type`` at unix time ``now``."""
+    def update(
+        self, collector_type: str, conditions: list[Condition], now: float, *, by_run: bool
+    ) -> None:
+        """Apply the conditions that hold for ``collector_type`` at unix time ``now``.
+
+        Args:
+            collector_type: The collector.
+            conditions: The rules that hold for it now.
+            now: Unix time of the evaluation (the run's end for ``by_run``).
+            by_run: True when a finished run prompted the evaluation: only
+                such runs count towards ``recovery_threshold``.
+        """
         if not conditions and collector_type not in self._active:
             return  # the common case: healthy, nothing to resolve
         with self._lock:
             active = self._active.setdefault(collector_type, {})
             holding = {c.rule: c for c in conditions}
+            recovery = self._evaluator.thresholds(collector_type).recovery_threshold
             for rule, live in list(active.items()):
-                if rule not in holding and (
-                    rule in TIME_RULES or self._evaluator.recovered(collector_type)
-                ):
-                    self._resolve(live, now)
+                if rule in holding:
+                    continue
+                if rule in TIME_RULES:
+                    self._resolve(live, now)  # clears as soon as it stops holding
+                elif by_run:
+                    # Run-based rules wait for recovery_threshold runs in a row
+                    # with the condition clear, so a flapping one stays open.
+                    live.clear_runs += 1
+                    if live.clear_runs >= recovery:
+                        self._resolve(live, now)
             for condition in conditions:
                 current = active.get(condition.rule)
                 if current is None:
@@ -176,6 +195,7 @@ class AlertEngine:
                     self._by_id[new.id] = new
                     continue  # notified below, once inhibition is known
                 live = current
+                live.clear_runs = 0
                 live.message = condition.message
                 live.metadata = condition.figures
                 if condition.level.severity > live.level.severity:

@@ -10,15 +10,13 @@ and handlers run on the dispatcher's threads.
 from __future__ import annotations
 
 import math
+import threading
 import time
 from collections.abc import Callable, Iterable
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
-from opentelemetry.metrics import CallbackOptions, Meter, Observation
-
-from gecko_otel import semconv
-from gecko_otel._internal import report_internal_error
+from gecko_otel._internal import at_fork_in_child, report_internal_error
 from gecko_otel.alert_engine import AlertEngine
 from gecko_otel.alerts import Alert, AlertLevel
 from gecko_otel.config import MonitorConfig, check_seconds, seconds
@@ -74,44 +72,68 @@ class Alerting:
             self.evaluator.state(name, started)
         self._watchdog = Watchdog(self.evaluate, seconds(config.watchdog_interval))
         self._use_watchdog = watchdog
-        #: Called first by every evaluation and health query (the Monitor
-        #: drains runs waiting in its ingest here).
+        #: Serialises run processing with evaluations: the run ingest drains
+        #: under it and the watchdog's tick evaluates each collector under
+        #: it, so a tick never applies conditions computed before a run that
+        #: was processed in the meantime.
+        self.lock = threading.RLock()
+        #: Called (under ``lock``) first by every evaluation and health query:
+        #: the Monitor drains the runs waiting in its ingest here.
         self.before_evaluation: Callable[[], None] = _nothing
+        at_fork_in_child(self, "_reset_lock")
         if watchdog:
+            self._watchdog.ensure_running()
+
+    def _reset_lock(self) -> None:
+        self.lock = threading.RLock()
+
+    def keep_watchdog_running(self) -> None:
+        """Restart the watchdog thread if this process lost it (after fork())."""
+        if self._use_watchdog:
             self._watchdog.ensure_running()
 
     # -- per run -------------------------------------------------------------
 
-    def observe(self, record: FinishedRun) -> None:
-        """Count a finished run and update its alerts. O(1), on the run's thread."""
-        now = self._clock()
+    def now(self) -> float:
+        """The clock's current reading (unix seconds)."""
+        return self._clock()
+
+    def observe(self, record: FinishedRun, ended: float) -> None:
+        """Count a run that ended at unix time ``ended`` and update its alerts. O(1).
+
+        Called under ``lock`` by the run ingest.
+        """
         conditions = self.evaluator.observe(
             record.collector_type,
             record.status,
             record.duration_seconds,
             record.records_collected,
-            now,
+            ended,
         )
-        if conditions:
-            self.engine.update(record.collector_type, conditions, now)
-        elif conditions is not None and self.engine.has_active(record.collector_type):
-            self.engine.update(record.collector_type, conditions, now)  # may resolve
-        if self._use_watchdog:
-            self._watchdog.ensure_running()  # after fork() the thread is gone
+        if conditions is not None:
+            self.engine.update(record.collector_type, conditions, ended, by_run=True)
 
     def evaluate(self) -> None:
-        """Evaluate the time-based rules of every collector now (the watchdog's tick)."""
-        self.before_evaluation()
+        """Evaluate the time-based rules of every collector now (the watchdog's tick).
+
+        Each collector is evaluated under ``lock`` after the runs waiting to be
+        processed, so runs ending meanwhile wait for one collector at most.
+        """
         now = self._clock()
         for collector_type in self.evaluator.collector_types():
-            self.engine.update(collector_type, self.evaluator.conditions(collector_type, now), now)
-        self.engine.tick(now)
+            with self.lock:
+                self.before_evaluation()
+                conditions = self.evaluator.conditions(collector_type, now)
+                self.engine.update(collector_type, conditions, now, by_run=False)
+        with self.lock:
+            self.engine.tick(now)
 
     # -- health ------------------------------------------------------------------
 
     def health(self, collector_type: str | None = None) -> dict[str, CollectorHealth]:
         """Health per collector (one, or all known), sorted by collector type."""
-        self.before_evaluation()
+        with self.lock:
+            self.before_evaluation()
         now = self._clock()
         names = [collector_type] if collector_type is not None else self.evaluator.collector_types()
         out = {}
@@ -203,68 +225,6 @@ class Alerting:
 
     def remove_handler(self, handler: AlertHandler) -> bool:
         return self.dispatcher.remove(handler)
-
-    # -- metrics -------------------------------------------------------------------
-
-    def register_instruments(self, meter: Meter, observing: Callable[[], bool]) -> None:
-        """Create the observable gauges; callbacks report nothing once ``observing()`` is False."""
-
-        def per_collector(
-            read: Callable[[CollectorHealth], float | int | None],
-        ) -> Callable[[CallbackOptions], Iterable[Observation]]:
-            def callback(options: CallbackOptions) -> Iterable[Observation]:
-                if not observing():
-                    return []
-                out = []
-                for name, health in self.health().items():
-                    value = read(health)
-                    if value is not None:
-                        out.append(Observation(value, {semconv.COLLECTOR_TYPE: name}))
-                return out
-
-            return callback
-
-        meter.create_observable_gauge(
-            semconv.METRIC_HEALTH_SCORE,
-            callbacks=[per_collector(lambda h: h.health_score)],
-            unit="{score}",
-            description="Health score of each collector, 0-100.",
-        )
-        meter.create_observable_gauge(
-            semconv.METRIC_HEALTH_STATUS,
-            callbacks=[per_collector(lambda h: h.status.gauge_value)],
-            unit="{status}",
-            description="Health status: 0 unknown, 1 healthy, 2 warning, 3 critical.",
-        )
-        meter.create_observable_gauge(
-            semconv.METRIC_CONSECUTIVE_FAILURES,
-            callbacks=[per_collector(lambda h: h.consecutive_failures)],
-            unit="{run}",
-            description="Failed or timed-out runs since the last successful one.",
-        )
-        meter.create_observable_gauge(
-            semconv.METRIC_LAST_SUCCESS,
-            callbacks=[
-                per_collector(lambda h: h.last_success.timestamp() if h.last_success else None)
-            ],
-            unit="s",
-            description="Unix time of the last successful run of each collector.",
-        )
-
-        def active_alerts(options: CallbackOptions) -> Iterable[Observation]:
-            if not observing():
-                return []
-            return [
-                Observation(count, {semconv.ALERT_LEVEL: level})
-                for level, count in self.engine.active_counts().items()
-            ]
-
-        meter.create_observable_gauge(
-            semconv.METRIC_ALERTS_ACTIVE,
-            callbacks=[active_alerts],
-            unit="{alert}",
-            description="Active (firing or acknowledged) alerts per level.",
-        )
 
     # -- lifecycle -------------------------------------------------------------------
 

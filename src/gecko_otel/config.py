@@ -111,8 +111,10 @@ class MonitorConfig:
             (``stale``); checked on the watchdog's clock.
         success_rate_window: Seconds of runs the success rate, average and
             p95 durations and throughput cover (24 h by default).
-        recovery_threshold: Consecutive successful runs that resolve an alert
-            raised by a run-based rule once its condition has cleared.
+        recovery_threshold: Runs in a row with its condition clear that
+            resolve an alert raised by a run-based rule (a run with the
+            condition holding again starts the count over); time-based rules
+            resolve as soon as they clear.
         alert_cooldown: Seconds between repeat notifications of an alert that
             still fires and is not acknowledged.
         watchdog_interval: Seconds between evaluations of the time-based

@@ -329,6 +329,15 @@ async def _passthrough(agen: AsyncGenerator[Any, Any]) -> AsyncGenerator[Any, An
 # -- the context manager --------------------------------------------------------
 
 
+#: Blocks of ``track_collection`` open in this thread or asyncio task:
+#: (instance, run, context token), innermost last. One module-level variable,
+#: so the context holds one entry however many instances are used, and
+#: blocks sharing an instance across threads or tasks never swap runs.
+_OPEN: contextvars.ContextVar[tuple[tuple[track_collection, Run | None, object], ...]] = (
+    contextvars.ContextVar("gecko_otel.track_collection", default=())
+)
+
+
 class track_collection:
     """A collection run around a block: ``with`` or ``async with``.
 
@@ -345,7 +354,7 @@ class track_collection:
             ``metadata`` is not a mapping.
     """
 
-    __slots__ = ("_entries", "_target")
+    __slots__ = ("_target",)
 
     def __init__(
         self,
@@ -357,19 +366,14 @@ class track_collection:
         self._target = _Target(
             _check_collector_type(collector_type), None, _check_metadata(metadata), monitor
         )
-        # Open runs of this instance, per thread / asyncio task: a context
-        # variable, so concurrent blocks sharing the instance never swap runs.
-        self._entries: contextvars.ContextVar[tuple[tuple[Run, object] | None, ...]] = (
-            contextvars.ContextVar("gecko_otel.track_collection", default=())
-        )
 
     def __enter__(self) -> Run:
         run = self._target.begin()
         if run is None:
-            self._entries.set((*self._entries.get(), None))
+            _OPEN.set((*_OPEN.get(), (self, None, None)))
             return _detached_run(self._target.collector_type)
         token = context.attach(cast("context.Context", run._context))
-        self._entries.set((*self._entries.get(), (run, token)))
+        _OPEN.set((*_OPEN.get(), (self, run, token)))
         return run
 
     def __exit__(
@@ -378,14 +382,16 @@ class track_collection:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        entries = self._entries.get()
-        if not entries:
+        entries = _OPEN.get()
+        for i in range(len(entries) - 1, -1, -1):  # this instance's innermost block
+            if entries[i][0] is self:
+                break
+        else:
             return
-        self._entries.set(entries[:-1])
-        entry = entries[-1]
-        if entry is None:
+        _, run, token = entries[i]
+        _OPEN.set(entries[:i] + entries[i + 1 :])
+        if run is None:
             return
-        run, token = entry
         context.detach(token)  # type: ignore[arg-type]
         run.finish(exc)
 

@@ -210,6 +210,9 @@ class AlertDispatcher:
             self._cond.notify_all()
         for lane in lanes:
             lane.closed = True
+            with self._cond:
+                # What flush() could not deliver in time is lost: count it.
+                self._counts["dropped_notifications"] += lane.queue.qsize()
             close: Callable[[], object] | None = getattr(lane.handler, "close", None)
             if callable(close):
                 try:

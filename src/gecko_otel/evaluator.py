@@ -60,7 +60,6 @@ class _CollectorState:
     __slots__ = (
         "bucket_ids",
         "consecutive_failures",
-        "consecutive_successes",
         "dur_count",
         "dur_sum",
         "expired_upto",
@@ -87,7 +86,6 @@ class _CollectorState:
         self.last_success: float | None = None
         self.last_failure: float | None = None
         self.consecutive_failures = 0
-        self.consecutive_successes = 0
         self.total_executions = 0
         self.bucket_ids = [-1] * BUCKETS
         self.total = [0] * BUCKETS
@@ -187,6 +185,11 @@ class HealthEvaluator:
                 self._states[collector_type] = state
             return state
 
+    def in_current_bucket(self, state: _CollectorState, now: float) -> bool:
+        """Whether a run at ``now`` lands in the bucket the collector's last run did."""
+        bucket = int(now // self._width)
+        return state.bucket_ids[bucket % BUCKETS] == bucket
+
     def existing_state(self, collector_type: str) -> _CollectorState | None:
         """The collector's state if it has one (never creates it)."""
         return self._states.get(collector_type)
@@ -230,11 +233,9 @@ class HealthEvaluator:
             state.total_executions += 1
             if status in _FAILURES:
                 state.consecutive_failures += 1
-                state.consecutive_successes = 0
                 state.last_failure = now
             elif status in _SUCCESSES:
                 state.consecutive_failures = 0
-                state.consecutive_successes += 1
                 state.last_success = now
             state.add(int(now // self._width), status, duration, records)
             # The common case, checked inline: no rule can hold.
@@ -261,13 +262,6 @@ class HealthEvaluator:
         with state.lock:
             state.expire(int(now // self._width))
             return self._conditions(state, now)
-
-    def recovered(self, collector_type: str) -> bool:
-        """Whether the collector has had ``recovery_threshold`` good runs in a row."""
-        state = self._states.get(collector_type)
-        return state is not None and (
-            state.consecutive_successes >= state.thresholds.recovery_threshold
-        )
 
     def thresholds(self, collector_type: str) -> Thresholds:
         """The thresholds in force for ``collector_type``."""

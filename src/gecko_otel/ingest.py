@@ -1,27 +1,34 @@
 """Handing finished runs to history, health and alerts, batching the quiet ones.
 
-Most runs are *quiet*: a success of a collector that is known, not slow, and
-has no active alert. Nothing about such a run can fire or resolve an alert,
-so it waits in a short FIFO and is processed with others in a batch: when 64
-are waiting, when a run that matters arrives, before any query, and on every
-watchdog tick. In a batch the per-run work runs in a tight loop, which costs
-a fraction of doing it between the SDK's span and metric calls. Runs that
-matter (failures, timeouts, slow runs, a collector's first run, runs of a
-collector with an active alert) are processed at once, after whatever is
-waiting, so a collector's runs are always counted in the order they ended.
+Most runs are *quiet*: a success of a known collector that is not slow, has
+no active alert and lands in the same window bucket as its previous run.
+Such a run cannot fire or resolve an alert by itself, so it waits in a short
+FIFO, stamped with the time it ended, and is processed with others in a
+batch: when 64 are waiting, when a run that matters arrives, before any
+query, and on every watchdog tick. In a batch the per-run work runs in a
+tight loop, which costs a fraction of doing it between the SDK's span and
+metric calls. Runs that matter (failures, timeouts, slow runs, a
+collector's first run, runs of a collector with an active alert, a run that
+moves its window on) are processed at once, after whatever is waiting, so a
+collector's runs are always counted in the order they ended.
+
+One exception to "cannot fire": a condition that still holds after its
+alert was resolved by hand fires again when the next run is processed, which
+for a quiet run can be as late as the next watchdog tick.
 
 Threading: ``add`` runs on the thread that ended the run; deque appends and
-pops are atomic, and one lock serialises the drains, so no run is lost or
-counted twice. Drains hold that lock for at most one batch of O(1) steps.
+pops are atomic, and the alerting lock serialises drains with the watchdog's
+evaluations, so no run is lost, counted twice, or overtaken by a stale
+evaluation. A drain processes what is waiting, O(1) per run; a thread ending
+a run that matters may wait for a drain or one collector's evaluation.
 """
 
 from __future__ import annotations
 
-import threading
 from collections import deque
 from typing import TYPE_CHECKING, Final
 
-from gecko_otel.records import ExecutionStatus, FinishedRun
+from gecko_otel.records import FinishedRun
 
 if TYPE_CHECKING:
     from gecko_otel.alerting import Alerting
@@ -30,7 +37,6 @@ if TYPE_CHECKING:
 
 #: Quiet runs that may wait before a batch is processed.
 BATCH: Final = 64
-_QUIET_STATUSES: Final = frozenset({ExecutionStatus.SUCCESS, ExecutionStatus.PARTIAL})
 
 
 class RunIngest:
@@ -39,8 +45,7 @@ class RunIngest:
     def __init__(self, history: History, alerting: Alerting, config: MonitorConfig) -> None:
         self._history = history
         self._alerting = alerting
-        self._pending: deque[FinishedRun] = deque()
-        self._lock = threading.Lock()
+        self._pending: deque[tuple[FinishedRun, float]] = deque()
         # With a throughput rule a quiet-looking run can still fire an alert.
         self._batching = config.min_records_per_second is None and not any(
             t.min_records_per_second for t in config.collectors.values()
@@ -48,21 +53,27 @@ class RunIngest:
 
     def add(self, run: FinishedRun) -> None:
         """Take one finished run. O(1) amortised; never blocks on I/O."""
+        alerting = self._alerting
+        ended = alerting.now()
         pending = self._pending
-        pending.append(run)
-        if self._batching and len(pending) < BATCH and self._quiet(run):
+        pending.append((run, ended))
+        alerting.keep_watchdog_running()
+        if self._batching and len(pending) < BATCH and self._quiet(run, ended):
             return
         self.drain()
 
-    def _quiet(self, run: FinishedRun) -> bool:
-        if run.status not in _QUIET_STATUSES:
+    def _quiet(self, run: FinishedRun, ended: float) -> bool:
+        if not run.status.is_successful:
             return False
-        state = self._alerting.evaluator.existing_state(run.collector_type)
+        evaluator = self._alerting.evaluator
+        state = evaluator.existing_state(run.collector_type)
         if state is None:
             return False  # a first run registers the collector now
         duration = run.duration_seconds
         if duration is not None and duration > state.thresholds.max_execution_time:
             return False
+        if not evaluator.in_current_bucket(state, ended):
+            return False  # the window moves on: old runs leave, rates change
         return not self._alerting.engine.has_active(run.collector_type)
 
     def drain(self) -> None:
@@ -70,11 +81,11 @@ class RunIngest:
         if not self._pending:
             return
         history, alerting, pending = self._history, self._alerting, self._pending
-        with self._lock:
+        with alerting.lock:
             while True:
                 try:
-                    run = pending.popleft()
+                    run, ended = pending.popleft()
                 except IndexError:
                     return
                 history.add(run)
-                alerting.observe(run)
+                alerting.observe(run, ended)

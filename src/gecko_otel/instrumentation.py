@@ -13,8 +13,9 @@ from __future__ import annotations
 import os
 import random
 import threading
-from collections.abc import Mapping
-from typing import Any, Final
+from collections.abc import Callable, Mapping
+from types import MappingProxyType
+from typing import TYPE_CHECKING, Any, Final
 
 from opentelemetry.metrics import MeterProvider
 from opentelemetry.trace import TracerProvider
@@ -25,6 +26,9 @@ from gecko_otel.config import MonitorConfig
 from gecko_otel.records import ExecutionStatus
 from gecko_otel.sampling import record_all_runs
 from gecko_otel.version import __version__
+
+if TYPE_CHECKING:
+    from gecko_otel.run import Run
 
 _MAX_CACHED_ATTRIBUTE_SETS: Final = 256
 
@@ -72,6 +76,9 @@ class Instrumentation:
         )
         self._prepared: dict[str, Prepared] = {}
         self._lock = threading.Lock()
+        #: Set by the Monitor: forget a run whose span ended without our span
+        #: processor seeing it (another processor raised inside ``end()``).
+        self.discard_run: Callable[[Run], None] | None = None
 
     def prepare(
         self,
@@ -107,7 +114,8 @@ class Prepared:
     ) -> None:
         self.instr = instr
         self.collector_type = collector_type
-        self.metadata = metadata
+        # Shared by every run (and record) of the collector, so read-only.
+        self.metadata: Mapping[str, AttributeValue] = MappingProxyType(metadata)
         attributes: dict[str, AttributeValue] = {semconv.COLLECTOR_TYPE: collector_type}
         if function_name:
             attributes[semconv.CODE_FUNCTION_NAME] = function_name

@@ -14,10 +14,10 @@ from collections.abc import Callable, Iterable
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
-from opentelemetry.metrics import CallbackOptions, MeterProvider, Observation
+from opentelemetry.metrics import MeterProvider
 from opentelemetry.trace import TracerProvider
 
-from gecko_otel import _state, semconv
+from gecko_otel import _state
 from gecko_otel._internal import internal_error_count, report_internal_error
 from gecko_otel.alerting import Alerting
 from gecko_otel.alerts import Alert, AlertLevel
@@ -26,6 +26,7 @@ from gecko_otel.health import CollectorHealth, SystemHealth
 from gecko_otel.history import History
 from gecko_otel.ingest import RunIngest
 from gecko_otel.instrumentation import Instrumentation
+from gecko_otel.observables import observables_for
 from gecko_otel.processor import HistorySpanProcessor
 from gecko_otel.records import (
     ExecutionRecord,
@@ -85,11 +86,11 @@ class Monitor:
         self._ingest = RunIngest(self._history, self._alerting, self.config)
         self._alerting.before_evaluation = self._ingest.drain
         self._processor = HistorySpanProcessor(self.instrumentation, self._on_record)
+        self.instrumentation.discard_run = self._processor.discard
         self._tracer_provider = tracer_provider
         self._meter_provider = meter_provider
         self._owned = list(owned_providers)
         self._shutdown = False
-        self._observing = True
         self._lock = threading.Lock()
         self._started = datetime.now(timezone.utc)
         add = getattr(tracer_provider, "add_span_processor", None)
@@ -101,26 +102,10 @@ class Monitor:
             )
         else:
             add(self._processor)
-        meter = self.instrumentation.meter
-        meter.create_observable_counter(
-            semconv.METRIC_RECORDS,
-            callbacks=[self._observe_records],
-            unit="{record}",
-            description="Records collected by collection runs, by collector type.",
-        )
-        meter.create_observable_up_down_counter(
-            semconv.METRIC_ACTIVE,
-            callbacks=[self._observe_active],
-            unit="{run}",
-            description="Collection runs in progress, by collector type.",
-        )
-        self._alerting.register_instruments(meter, lambda: self._observing)
-        meter.create_observable_counter(
-            semconv.METRIC_DROPPED,
-            callbacks=[self._observe_dropped],
-            unit="{item}",
-            description="What gecko-otel lost (and counted), by reason.",
-        )
+        # Observable instruments are per MeterProvider; this Monitor serves
+        # them from now on (see observables.py).
+        self._observables = observables_for(meter_provider, self.instrumentation.meter)
+        self._observables.monitor = self
 
     def _on_record(self, record: FinishedRun) -> None:
         # On the thread that ended the run: O(1) amortised, no I/O.
@@ -266,6 +251,7 @@ class Monitor:
 
     def export(self) -> dict[str, Any]:
         """Everything the Monitor knows, as a JSON-serialisable dict."""
+        self._ingest.drain()
         collectors = {}
         for name in self._history.collector_types():
             collectors[name] = {
@@ -328,36 +314,22 @@ class Monitor:
                 report_internal_error("Monitor.shutdown", exc)
         self._processor.shutdown()
         self._alerting.shutdown()
-        self._observing = False
+        if self._observables.monitor is self:
+            self._observables.monitor = None
 
     @property
     def is_shutdown(self) -> bool:
         """Whether :meth:`shutdown` has been called."""
         return self._shutdown
 
-    # -- observable instruments ------------------------------------------------
+    # -- read by the observable instruments (observables.py) -------------------
 
-    def _observe_records(self, options: CallbackOptions) -> Iterable[Observation]:
-        if not self._observing:
-            return []
+    def _records_per_collector(self) -> list[tuple[str, int]]:
         self._ingest.drain()
-        return [
-            Observation(total, {semconv.COLLECTOR_TYPE: name})
-            for name, total in self._history.per_collector_records()
-        ]
+        return list(self._history.per_collector_records())
 
-    def _observe_dropped(self, options: CallbackOptions) -> Iterable[Observation]:
-        if not self._observing:
-            return []
-        return [
-            Observation(count, {semconv.DROP_REASON: reason})
-            for reason, count in self.system_health().dropped.items()
-        ]
+    def _active_alert_counts(self) -> dict[str, int]:
+        return self._alerting.engine.active_counts()
 
-    def _observe_active(self, options: CallbackOptions) -> Iterable[Observation]:
-        if not self._observing:
-            return []
-        counts = dict.fromkeys(self._history.collector_types(), 0)
-        for run in self._processor.active_runs():
-            counts[run.collector_type] = counts.get(run.collector_type, 0) + 1
-        return [Observation(n, {semconv.COLLECTOR_TYPE: name}) for name, n in counts.items()]
+    def _drop_counts(self) -> dict[str, int]:
+        return {**self._dropped(), **self._alerting.dispatcher.counts()}

@@ -88,6 +88,12 @@ class HistorySpanProcessor(SpanProcessor):
         except Exception as exc:  # noqa: BLE001 - must not raise into span.end()
             report_internal_error("HistorySpanProcessor.on_end", exc)
 
+    def discard(self, run: Run) -> None:
+        """Forget ``run`` if it is still tracked as active."""
+        ctx = run.span.get_span_context()
+        if self._active.get(ctx.span_id) is run:
+            self._active.pop(ctx.span_id, None)
+
     def active_runs(self) -> list[Run]:
         """Runs started and not yet ended, oldest first."""
         runs = list(self._active.values())

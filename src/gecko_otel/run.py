@@ -18,6 +18,7 @@ import time
 import traceback
 from collections.abc import Mapping
 from datetime import datetime, timezone
+from types import MappingProxyType
 from typing import TYPE_CHECKING, Any, Final
 
 from opentelemetry import context, trace
@@ -105,7 +106,6 @@ class Run:
         "_errors",
         "_lock",
         "_metadata",
-        "_own_metadata",
         "_partial",
         "_prepared",
         "_records",
@@ -131,8 +131,7 @@ class Run:
         self._warnings: list[str] = []
         self._errors: list[str] = []
         self._dropped_messages = 0
-        self._metadata: dict[str, AttributeValue] = prepared.metadata
-        self._own_metadata = False
+        self._metadata: Mapping[str, AttributeValue] = prepared.metadata
         self._partial = False
         self._lock = threading.Lock()
         self._start = 0.0
@@ -187,13 +186,12 @@ class Run:
             limit = self._prepared.instr.config.max_metadata_entries
             accepted: dict[str, AttributeValue] = {}
             with self._lock:
-                if not self._own_metadata:
-                    self._metadata = dict(self._metadata)
-                    self._own_metadata = True
+                own = dict(self._metadata)  # a fresh dict: records made earlier keep theirs
                 for k, v in items.items():
-                    if k in self._metadata or len(self._metadata) < limit:
-                        self._metadata[k] = v
+                    if k in own or len(own) < limit:
+                        own[k] = v
                         accepted[semconv.METADATA_PREFIX + k] = v
+                self._metadata = MappingProxyType(own)
             if accepted:
                 self.span.set_attributes(accepted)
         except Exception as exc:  # noqa: BLE001 - never raise into the collector
@@ -321,7 +319,16 @@ class Run:
         except Exception as internal:  # noqa: BLE001 - never raise into the collector
             report_internal_error("Run.finish", internal)
         finally:
-            span.end()
+            try:
+                span.end()
+            except Exception as internal:  # noqa: BLE001 - another span processor raised
+                # The SDK does not shield span processors from each other, so
+                # ours may never have seen this span end: forget the run.
+                report_internal_error("span.end (a span processor raised)", internal)
+                discard = self._prepared.instr.discard_run
+                if discard is not None:
+                    discard(self)
+            self._context = None  # break the Run -> Context -> Run cycle
 
     def _record_exception(self, span: Span, exc: BaseException) -> None:
         # Span.record_exception would export str(exc) and the traceback as

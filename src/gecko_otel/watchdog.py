@@ -13,7 +13,7 @@ import os
 import threading
 from collections.abc import Callable
 
-from gecko_otel._internal import report_internal_error
+from gecko_otel._internal import at_fork_in_child, report_internal_error
 
 # Bumped in every forked child: a watchdog compares it with the value it saw
 # when it started its thread, which is much cheaper per run than is_alive().
@@ -38,6 +38,10 @@ class Watchdog:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._started_in = -1  # the fork generation the thread was started in
+        self._lock = threading.Lock()
+        at_fork_in_child(self, "_reset_lock")
+
+    def _reset_lock(self) -> None:
         self._lock = threading.Lock()
 
     def ensure_running(self) -> None:

@@ -1,0 +1,183 @@
+"""The observable instruments: read from running state at collection time.
+
+Nothing here runs per collection run: records, active runs, health and
+alerts are read when the metric reader collects. The instruments are created
+once per MeterProvider (the SDK hands back the first instrument when the same
+name is registered again, with the first callbacks), and their callbacks
+read whichever Monitor currently serves that provider, so a Monitor created
+after another one shut down on the same providers still reports.
+
+Threading: callbacks run on the metric reader's thread (or the caller of
+``collect``); they take the Monitor's locks briefly and never raise (the
+SDK logs callback errors; ours are counted as internal errors).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+import time
+import weakref
+from collections.abc import Callable, Iterable
+from typing import TYPE_CHECKING, Final
+
+from opentelemetry.metrics import CallbackOptions, MeterProvider, Observation
+
+from gecko_otel import semconv
+from gecko_otel._internal import report_internal_error
+
+if TYPE_CHECKING:
+    from opentelemetry.metrics import Meter
+
+    from gecko_otel.health import CollectorHealth
+    from gecko_otel.monitor import Monitor
+
+#: Health is read once per collection for the four per-collector gauges.
+_HEALTH_TTL: Final = 1.0
+
+_registry: weakref.WeakKeyDictionary[MeterProvider, Observables] = weakref.WeakKeyDictionary()
+_registry_lock = threading.Lock()
+
+
+def observables_for(meter_provider: MeterProvider, meter: Meter) -> Observables:
+    """The provider's observable instruments, created on first use."""
+    with _registry_lock:
+        try:
+            existing = _registry.get(meter_provider)
+        except TypeError:  # a provider that cannot be weakly referenced
+            existing = None
+        if existing is not None:
+            return existing
+        observables = Observables(meter)
+        with contextlib.suppress(TypeError):  # not weakly referenceable: not shared
+            _registry[meter_provider] = observables
+        return observables
+
+
+class Observables:
+    """Observable instruments whose callbacks read ``monitor``."""
+
+    def __init__(self, meter: Meter) -> None:
+        #: The Monitor the callbacks read (None: they report nothing).
+        self.monitor: Monitor | None = None
+        self._health: tuple[Monitor, float, dict[str, CollectorHealth]] | None = None
+        meter.create_observable_counter(
+            semconv.METRIC_RECORDS,
+            callbacks=[self._guard(self._records)],
+            unit="{record}",
+            description="Records collected by collection runs, by collector type.",
+        )
+        meter.create_observable_up_down_counter(
+            semconv.METRIC_ACTIVE,
+            callbacks=[self._guard(self._active)],
+            unit="{run}",
+            description="Collection runs in progress, by collector type.",
+        )
+        gauges: tuple[tuple[str, Callable[[CollectorHealth], float | None], str, str], ...] = (
+            (
+                semconv.METRIC_HEALTH_SCORE,
+                lambda h: h.health_score,
+                "{score}",
+                "Health score of each collector, 0-100.",
+            ),
+            (
+                semconv.METRIC_HEALTH_STATUS,
+                lambda h: h.status.gauge_value,
+                "{status}",
+                "Health status: 0 unknown, 1 healthy, 2 warning, 3 critical.",
+            ),
+            (
+                semconv.METRIC_CONSECUTIVE_FAILURES,
+                lambda h: h.consecutive_failures,
+                "{run}",
+                "Failed or timed-out runs since the last successful one.",
+            ),
+            (
+                semconv.METRIC_LAST_SUCCESS,
+                lambda h: h.last_success.timestamp() if h.last_success else None,
+                "s",
+                "Unix time of the last successful run of each collector.",
+            ),
+        )
+        for i, (name, read, unit, description) in enumerate(gauges):
+            meter.create_observable_gauge(
+                name,
+                callbacks=[self._guard(self._per_collector(read, refresh=i == 0))],
+                unit=unit,
+                description=description,
+            )
+        meter.create_observable_gauge(
+            semconv.METRIC_ALERTS_ACTIVE,
+            callbacks=[self._guard(self._alerts)],
+            unit="{alert}",
+            description="Active (firing or acknowledged) alerts per level.",
+        )
+        meter.create_observable_counter(
+            semconv.METRIC_DROPPED,
+            callbacks=[self._guard(self._dropped)],
+            unit="{item}",
+            description="What gecko-otel lost (and counted), by reason.",
+        )
+
+    def _guard(
+        self, read: Callable[[Monitor], list[Observation]]
+    ) -> Callable[[CallbackOptions], Iterable[Observation]]:
+        def callback(options: CallbackOptions) -> Iterable[Observation]:
+            monitor = self.monitor
+            if monitor is None:
+                return []
+            try:
+                return read(monitor)
+            except Exception as exc:  # noqa: BLE001 - a metric callback must not raise
+                report_internal_error("observable instrument callback", exc)
+                return []
+
+        return callback
+
+    def _records(self, monitor: Monitor) -> list[Observation]:
+        return [
+            Observation(total, {semconv.COLLECTOR_TYPE: name})
+            for name, total in monitor._records_per_collector()
+        ]
+
+    def _active(self, monitor: Monitor) -> list[Observation]:
+        counts = dict.fromkeys(monitor.collector_types(), 0)
+        for run in monitor.active_runs():
+            counts[run.collector_type] = counts.get(run.collector_type, 0) + 1
+        return [Observation(n, {semconv.COLLECTOR_TYPE: name}) for name, n in counts.items()]
+
+    def _per_collector(
+        self, read: Callable[[CollectorHealth], float | None], *, refresh: bool
+    ) -> Callable[[Monitor], list[Observation]]:
+        def observe(monitor: Monitor) -> list[Observation]:
+            out = []
+            for name, health in self._health_of(monitor, refresh=refresh).items():
+                value = read(health)
+                if value is not None:
+                    out.append(Observation(value, {semconv.COLLECTOR_TYPE: name}))
+            return out
+
+        return observe
+
+    def _health_of(self, monitor: Monitor, *, refresh: bool) -> dict[str, CollectorHealth]:
+        # One health pass serves the four gauges of a collection: the first
+        # gauge's callback computes it, the next three (called right after it
+        # in the same collection) reuse it.
+        now = time.monotonic()
+        cached = self._health
+        if refresh or cached is None or cached[0] is not monitor or now - cached[1] > _HEALTH_TTL:
+            cached = (monitor, now, monitor.health())
+            self._health = cached
+        return cached[2]
+
+    def _alerts(self, monitor: Monitor) -> list[Observation]:
+        return [
+            Observation(count, {semconv.ALERT_LEVEL: level})
+            for level, count in monitor._active_alert_counts().items()
+        ]
+
+    def _dropped(self, monitor: Monitor) -> list[Observation]:
+        return [
+            Observation(count, {semconv.DROP_REASON: reason})
+            for reason, count in monitor._drop_counts().items()
+        ]
