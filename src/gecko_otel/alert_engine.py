@@ -42,12 +42,9 @@ from gecko_otel.alerts import Alert, AlertLevel, AlertState, Notification
 from gecko_otel.evaluator import HealthEvaluator
 from gecko_otel.health import TIME_RULES, Condition
 from gecko_otel.instrumentation import new_execution_id
+from gecko_otel.records import utc_seconds
 
 _MAX_RESOLVED: Final = 1000
-
-
-def _dt(seconds: float | None) -> datetime | None:
-    return None if seconds is None else datetime.fromtimestamp(seconds, timezone.utc)
 
 
 class _LiveAlert:
@@ -104,9 +101,9 @@ class _LiveAlert:
             metadata=dict(self.metadata),
             state=self.state,
             fired_at=fired,
-            last_notified_at=_dt(self.last_notified_at),
-            acknowledged_at=_dt(self.acknowledged_at),
-            resolved_at=_dt(self.resolved_at),
+            last_notified_at=utc_seconds(self.last_notified_at),
+            acknowledged_at=utc_seconds(self.acknowledged_at),
+            resolved_at=utc_seconds(self.resolved_at),
             suppressed=suppressed,
             inhibited=inhibited,
             notification=notification,
@@ -249,7 +246,7 @@ class AlertEngine:
             self._flush_unnotified(live.collector_type, now)
             return True
 
-    def suppress(self, collector_type: str, rule: str | None, until: float, now: float) -> None:
+    def suppress(self, collector_type: str, rule: str | None, until: float) -> None:
         """Silence matching alerts until unix time ``until``."""
         with self._lock:
             self._suppressions.append(Suppression(collector_type, rule, until))
@@ -293,16 +290,6 @@ class AlertEngine:
                 a.snapshot(suppressed=self._suppressed(a, now), inhibited=self._inhibited(a))
                 for a in chosen
             ]
-
-    def get(self, alert_id: str, now: float) -> Alert | None:
-        """One alert by id (active or among the recently resolved)."""
-        with self._lock:
-            live = self._by_id.get(alert_id)
-            if live is None:
-                return None
-            return live.snapshot(
-                suppressed=self._suppressed(live, now), inhibited=self._inhibited(live)
-            )
 
     def active_counts(self) -> dict[str, int]:
         """Active alerts per level (every level present, zero included)."""

@@ -212,7 +212,7 @@ class Alerting:
             raise ConfigError(f"rule must be a rule name or None, got {rule!r}")
         length = check_seconds("duration", duration)
         now = self._clock()
-        self.engine.suppress(collector_type, rule, now + length, now)
+        self.engine.suppress(collector_type, rule, now + length)
         return datetime.fromtimestamp(now + length, timezone.utc)
 
     def unsuppress(self, collector_type: str, rule: str | None) -> int:

@@ -16,6 +16,7 @@ from datetime import datetime
 from typing import Any
 
 from gecko_otel.errors import ConfigError
+from gecko_otel.records import iso
 
 
 class AlertLevel(str, enum.Enum):
@@ -70,10 +71,6 @@ class Notification(str, enum.Enum):
 
     def __str__(self) -> str:
         return self.value
-
-
-def _iso(value: datetime | None) -> str | None:
-    return value.isoformat() if value is not None else None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -148,15 +145,15 @@ class Alert:
             "collector_type": self.collector_type,
             "rule": self.rule,
             "message": self.message,
-            "timestamp": _iso(self.timestamp),
+            "timestamp": iso(self.timestamp),
             "metadata": dict(self.metadata),
             "state": self.state.value,
             "acknowledged": self.acknowledged,
             "resolved": self.resolved,
-            "fired_at": _iso(self.fired_at),
-            "last_notified_at": _iso(self.last_notified_at),
-            "acknowledged_at": _iso(self.acknowledged_at),
-            "resolved_at": _iso(self.resolved_at),
+            "fired_at": iso(self.fired_at),
+            "last_notified_at": iso(self.last_notified_at),
+            "acknowledged_at": iso(self.acknowledged_at),
+            "resolved_at": iso(self.resolved_at),
             "suppressed": self.suppressed,
             "inhibited": self.inhibited,
             "notification": self.notification.value if self.notification else None,

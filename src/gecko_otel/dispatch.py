@@ -135,10 +135,6 @@ class AlertDispatcher:
             self._cond.notify_all()
             return True
 
-    def handlers(self) -> list[AlertHandler]:
-        """The handlers notifications go to, in the order they were added."""
-        return [lane.handler for lane in self._lanes]
-
     # -- delivery -------------------------------------------------------------------
 
     def submit(self, alert: Alert) -> None:

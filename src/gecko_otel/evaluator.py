@@ -43,15 +43,13 @@ from gecko_otel.health import (
     Condition,
     health_score,
 )
-from gecko_otel.records import ExecutionStatus
+from gecko_otel.records import ExecutionStatus, utc_seconds
 
 #: The window is kept as this many buckets, so a run may leave the window up
 #: to 1/BUCKETS of the window early (15 minutes of 24 hours).
 BUCKETS: Final = 96
 
 _NONE: Final[list[Condition]] = []  # shared "no condition holds"; never mutated
-_FAILURES: Final = frozenset({ExecutionStatus.FAILURE, ExecutionStatus.TIMEOUT})
-_SUCCESSES: Final = frozenset({ExecutionStatus.SUCCESS, ExecutionStatus.PARTIAL})
 
 
 class _CollectorState:
@@ -135,7 +133,7 @@ class _CollectorState:
             self.bucket_ids[i] = bucket
         self.total[i] += 1
         self.sum_total += 1
-        if status in _SUCCESSES:
+        if status.is_successful:
             self.ok[i] += 1
             self.sum_ok += 1
         if duration is not None:
@@ -211,7 +209,7 @@ class HealthEvaluator:
             health_score=None,
             issues=(),
             rules=(),
-            evaluated_at=_dt(now) or datetime.now(timezone.utc),
+            evaluated_at=utc_seconds(now) or datetime.now(timezone.utc),
         )
 
     def observe(
@@ -231,10 +229,10 @@ class HealthEvaluator:
             return None
         with state.lock:
             state.total_executions += 1
-            if status in _FAILURES:
+            if status.is_error:
                 state.consecutive_failures += 1
                 state.last_failure = now
-            elif status in _SUCCESSES:
+            elif status.is_successful:
                 state.consecutive_failures = 0
                 state.last_success = now
             state.add(int(now // self._width), status, duration, records)
@@ -393,8 +391,8 @@ class HealthEvaluator:
         return CollectorHealth(
             collector_type=collector_type,
             status=status,
-            last_success=_dt(last_success),
-            last_failure=_dt(last_failure),
+            last_success=utc_seconds(last_success),
+            last_failure=utc_seconds(last_failure),
             consecutive_failures=failures,
             success_rate_24h=rate,
             average_execution_time=average,
@@ -405,12 +403,8 @@ class HealthEvaluator:
             health_score=score,
             issues=tuple(c.message for c in conditions),
             rules=tuple(c.rule for c in conditions),
-            evaluated_at=_dt(now) or datetime.now(timezone.utc),
+            evaluated_at=utc_seconds(now) or datetime.now(timezone.utc),
         )
-
-
-def _dt(seconds: float | None) -> datetime | None:
-    return None if seconds is None else datetime.fromtimestamp(seconds, timezone.utc)
 
 
 def _span(seconds: float) -> str:

@@ -20,6 +20,7 @@ from typing import Any, Final
 
 from gecko_otel.alerts import AlertLevel
 from gecko_otel.config import Thresholds
+from gecko_otel.records import iso
 
 RULE_CONSECUTIVE_FAILURES: Final = "consecutive_failures"
 RULE_LOW_SUCCESS_RATE: Final = "low_success_rate"
@@ -65,10 +66,6 @@ _WORST: Final = {
 def worst(statuses: list[CollectionStatus]) -> CollectionStatus:
     """The worst of ``statuses`` (critical > warning > unknown > healthy)."""
     return max(statuses, key=_WORST.__getitem__, default=CollectionStatus.UNKNOWN)
-
-
-def _iso(value: datetime | None) -> str | None:
-    return value.isoformat() if value is not None else None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -137,8 +134,8 @@ class CollectorHealth:
         return {
             "collector_type": self.collector_type,
             "status": self.status.value,
-            "last_success": _iso(self.last_success),
-            "last_failure": _iso(self.last_failure),
+            "last_success": iso(self.last_success),
+            "last_failure": iso(self.last_failure),
             "consecutive_failures": self.consecutive_failures,
             "success_rate_24h": self.success_rate_24h,
             "average_execution_time": self.average_execution_time,
@@ -149,7 +146,7 @@ class CollectorHealth:
             "health_score": self.health_score,
             "issues": list(self.issues),
             "rules": list(self.rules),
-            "evaluated_at": _iso(self.evaluated_at),
+            "evaluated_at": iso(self.evaluated_at),
         }
 
 
@@ -195,7 +192,7 @@ class SystemHealth:
             "average_health_score": self.average_health_score,
             "active_alerts": dict(self.active_alerts),
             "dropped": dict(self.dropped),
-            "evaluated_at": _iso(self.evaluated_at),
+            "evaluated_at": iso(self.evaluated_at),
         }
 
 

@@ -50,8 +50,14 @@ _SUCCESSFUL = frozenset({ExecutionStatus.SUCCESS, ExecutionStatus.PARTIAL})
 _ERROR = frozenset({ExecutionStatus.FAILURE, ExecutionStatus.TIMEOUT})
 
 
-def _iso(value: datetime | None) -> str | None:
+def iso(value: datetime | None) -> str | None:
+    """ISO 8601 text of an aware datetime, or None."""
     return value.isoformat() if value is not None else None
+
+
+def utc_seconds(seconds: float | None) -> datetime | None:
+    """Unix seconds -> aware UTC datetime, or None."""
+    return None if seconds is None else datetime.fromtimestamp(seconds, timezone.utc)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -105,8 +111,8 @@ class ExecutionRecord:
             "collector_type": self.collector_type,
             "execution_id": self.execution_id,
             "status": self.status.value,
-            "start_time": _iso(self.start_time),
-            "end_time": _iso(self.end_time),
+            "start_time": iso(self.start_time),
+            "end_time": iso(self.end_time),
             "duration_seconds": self.duration_seconds,
             "records_collected": self.records_collected,
             "errors": list(self.errors),
@@ -292,7 +298,7 @@ class ExecutionStatistics:
             "p95_duration": self.p95_duration,
             "total_records_collected": self.total_records_collected,
             "records_per_second": self.records_per_second,
-            "first_execution": _iso(self.first_execution),
-            "last_execution": _iso(self.last_execution),
+            "first_execution": iso(self.first_execution),
+            "last_execution": iso(self.last_execution),
             "window_seconds": self.window_seconds,
         }

@@ -63,11 +63,6 @@ class Watchdog:
         if thread is not None and thread is not threading.current_thread():
             thread.join(timeout)
 
-    @property
-    def running(self) -> bool:
-        """Whether the thread is alive."""
-        return self._thread is not None and self._thread.is_alive()
-
     def _run(self) -> None:
         while not self._stop.wait(self._interval):
             try:
