@@ -20,18 +20,9 @@ from gecko_otel import (
     ConfigError,
     MonitorConfig,
     Notification,
-    track_collection,
 )
 from gecko_otel.testing import CapturedRuns, FakeClock, capture_runs
-
-
-def run(collector: str, *, fail: bool = False) -> None:
-    try:
-        with track_collection(collector):
-            if fail:
-                raise RuntimeError("boom")
-    except RuntimeError:
-        pass
+from runs import run
 
 
 def kinds(captured: CapturedRuns) -> list[tuple[str, str, str]]:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import dataclasses
-import time
 from collections.abc import Iterator
 from datetime import datetime, timedelta, timezone
 
@@ -21,18 +20,7 @@ from gecko_otel import (
 from gecko_otel.config import Thresholds
 from gecko_otel.health import health_score
 from gecko_otel.testing import CapturedRuns, FakeClock, capture_runs
-
-
-def run(collector: str, *, fail: bool = False, records: int = 0, sleep: float = 0.0) -> None:
-    try:
-        with track_collection(collector) as r:
-            r.add_records(records)
-            if sleep:
-                time.sleep(sleep)
-            if fail:
-                raise RuntimeError("boom")
-    except RuntimeError:
-        pass
+from runs import run
 
 
 @pytest.fixture

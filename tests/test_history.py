@@ -15,6 +15,7 @@ from gecko_otel import ConfigError, ExecutionStatus, MonitorConfig, track_collec
 from gecko_otel.history import Aggregate, History
 from gecko_otel.records import ExecutionRecord, FinishedRun
 from gecko_otel.testing import CapturedRuns, capture_runs
+from runs import run
 
 T0 = datetime(2026, 1, 1, tzinfo=timezone.utc)
 
@@ -36,18 +37,6 @@ def record(
             **kw,
         )
     )
-
-
-def run(collector: str, *, records: int = 0, fail: bool = False, warn: bool = False) -> None:
-    try:
-        with track_collection(collector) as r:
-            r.add_records(records)
-            if warn:
-                r.warn("w")
-            if fail:
-                raise RuntimeError("boom")
-    except RuntimeError:
-        pass
 
 
 def test_history_newest_first_with_filters(captured: CapturedRuns) -> None:

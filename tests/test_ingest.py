@@ -4,18 +4,10 @@ from __future__ import annotations
 
 import pytest
 
-from gecko_otel import ExecutionStatus, MonitorConfig, track_collection
+from gecko_otel import ExecutionStatus, MonitorConfig
 from gecko_otel.ingest import BATCH
 from gecko_otel.testing import FakeClock, capture_runs
-
-
-def run(collector: str, *, fail: bool = False) -> None:
-    try:
-        with track_collection(collector):
-            if fail:
-                raise RuntimeError("boom")
-    except RuntimeError:
-        pass
+from runs import run
 
 
 def test_quiet_runs_wait_and_any_query_sees_them() -> None:

@@ -16,17 +16,7 @@ import gecko_otel
 from gecko_otel import Alert, MonitorConfig, track_collection
 from gecko_otel.dispatch import AlertDispatcher
 from gecko_otel.testing import FakeClock, capture_runs
-
-
-def run(collector: str, *, fail: bool = False, monitor: Any = None, sleep: float = 0.0) -> None:
-    try:
-        with track_collection(collector, monitor=monitor):
-            if sleep:
-                time.sleep(sleep)
-            if fail:
-                raise RuntimeError("boom")
-    except RuntimeError:
-        pass
+from runs import run
 
 
 def wait_child(pid: int, seconds: float = 10.0) -> int | None:
