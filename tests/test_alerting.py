@@ -280,7 +280,9 @@ def test_a_slow_handler_never_slows_a_run(clock: FakeClock) -> None:
     assert elapsed < 0.5  # 50 notifications x 0.5 s would be 25 s if a run waited
 
 
-def test_full_handler_queue_drops_and_counts(clock: FakeClock) -> None:
+def test_full_handler_queue_drops_and_counts(
+    clock: FakeClock, caplog: pytest.LogCaptureFixture
+) -> None:
     release = threading.Event()
     handled: list[Alert] = []
 
@@ -299,8 +301,17 @@ def test_full_handler_queue_drops_and_counts(clock: FakeClock) -> None:
         assert captured.monitor.force_flush(5_000)
         delivered = len(captured.notifications) + len(handled)
         dropped = captured.monitor.system_health().dropped["dropped_notifications"]
+        deadline = time.monotonic() + 5
+        while not any("dropped" in r.getMessage() for r in caplog.records):
+            assert time.monotonic() < deadline, "the drop was never logged"
+            time.sleep(0.05)
     # 10 notifications for each of two handlers: every one delivered or counted.
     assert delivered + dropped == 20
+    # Logged by the supervisor thread, never on the collector's thread.
+    assert any(
+        "dropped" in r.getMessage() and r.threadName == "gecko-otel-alert-supervisor"
+        for r in caplog.records
+    )
     assert len(handled) <= 3  # one in the call, two queued; the rest dropped
     assert dropped >= 7
 

@@ -42,6 +42,7 @@ class _Lane:
         self.queue: queue.Queue[Alert] = queue.Queue(maxsize=size)
         self.dispatcher = dispatcher
         self.pending = 0  # queued + in progress, guarded by dispatcher._cond
+        self.unlogged_drops = 0  # drops the supervisor has not logged yet
         self.busy_since: float | None = None
         self.generation = 0
         self.closed = False
@@ -151,14 +152,12 @@ class AlertDispatcher:
                 try:
                     lane.queue.put_nowait(alert)
                 except queue.Full:
-                    self.done(lane)
-                    self.count("dropped_notifications")
-                    logger.warning(
-                        "gecko_otel: alert handler %s is %d notifications behind; dropped %s",
-                        lane.name,
-                        self._queue_size,
-                        alert.id,
-                    )
+                    with self._cond:
+                        lane.pending -= 1
+                        lane.unlogged_drops += 1
+                        self._counts["dropped_notifications"] += 1
+                        self._cond.notify_all()
+                    # Logged by the supervisor: never log on a collector's thread.
         except Exception as exc:  # noqa: BLE001 - never raise into the engine
             report_internal_error("AlertDispatcher.submit", exc)
 
@@ -171,11 +170,6 @@ class AlertDispatcher:
             lane.pending -= 1
             self._cond.notify_all()
             return True
-
-    def done(self, lane: _Lane) -> None:
-        with self._cond:
-            lane.pending -= 1
-            self._cond.notify_all()
 
     def count(self, what: str) -> None:
         with self._cond:
@@ -233,6 +227,16 @@ class AlertDispatcher:
             time.sleep(interval)
             now = time.monotonic()
             for lane in self._lanes:
+                with self._cond:
+                    drops, lane.unlogged_drops = lane.unlogged_drops, 0
+                if drops:
+                    logger.warning(
+                        "gecko_otel: alert handler %s is %d notifications behind; "
+                        "dropped %d notification(s)",
+                        lane.name,
+                        self._queue_size,
+                        drops,
+                    )
                 with self._cond:
                     started = lane.busy_since
                     if started is None or now - started <= self._timeout or lane.closed:
