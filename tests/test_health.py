@@ -154,6 +154,28 @@ def test_low_throughput_is_off_by_default_and_per_collector(clock: FakeClock) ->
         assert health(captured, "trades").records_per_second is not None
 
 
+def test_low_throughput_fires_and_clears(clock: FakeClock) -> None:
+    config = MonitorConfig(
+        min_records_per_second=1000,
+        min_runs_for_rate=1000,
+        success_rate_window=timedelta(hours=1),
+    )
+    with capture_runs(config, clock=clock, watchdog=False) as captured:
+        run("trades", records=1, sleep=0.01)  # 100 records/s at most
+        assert health(captured, "trades").rules == ("low_throughput",)
+        [alert] = captured.monitor.alerts()
+        assert alert.rule == "low_throughput"
+        assert alert.metadata["threshold"] == 1000
+        clock.advance(hours=2)  # the slow run leaves the window
+        run("trades", records=1_000_000, sleep=0.01)
+        assert health(captured, "trades").rules == ()
+        assert captured.monitor.alerts() == []
+        assert [a.notification.value for a in captured.notifications if a.notification] == [
+            "firing",
+            "resolved",
+        ]
+
+
 def test_stale_on_the_clock_without_any_run(watched: CapturedRuns, clock: FakeClock) -> None:
     run("pools")
     clock.advance(hours=5, minutes=59)
