@@ -43,6 +43,17 @@ def _check_collector_type(collector_type: object) -> str:
     return collector_type
 
 
+def _check_attributes(attributes: object) -> Mapping[str, Any] | None:
+    if attributes is not None and (
+        not isinstance(attributes, Mapping) or not all(isinstance(k, str) and k for k in attributes)
+    ):
+        raise ConfigError(
+            "attributes must map non-empty attribute names to values, such as "
+            f"{{'faas.trigger': 'timer'}}, got {attributes!r}"
+        )
+    return attributes
+
+
 def _check_metadata(metadata: object) -> Mapping[Any, Any] | None:
     if metadata is not None and not isinstance(metadata, Mapping):
         raise ConfigError(
@@ -54,7 +65,14 @@ def _check_metadata(metadata: object) -> Mapping[Any, Any] | None:
 class _Target:
     """What a decorated function or a ``track_collection`` call runs as."""
 
-    __slots__ = ("_prepared", "collector_type", "function_name", "metadata", "monitor")
+    __slots__ = (
+        "_prepared",
+        "attributes",
+        "collector_type",
+        "function_name",
+        "metadata",
+        "monitor",
+    )
 
     def __init__(
         self,
@@ -62,11 +80,13 @@ class _Target:
         function_name: str | None,
         metadata: Mapping[Any, Any] | None,
         monitor: Monitor | None,
+        attributes: Mapping[str, Any] | None = None,
     ) -> None:
         self.collector_type = collector_type
         self.function_name = function_name
         self.metadata = metadata
         self.monitor = monitor
+        self.attributes = attributes
         self._prepared: Prepared | None = None
 
     def begin(self) -> Run | None:
@@ -78,7 +98,10 @@ class _Target:
             if prepared is None or prepared.instr is not instr:
                 # Prepared once per Monitor: setup() may come after decoration.
                 prepared = self._prepared = instr.prepare(
-                    self.collector_type, function_name=self.function_name, metadata=self.metadata
+                    self.collector_type,
+                    function_name=self.function_name,
+                    metadata=self.metadata,
+                    attributes=self.attributes,
                 )
             run = Run(prepared)
             run.start()
@@ -349,9 +372,16 @@ class track_collection:
     partial. Each ``with`` gets a fresh run, so one instance can be reused,
     nested, and shared by threads and asyncio tasks.
 
+    Args:
+        collector_type: The collector's name.
+        metadata: Metadata for the run (``gecko.metadata.*`` attributes).
+        monitor: The Monitor to report to; the global one by default.
+        attributes: Extra span attributes under their own names (e.g. the
+            ``faas.*`` attributes a scheduler integration adds).
+
     Raises:
         ConfigError: ``collector_type`` is empty or not a string, or
-            ``metadata`` is not a mapping.
+            ``metadata`` or ``attributes`` is not a mapping.
     """
 
     __slots__ = ("_target",)
@@ -362,9 +392,14 @@ class track_collection:
         *,
         metadata: Mapping[str, Any] | None = None,
         monitor: Monitor | None = None,
+        attributes: Mapping[str, Any] | None = None,
     ) -> None:
         self._target = _Target(
-            _check_collector_type(collector_type), None, _check_metadata(metadata), monitor
+            _check_collector_type(collector_type),
+            None,
+            _check_metadata(metadata),
+            monitor,
+            _check_attributes(attributes),
         )
 
     def __enter__(self) -> Run:

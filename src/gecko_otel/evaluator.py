@@ -20,6 +20,8 @@ slow_execution         warning     window average run time > maximum
 low_throughput         warning     window records per second < minimum (if set)
 stale                  warning     no successful run for ``stale_after``;
                        critical    escalates after twice ``stale_after``
+overlap                warning     the last scheduled run was skipped because
+                                   the previous one was still running
 =====================  ==========  ============================================
 """
 
@@ -36,6 +38,7 @@ from gecko_otel.health import (
     RULE_CONSECUTIVE_FAILURES,
     RULE_LOW_SUCCESS_RATE,
     RULE_LOW_THROUGHPUT,
+    RULE_OVERLAP,
     RULE_SLOW_EXECUTION,
     RULE_STALE,
     CollectionStatus,
@@ -67,6 +70,7 @@ class _CollectorState:
         "lock",
         "ok",
         "records",
+        "skipped",
         "sum_dur_count",
         "sum_dur_sum",
         "sum_ok",
@@ -83,6 +87,7 @@ class _CollectorState:
         self.first_seen = now
         self.last_success: float | None = None
         self.last_failure: float | None = None
+        self.skipped = False  # the last scheduled run was skipped (overlap)
         self.consecutive_failures = 0
         self.total_executions = 0
         self.bucket_ids = [-1] * BUCKETS
@@ -232,9 +237,13 @@ class HealthEvaluator:
             if status.is_error:
                 state.consecutive_failures += 1
                 state.last_failure = now
+                state.skipped = False
             elif status.is_successful:
                 state.consecutive_failures = 0
                 state.last_success = now
+                state.skipped = False
+            elif status is ExecutionStatus.SKIPPED:
+                state.skipped = True
             state.add(int(now // self._width), status, duration, records)
             # The common case, checked inline: no rule can hold.
             t = state.thresholds
@@ -248,6 +257,7 @@ class HealthEvaluator:
                 and t.min_records_per_second is None
                 and state.last_success is not None
                 and now - state.last_success < t.stale_after
+                and not state.skipped
             ):
                 return _NONE
             return self._conditions(state, now)
@@ -330,6 +340,15 @@ class HealthEvaluator:
                             },
                         )
                     )
+        if state.skipped:
+            out.append(
+                Condition(
+                    rule=RULE_OVERLAP,
+                    level=AlertLevel.WARNING,
+                    message="a scheduled run was skipped: the previous run was still going",
+                    figures={},
+                )
+            )
         since = state.last_success if state.last_success is not None else state.first_seen
         if now - since >= t.stale_after:
             out.append(

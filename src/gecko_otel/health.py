@@ -27,6 +27,7 @@ RULE_LOW_SUCCESS_RATE: Final = "low_success_rate"
 RULE_SLOW_EXECUTION: Final = "slow_execution"
 RULE_LOW_THROUGHPUT: Final = "low_throughput"
 RULE_STALE: Final = "stale"
+RULE_OVERLAP: Final = "overlap"
 #: Rules that depend on the clock rather than on runs: they resolve as soon as
 #: they stop holding, without waiting for ``recovery_threshold`` good runs.
 TIME_RULES: Final = frozenset({RULE_STALE})

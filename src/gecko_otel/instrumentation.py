@@ -86,8 +86,21 @@ class Instrumentation:
         *,
         function_name: str | None = None,
         metadata: Mapping[Any, Any] | None = None,
+        attributes: Mapping[str, Any] | None = None,
     ) -> Prepared:
-        """Everything about ``collector_type`` that does not change per run."""
+        """Everything about ``collector_type`` that does not change per run.
+
+        ``attributes`` are extra span attributes (e.g. ``faas.trigger``),
+        sanitised like metadata values but kept under their own names.
+        """
+        if attributes:
+            extra = {
+                str(key): self.sanitizer.value(value)
+                for key, value in list(attributes.items())[: self.config.max_metadata_entries]
+            }
+            return Prepared(
+                self, collector_type, function_name, self.sanitizer.sanitize(metadata), extra
+            )
         if function_name is None and not metadata:
             cached = self._prepared.get(collector_type)
             if cached is not None:
@@ -111,6 +124,7 @@ class Prepared:
         collector_type: str,
         function_name: str | None,
         metadata: dict[str, AttributeValue],
+        extra_attributes: Mapping[str, AttributeValue] | None = None,
     ) -> None:
         self.instr = instr
         self.collector_type = collector_type
@@ -121,6 +135,9 @@ class Prepared:
             attributes[semconv.CODE_FUNCTION_NAME] = function_name
         for key, value in metadata.items():
             attributes[semconv.METADATA_PREFIX + key] = value
+        if extra_attributes:
+            for key, value in extra_attributes.items():
+                attributes.setdefault(key, value)  # never overrides gecko.* attributes
         #: Span attributes every run of this collector starts with.
         self.attributes = attributes
         self._histogram_attributes: dict[tuple[ExecutionStatus, str | None], dict[str, str]] = {}

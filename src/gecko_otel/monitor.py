@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from datetime import datetime, timedelta, timezone
+from types import MappingProxyType
 from typing import Any
 
 from opentelemetry.metrics import MeterProvider
@@ -22,10 +23,11 @@ from gecko_otel._internal import internal_error_count, report_internal_error
 from gecko_otel.alerting import Alerting
 from gecko_otel.alerts import Alert, AlertLevel
 from gecko_otel.config import MonitorConfig
+from gecko_otel.errors import ConfigError
 from gecko_otel.health import CollectorHealth, SystemHealth
 from gecko_otel.history import History
 from gecko_otel.ingest import RunIngest
-from gecko_otel.instrumentation import Instrumentation
+from gecko_otel.instrumentation import Instrumentation, new_execution_id
 from gecko_otel.observables import observables_for
 from gecko_otel.processor import HistorySpanProcessor
 from gecko_otel.records import (
@@ -33,6 +35,7 @@ from gecko_otel.records import (
     ExecutionStatistics,
     ExecutionStatus,
     FinishedRun,
+    to_ns,
 )
 from gecko_otel.run import Run
 from gecko_otel.typing import AlertHandler
@@ -156,6 +159,61 @@ class Monitor:
         """Collectors with at least one finished run, sorted."""
         self._ingest.drain()
         return self._history.collector_types()
+
+    def record_not_started(
+        self,
+        collector_type: str,
+        status: ExecutionStatus | str,
+        *,
+        scheduled_time: datetime,
+        reason: str | None = None,
+        metadata: Mapping[str, Any] | None = None,
+    ) -> str:
+        """Record a scheduled run that never started: ``missed`` or ``skipped``.
+
+        Such runs have no span and no duration; they go to history and health
+        like any run (a ``skipped`` run raises the ``overlap`` rule). Used by
+        scheduler integrations for APScheduler's misfire and max-instances
+        events. Returns the execution id given to the record.
+
+        Raises:
+            ConfigError: ``status`` is not missed or skipped, the collector
+                type is empty, or ``scheduled_time`` is not an aware datetime.
+        """
+        checked = ExecutionStatus(status) if isinstance(status, str) else status
+        if checked not in (ExecutionStatus.MISSED, ExecutionStatus.SKIPPED):
+            raise ConfigError(
+                f"record_not_started() takes status 'missed' or 'skipped', got {status!r}"
+            )
+        if not isinstance(collector_type, str) or not collector_type.strip():
+            raise ConfigError(f"collector_type must be a non-empty string, got {collector_type!r}")
+        if not isinstance(scheduled_time, datetime) or scheduled_time.tzinfo is None:
+            raise ConfigError(
+                f"scheduled_time must be a timezone-aware datetime, got {scheduled_time!r}"
+            )
+        execution_id = new_execution_id()
+        sanitizer = self.instrumentation.sanitizer
+        message = sanitizer.text(reason) if reason else None
+        self._on_record(
+            FinishedRun(
+                collector_type,
+                execution_id,
+                checked,
+                to_ns(scheduled_time),
+                None,
+                None,
+                0,
+                (),
+                (message,) if message else (),
+                MappingProxyType(sanitizer.sanitize(metadata)),
+                None,
+                None,
+                None,
+                None,
+                0,
+            )
+        )
+        return execution_id
 
     # -- health and alerts ---------------------------------------------------
 
