@@ -55,7 +55,10 @@ def internal_errors(_fail_on_internal_errors: InternalErrors) -> list[tuple[str,
 @pytest.fixture(autouse=True)
 def _no_global_monitor_leaks() -> Iterator[None]:
     before = _state.monitor()
+    declared = dict(_state._declared)  # expectations declared by decorators in a test
     yield
+    _state._declared.clear()
+    _state._declared.update(declared)
     leaked = _state.monitor()
     _state.install(before)
     assert leaked is before, "a test left a global Monitor installed"

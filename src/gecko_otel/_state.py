@@ -11,8 +11,11 @@ from opentelemetry import metrics, trace
 from gecko_otel.config import MonitorConfig
 
 if TYPE_CHECKING:
+    from datetime import tzinfo
+
     from gecko_otel.instrumentation import Instrumentation
     from gecko_otel.monitor import Monitor
+    from gecko_otel.schedule import Expectation
 
 _lock = threading.RLock()
 _monitor: Monitor | None = None
@@ -39,12 +42,34 @@ def monitor() -> Monitor | None:
     return _monitor
 
 
-def install(new: Monitor | None) -> Monitor | None:
-    """Make ``new`` the global Monitor; return the previous one."""
+def install(new: Monitor | None, *, arm: bool = True) -> Monitor | None:
+    """Make ``new`` the global Monitor; return the previous one.
+
+    With ``arm``, the new Monitor arms the schedule expectations declared by
+    decorators (not when a previous Monitor is merely put back).
+    """
     global _monitor
     with _lock:
         previous, _monitor = _monitor, new
+        declared = list(_declared.items())
+    if new is not None and arm:
+        for collector_type, (expectation, tz) in declared:
+            new._arm(collector_type, expectation, tz)
     return previous
+
+
+#: Expectations declared by ``@collection(every=..., cron=...)``, armed in
+#: every Monitor installed globally (the one there now, and later ones).
+_declared: dict[str, tuple[Expectation, tzinfo | None]] = {}
+
+
+def declare(collector_type: str, expectation: Expectation, tz: tzinfo | None) -> None:
+    """Record a decorator's expectation and arm it in the global Monitor, if any."""
+    with _lock:
+        _declared[collector_type] = (expectation, tz)
+        current = _monitor
+    if current is not None:
+        current._arm(collector_type, expectation, tz)
 
 
 def uninstall(old: Monitor) -> None:

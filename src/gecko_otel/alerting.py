@@ -23,9 +23,10 @@ from gecko_otel.config import MonitorConfig, check_seconds, seconds
 from gecko_otel.dispatch import AlertDispatcher
 from gecko_otel.errors import ConfigError
 from gecko_otel.evaluator import BUCKETS, HealthEvaluator
-from gecko_otel.health import CollectionStatus, CollectorHealth, SystemHealth, worst
+from gecko_otel.health import CollectionStatus, CollectorHealth, Condition, SystemHealth, worst
 from gecko_otel.history import History
 from gecko_otel.records import FinishedRun
+from gecko_otel.schedule import Schedules
 from gecko_otel.typing import AlertHandler
 from gecko_otel.watchdog import Watchdog
 
@@ -62,6 +63,7 @@ class Alerting:
             timeout=seconds(config.handler_timeout), queue_size=config.alert_queue_size
         )
         self.engine = AlertEngine(self.evaluator, self.dispatcher.submit)
+        self.schedules = Schedules()
         for handler in handlers:
             self.add_handler(handler)
         self._p95: dict[str, tuple[int, int, float | None]] = {}
@@ -103,15 +105,35 @@ class Alerting:
 
         Called under ``lock`` by the run ingest.
         """
+        collector_type = record.collector_type
         conditions = self.evaluator.observe(
-            record.collector_type,
+            collector_type,
             record.status,
             record.duration_seconds,
             record.records_collected,
             ended,
         )
+        if self.schedules.has(collector_type):
+            self.schedules.ended(collector_type, record.execution_id)
+            conditions = [*(conditions or ()), *self.schedules.conditions(collector_type, ended)]
         if conditions is not None:
-            self.engine.update(record.collector_type, conditions, ended, by_run=True)
+            self.engine.update(collector_type, conditions, ended, by_run=True)
+
+    def run_started(self, collector_type: str, execution_id: str) -> None:
+        """A run of a collector with an expectation started (on the run's thread)."""
+        now = self._clock()
+        self.schedules.started(collector_type, execution_id, now)
+        if self.engine.has_active(collector_type):  # e.g. missed_run: resolve it now
+            with self.lock:
+                self.engine.update(
+                    collector_type, self._conditions(collector_type, now), now, by_run=False
+                )
+
+    def _conditions(self, collector_type: str, now: float) -> list[Condition]:
+        return [
+            *self.evaluator.conditions(collector_type, now),
+            *self.schedules.conditions(collector_type, now),
+        ]
 
     def evaluate(self) -> None:
         """Evaluate the time-based rules of every collector now (the watchdog's tick).
@@ -120,10 +142,11 @@ class Alerting:
         processed, so runs ending meanwhile wait for one collector at most.
         """
         now = self._clock()
-        for collector_type in self.evaluator.collector_types():
+        names = set(self.evaluator.collector_types()) | set(self.schedules.collector_types())
+        for collector_type in sorted(names):
             with self.lock:
                 self.before_evaluation()
-                conditions = self.evaluator.conditions(collector_type, now)
+                conditions = self._conditions(collector_type, now)
                 self.engine.update(collector_type, conditions, now, by_run=False)
         with self.lock:
             self.engine.tick(now)
@@ -135,11 +158,16 @@ class Alerting:
         with self.lock:
             self.before_evaluation()
         now = self._clock()
-        names = [collector_type] if collector_type is not None else self.evaluator.collector_types()
+        if collector_type is not None:
+            names = [collector_type]
+        else:  # collectors that ran, and those expected to that never did
+            names = sorted(
+                set(self.evaluator.collector_types()) | set(self.schedules.collector_types())
+            )
         out = {}
         for name in names:
             health = self.evaluator.health(name, now, self._p95_duration(name, now))
-            if health is None and collector_type is not None:
+            if health is None:
                 health = self.evaluator.unknown(name, now)  # asked for, never seen run
             if health is not None:
                 out[name] = health
@@ -243,6 +271,9 @@ class Alerting:
         return {
             "health": {name: h.to_dict() for name, h in self.health().items()},
             "alerts": [a.to_dict() for a in self.alerts(active_only=False)],
+            "expectations": {
+                name: self.schedules.describe(name) for name in self.schedules.collector_types()
+            },
         }
 
 

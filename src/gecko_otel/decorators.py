@@ -25,8 +25,11 @@ from gecko_otel import _state
 from gecko_otel._internal import report_internal_error
 from gecko_otel.errors import ConfigError
 from gecko_otel.run import Run
+from gecko_otel.schedule import make_expectation
 
 if TYPE_CHECKING:
+    from datetime import timedelta, tzinfo
+
     from gecko_otel.instrumentation import Prepared
     from gecko_otel.monitor import Monitor
 
@@ -125,6 +128,11 @@ def collection(
     *,
     metadata: Mapping[str, Any] | None = None,
     monitor: Monitor | None = None,
+    every: timedelta | float | None = None,
+    cron: str | None = None,
+    grace: timedelta | float | None = None,
+    max_runtime: timedelta | float | None = None,
+    timezone: tzinfo | None = None,
 ) -> Callable[[Callable[P, R]], Callable[P, R]]: ...
 
 
@@ -134,6 +142,11 @@ def collection(
     *,
     metadata: Mapping[str, Any] | None = None,
     monitor: Monitor | None = None,
+    every: timedelta | float | None = None,
+    cron: str | None = None,
+    grace: timedelta | float | None = None,
+    max_runtime: timedelta | float | None = None,
+    timezone: tzinfo | None = None,
 ) -> Any:
     """Make every call of the decorated function a collection run.
 
@@ -146,11 +159,24 @@ def collection(
             ``gecko.collector.type``); defaults to the function's qualified name.
         metadata: Constant metadata for every run, sanitised once here.
         monitor: The Monitor to report to; the global one (``setup()``) by default.
+        every: The collector should start a run this often (timedelta or
+            seconds); see :meth:`gecko_otel.Monitor.expect`.
+        cron: ...or on this cron schedule, e.g. ``"*/5 * * * *"``.
+        grace: How late a start may be before the run counts as missed.
+        max_runtime: How long a run may go on before ``runtime_exceeded``.
+        timezone: Time zone of ``cron`` (UTC by default).
 
     Raises:
-        ConfigError: ``collector_type`` is empty or not a string, or
-            ``metadata`` is not a mapping (a ``ValueError``, at decoration time).
+        ConfigError: ``collector_type`` is empty or not a string, ``metadata``
+            is not a mapping, or the schedule arguments are invalid (a
+            ``ValueError``, at decoration time).
     """
+    scheduled = any(x is not None for x in (every, cron, grace, max_runtime))
+    expectation = (
+        make_expectation(every=every, cron=cron, grace=grace, max_runtime=max_runtime)
+        if scheduled
+        else None
+    )
     if callable(collector_type) or isinstance(collector_type, staticmethod | classmethod):
         return _decorate(collector_type, None, None, None)
     if collector_type is not None:
@@ -158,9 +184,21 @@ def collection(
     _check_metadata(metadata)
 
     def decorator(func: Callable[P, R]) -> Callable[P, R]:
-        return cast("Callable[P, R]", _decorate(func, collector_type, metadata, monitor))
+        wrapped = _decorate(func, collector_type, metadata, monitor)
+        if expectation is not None:
+            name = _collector_type_of(wrapped)
+            if monitor is not None:
+                monitor._arm(name, expectation, timezone)
+            else:
+                _state.declare(name, expectation, timezone)
+        return cast("Callable[P, R]", wrapped)
 
     return decorator
+
+
+def _collector_type_of(wrapped: Any) -> str:
+    inner = getattr(wrapped, "__func__", wrapped)  # staticmethod / classmethod
+    return str(inner.__gecko_otel_collector_type__)
 
 
 def _decorate(

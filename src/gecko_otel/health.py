@@ -28,9 +28,11 @@ RULE_SLOW_EXECUTION: Final = "slow_execution"
 RULE_LOW_THROUGHPUT: Final = "low_throughput"
 RULE_STALE: Final = "stale"
 RULE_OVERLAP: Final = "overlap"
+RULE_MISSED_RUN: Final = "missed_run"
+RULE_RUNTIME_EXCEEDED: Final = "runtime_exceeded"
 #: Rules that depend on the clock rather than on runs: they resolve as soon as
 #: they stop holding, without waiting for ``recovery_threshold`` good runs.
-TIME_RULES: Final = frozenset({RULE_STALE})
+TIME_RULES: Final = frozenset({RULE_STALE, RULE_MISSED_RUN, RULE_RUNTIME_EXCEEDED})
 
 
 class CollectionStatus(str, enum.Enum):

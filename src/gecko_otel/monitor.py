@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Callable, Iterable, Mapping
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timedelta, timezone, tzinfo
 from types import MappingProxyType
 from typing import Any
 
@@ -38,6 +38,7 @@ from gecko_otel.records import (
     to_ns,
 )
 from gecko_otel.run import Run
+from gecko_otel.schedule import Expectation, make_expectation
 from gecko_otel.typing import AlertHandler
 
 logger = logging.getLogger("gecko_otel.monitor")
@@ -159,6 +160,51 @@ class Monitor:
         """Collectors with at least one finished run, sorted."""
         self._ingest.drain()
         return self._history.collector_types()
+
+    def expect(
+        self,
+        collector_type: str,
+        *,
+        every: timedelta | float | None = None,
+        cron: str | None = None,
+        grace: timedelta | float | None = None,
+        max_runtime: timedelta | float | None = None,
+        timezone: tzinfo | None = None,
+    ) -> None:
+        """Declare when the collector should run (and for how long at most).
+
+        From now on the watchdog raises ``missed_run`` (level error) when no
+        run has started by a due time plus ``grace`` (a dead man's switch: it
+        works even if the scheduler died), and ``runtime_exceeded``
+        (critical) while a run goes on past ``max_runtime``. Both resolve
+        on their own: the next run starts, the long run ends. Declaring again
+        replaces the expectation.
+
+        Args:
+            collector_type: The collector.
+            every: Interval between starts (timedelta or seconds).
+            cron: Cron expression for the starts, e.g. ``"*/5 * * * *"``
+                (needs the ``cron`` extra or APScheduler).
+            grace: How late a start may be (default 60 s).
+            max_runtime: How long a run may take, or None.
+            timezone: Time zone of ``cron`` (UTC by default).
+
+        Raises:
+            ConfigError: Both or neither of every/cron (without max_runtime),
+                a non-positive duration, or an invalid cron expression.
+        """
+        if not isinstance(collector_type, str) or not collector_type.strip():
+            raise ConfigError(f"collector_type must be a non-empty string, got {collector_type!r}")
+        expectation = make_expectation(every=every, cron=cron, grace=grace, max_runtime=max_runtime)
+        self._arm(collector_type, expectation, timezone)
+
+    def _arm(self, collector_type: str, expectation: Expectation, tz: tzinfo | None) -> None:
+        self._alerting.schedules.expect(collector_type, expectation, self._alerting.now(), tz)
+        self._processor.on_run_start = self._run_started
+
+    def _run_started(self, run: Run) -> None:
+        if self._alerting.schedules.has(run.collector_type):
+            self._alerting.run_started(run.collector_type, run.execution_id)
 
     def record_not_started(
         self,

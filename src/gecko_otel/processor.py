@@ -52,6 +52,9 @@ class HistorySpanProcessor(SpanProcessor):
         # hot path takes no lock.
         self._active: dict[int, Run] = {}
         self._shutdown = False
+        #: Called with each collection run that starts, when set (the Monitor
+        #: sets it once a collector declares a schedule expectation).
+        self.on_run_start: Callable[[Run], None] | None = None
         at_fork_in_child(self, "_after_fork")
 
     def _after_fork(self) -> None:
@@ -73,6 +76,9 @@ class HistorySpanProcessor(SpanProcessor):
                 and run._prepared.instr is self._instrumentation
             ):
                 self._active[span.context.span_id] = run
+                hook = self.on_run_start
+                if hook is not None:
+                    hook(run)
         except Exception as exc:  # noqa: BLE001 - must not raise into span creation
             report_internal_error("HistorySpanProcessor.on_start", exc)
 

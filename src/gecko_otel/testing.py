@@ -164,5 +164,5 @@ def capture_runs(
     try:
         yield CapturedRuns(monitor, exporter, reader, notifications)
     finally:
-        _state.install(previous)
+        _state.install(previous, arm=False)
         monitor.shutdown()

@@ -1,0 +1,188 @@
+"""Schedule expectations: missed runs (dead man's switch) and runs that go on too long."""
+
+from __future__ import annotations
+
+import threading
+from datetime import datetime, timedelta, timezone
+from typing import Any
+
+import pytest
+
+import gecko_otel
+from gecko_otel import ConfigError, ExecutionStatus, MonitorConfig, track_collection
+from gecko_otel.testing import CapturedRuns, FakeClock, capture_runs
+from runs import run
+
+
+def kinds(captured: CapturedRuns) -> list[tuple[str, str, str]]:
+    return [
+        (a.notification.value, a.collector_type, a.rule)
+        for a in captured.notifications
+        if a.notification
+    ]
+
+
+@pytest.fixture
+def clock() -> FakeClock:
+    return FakeClock(datetime(2027, 3, 1, 12, 0, 30, tzinfo=timezone.utc).timestamp())
+
+
+@pytest.fixture
+def captured(clock: FakeClock) -> Any:
+    with capture_runs(MonitorConfig(min_runs_for_rate=1000), clock=clock, watchdog=False) as c:
+        yield c
+
+
+def test_missed_run_fires_after_interval_plus_grace_and_resolves_on_the_next_start(
+    captured: CapturedRuns, clock: FakeClock
+) -> None:
+    monitor = captured.monitor
+    monitor.expect("pools", every=timedelta(minutes=5), grace=30)
+    clock.advance(5 * 60 + 29)
+    monitor.evaluate()
+    assert monitor.alerts() == []  # late, but within grace
+    clock.advance(2)
+    monitor.evaluate()
+    [alert] = monitor.alerts()
+    assert (alert.rule, alert.level.value) == ("missed_run", "error")
+    assert alert.message.startswith("no run started since 2027-03-01 12:05:30 UTC")
+    assert alert.metadata["grace"] == 30
+    with track_collection("pools"):
+        # Resolved as soon as the run starts, not when it ends.
+        assert kinds(captured)[-1] == ("resolved", "pools", "missed_run")
+    assert monitor.alerts() == []
+
+
+def test_runs_on_time_never_miss(captured: CapturedRuns, clock: FakeClock) -> None:
+    monitor = captured.monitor
+    monitor.expect("pools", every=60, grace=5)
+    for _ in range(10):
+        clock.advance(60)
+        run("pools")
+        monitor.evaluate()
+    assert captured.notifications == []
+
+
+def test_a_collector_that_never_runs_is_reported_and_listed(
+    captured: CapturedRuns, clock: FakeClock
+) -> None:
+    captured.monitor.expect("ghost", every=60, grace=0)
+    assert captured.monitor.health()["ghost"].status.value == "unknown"
+    clock.advance(61)
+    captured.monitor.evaluate()
+    assert kinds(captured) == [("firing", "ghost", "missed_run")]
+
+
+def test_cron_expectation(captured: CapturedRuns, clock: FakeClock) -> None:
+    monitor = captured.monitor
+    monitor.expect("ohlcv", cron="*/15 * * * *", grace=60)  # next due 12:15:00
+    clock.advance(14 * 60 + 29 + 60)  # 12:15:59: within grace
+    monitor.evaluate()
+    assert monitor.alerts() == []
+    clock.advance(2)  # 12:16:01
+    monitor.evaluate()
+    [alert] = monitor.alerts()
+    assert "12:15:00" in alert.message
+    assert "cron '*/15 * * * *'" in alert.message
+
+
+def test_runtime_exceeded_fires_while_the_run_goes_on(
+    captured: CapturedRuns, clock: FakeClock
+) -> None:
+    monitor = captured.monitor
+    monitor.expect("backfill", max_runtime=timedelta(minutes=10))
+    started, release = threading.Event(), threading.Event()
+
+    def long_run() -> None:
+        with track_collection("backfill"):
+            started.set()
+            release.wait(10)
+
+    thread = threading.Thread(target=long_run)
+    thread.start()
+    assert started.wait(5)
+    clock.advance(9 * 60)
+    monitor.evaluate()
+    assert monitor.alerts() == []
+    clock.advance(2 * 60)
+    monitor.evaluate()
+    [alert] = monitor.alerts()
+    assert (alert.rule, alert.level.value) == ("runtime_exceeded", "critical")
+    assert alert.metadata["running_for"] == pytest.approx(660, abs=1)
+    release.set()
+    thread.join()
+    monitor.evaluate()
+    assert monitor.alerts() == []
+    assert kinds(captured)[-1] == ("resolved", "backfill", "runtime_exceeded")
+
+
+def test_decorator_expectations_are_armed_in_the_global_monitor(clock: FakeClock) -> None:
+    @gecko_otel.collection("trades", every=timedelta(minutes=1), grace=10)
+    def collect_trades() -> None:
+        pass
+
+    with capture_runs(MonitorConfig(min_runs_for_rate=1000), clock=clock, watchdog=False) as c:
+        collect_trades()
+        clock.advance(71)
+        c.monitor.evaluate()
+        assert [a.rule for a in c.monitor.alerts()] == ["missed_run"]
+        collect_trades()
+        assert c.monitor.alerts() == []
+
+
+def test_decorator_with_an_explicit_monitor(captured: CapturedRuns, clock: FakeClock) -> None:
+    @gecko_otel.collection("explicit", monitor=captured.monitor, every=30, grace=0)
+    def collect() -> None:
+        pass
+
+    clock.advance(31)
+    captured.monitor.evaluate()
+    assert [a.collector_type for a in captured.monitor.alerts()] == ["explicit"]
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"every": 60, "cron": "* * * * *"}, "every= or cron=, not both"),
+        ({}, "needs every=, cron= or max_runtime="),
+        ({"every": -1}, "every must be positive"),
+        ({"every": 60, "grace": -1}, "grace must be 0 or more"),
+        ({"cron": "every five minutes"}, "not a valid cron expression"),
+        ({"cron": ""}, "cron must be a cron expression"),
+        ({"max_runtime": 0}, "max_runtime must be positive"),
+    ],
+)
+def test_expectation_errors_say_what_to_change(
+    captured: CapturedRuns, kwargs: dict[str, Any], message: str
+) -> None:
+    with pytest.raises(ConfigError, match=message):
+        captured.monitor.expect("pools", **kwargs)
+    if kwargs:  # a decorator without schedule arguments simply has no expectation
+        with pytest.raises(ConfigError, match=message):
+            gecko_otel.collection("pools", **kwargs)
+
+
+def test_skipped_runs_raise_overlap_and_missed_runs_are_recorded(
+    captured: CapturedRuns, clock: FakeClock
+) -> None:
+    monitor = captured.monitor
+    run("pools")
+    scheduled = datetime.fromtimestamp(clock.now, timezone.utc)
+    monitor.record_not_started("pools", "skipped", scheduled_time=scheduled, reason="busy")
+    [alert] = monitor.alerts()
+    assert alert.rule == "overlap"
+    run("pools")  # a run goes through again
+    assert monitor.alerts() == []
+    monitor.record_not_started("pools", ExecutionStatus.MISSED, scheduled_time=scheduled)
+    latest = monitor.history("pools", limit=4)
+    assert {r.status for r in latest} >= {ExecutionStatus.SKIPPED, ExecutionStatus.MISSED}
+    missed = next(r for r in latest if r.status is ExecutionStatus.MISSED)
+    assert missed.duration_seconds is None
+    assert missed.end_time is None
+    assert missed.start_time == scheduled.replace(microsecond=scheduled.microsecond)
+    skipped = next(r for r in latest if r.status is ExecutionStatus.SKIPPED)
+    assert skipped.warnings == ("busy",)
+    with pytest.raises(ConfigError, match="status 'missed' or 'skipped'"):
+        monitor.record_not_started("pools", "failure", scheduled_time=scheduled)
+    with pytest.raises(ConfigError, match="timezone-aware"):
+        monitor.record_not_started("pools", "missed", scheduled_time=datetime(2027, 1, 1))
