@@ -151,6 +151,18 @@ class AlertEngine:
 
     # -- feeding --------------------------------------------------------------
 
+    def forget_resolved(self, before: float) -> int:
+        """Drop resolved alerts that resolved before unix time ``before``; how many."""
+        with self._lock:
+            kept = [a for a in self._resolved if (a.resolved_at or 0.0) >= before]
+            removed = len(self._resolved) - len(kept)
+            for live in self._resolved:
+                if (live.resolved_at or 0.0) < before:
+                    self._by_id.pop(live.id, None)
+            self._resolved.clear()
+            self._resolved.extend(kept)
+            return removed
+
     def has_active(self, collector_type: str) -> bool:
         """Whether the collector has an active alert (lock-free read)."""
         return collector_type in self._active

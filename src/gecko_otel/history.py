@@ -242,6 +242,21 @@ class History:
                 total.add(run)
         return total.statistics(collector_type, seconds)
 
+    def cleanup(self, before: datetime) -> int:
+        """Forget in-memory runs started before ``before``; how many went.
+
+        Running statistics (all runs since the Monitor started) keep them.
+        """
+        cutoff = to_ns(before)
+        removed = 0
+        for collector in list(self._collectors.values()):
+            with collector.lock:
+                kept = [r for r in collector.records if r.start_ns >= cutoff]
+                removed += len(collector.records) - len(kept)
+                collector.records.clear()
+                collector.records.extend(kept)
+        return removed
+
     def durations(self, collector_type: str, since: datetime) -> list[float]:
         """Durations of the collector's in-memory runs started at or after ``since``."""
         collector = self._collectors.get(collector_type)

@@ -22,7 +22,7 @@ from gecko_otel import _state
 from gecko_otel._internal import internal_error_count, report_internal_error
 from gecko_otel.alerting import Alerting
 from gecko_otel.alerts import Alert, AlertLevel
-from gecko_otel.config import MonitorConfig
+from gecko_otel.config import MonitorConfig, check_seconds
 from gecko_otel.errors import ConfigError
 from gecko_otel.health import CollectorHealth, SystemHealth
 from gecko_otel.history import History
@@ -155,6 +155,26 @@ class Monitor:
         """
         self._ingest.drain()
         return self._history.statistics(collector_type, window=window)
+
+    def cleanup(self, older_than: timedelta | float) -> dict[str, int]:
+        """Forget runs started, and alerts resolved, more than ``older_than`` ago.
+
+        Active alerts, health and the running statistics are kept. Runs are
+        aged by their start time (wall clock, as on their spans), alerts by
+        when they resolved (the Monitor's clock). Returns how many were
+        removed: ``{"execution_history": n, "system_alerts": m}``.
+
+        Raises:
+            ConfigError: ``older_than`` is not a positive duration.
+        """
+        age = check_seconds("older_than", older_than)
+        self._ingest.drain()
+        return {
+            "execution_history": self._history.cleanup(
+                datetime.now(timezone.utc) - timedelta(seconds=age)
+            ),
+            "system_alerts": self._alerting.engine.forget_resolved(self._alerting.now() - age),
+        }
 
     def collector_types(self) -> list[str]:
         """Collectors with at least one finished run, sorted."""
