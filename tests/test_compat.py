@@ -30,11 +30,16 @@ def test_every_facade_method_answers_from_the_monitor() -> None:
         assert metrics["collectors"]["pools"]["total_records_collected"] == 5
         history = facade.get_execution_history(collector_type="trades", limit=2)
         assert [h["status"] for h in history] == ["failure", "failure"]
+        assert len(facade.get_execution_history(time_window=timedelta(minutes=1))) == 4
+        assert facade.get_execution_history(time_window=timedelta(microseconds=1)) == []
+        one = facade.get_performance_metrics("pools", time_window=timedelta(hours=1))
+        assert list(one["collectors"]) == ["pools"]
+        assert one["overall"]["window_seconds"] == 3600
         assert facade.get_alerts(level="critical")[0]["id"] == alert["id"]
         assert facade.acknowledge_alert(alert["id"]) is True
         assert facade.resolve_alert(alert["id"]) is True
         assert facade.resolve_alert("unknown") is False
-        facade.suppress_alerts("trades", duration_minutes=10)
+        facade.suppress_alerts("trades")  # 60 minutes, as CollectionScheduler's
         run("trades", fail=True)
         assert facade.get_alerts()[0]["suppressed"] is True
         json.dumps(facade.export_monitoring_data())
@@ -43,7 +48,7 @@ def test_every_facade_method_answers_from_the_monitor() -> None:
             "execution_history": 0,  # runs are aged by their (real) start time
             "system_alerts": 1,
         }
-        assert facade.get_alerts(active_only=False)[0]["resolved"] is False
+        assert facade.get_alerts(unresolved_only=False)[0]["resolved"] is False
         time.sleep(0.02)
         run("pools")
         assert c.monitor.cleanup(0.01)["execution_history"] == 5

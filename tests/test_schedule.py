@@ -186,3 +186,45 @@ def test_skipped_runs_raise_overlap_and_missed_runs_are_recorded(
         monitor.record_not_started("pools", "failure", scheduled_time=scheduled)
     with pytest.raises(ConfigError, match="timezone-aware"):
         monitor.record_not_started("pools", "missed", scheduled_time=datetime(2027, 1, 1))
+
+
+def test_schedule_rules_show_in_health(captured: CapturedRuns, clock: FakeClock) -> None:
+    captured.monitor.expect("ghost", every=60, grace=0)
+    run("pools")
+    captured.monitor.expect("pools", every=60, grace=0)
+    clock.advance(61)
+    health = captured.monitor.health()
+    assert health["ghost"].status.value == "critical"  # missed_run is level error
+    assert health["ghost"].rules == ("missed_run",)
+    assert health["pools"].status.value == "critical"
+    assert "missed_run" in health["pools"].rules
+    assert captured.monitor.system_health().overall_status.value == "critical"
+
+
+def test_timezone_must_be_a_tzinfo_for_a_cron(captured: CapturedRuns) -> None:
+    from zoneinfo import ZoneInfo
+
+    with pytest.raises(ConfigError, match="timezone must be a tzinfo"):
+        captured.monitor.expect("pools", cron="0 9 * * *", timezone="Europe/Paris")  # type: ignore[arg-type]
+    with pytest.raises(ConfigError, match="timezone= applies to cron= only"):
+        captured.monitor.expect("pools", every=60, timezone=ZoneInfo("Europe/Paris"))
+    captured.monitor.expect("pools", cron="0 9 * * *", timezone=ZoneInfo("Europe/Paris"))
+    due = captured.monitor.export()["expectations"]["pools"]["next_due"]
+    assert due.endswith(("07:00:00+00:00", "08:00:00+00:00"))  # 09:00 in Paris, in UTC
+
+
+def test_record_not_started_rejects_other_statuses_with_a_config_error(
+    captured: CapturedRuns,
+) -> None:
+    now = datetime.now(timezone.utc)
+    for status in ("foo", "success", ExecutionStatus.FAILURE):
+        with pytest.raises(ConfigError, match="status 'missed' or 'skipped'"):
+            captured.monitor.record_not_started("pools", status, scheduled_time=now)
+
+
+def test_extra_span_attributes_are_redacted_like_metadata(captured: CapturedRuns) -> None:
+    with track_collection("pools", attributes={"faas.trigger": "timer", "api_token": "sk-1"}):
+        pass
+    [span] = captured.spans
+    assert span.attributes["faas.trigger"] == "timer"
+    assert span.attributes["api_token"] == "[REDACTED]"

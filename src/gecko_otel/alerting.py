@@ -125,6 +125,7 @@ class Alerting:
         self.schedules.started(collector_type, execution_id, now)
         if self.engine.has_active(collector_type):  # e.g. missed_run: resolve it now
             with self.lock:
+                self.before_evaluation()
                 self.engine.update(
                     collector_type, self._conditions(collector_type, now), now, by_run=False
                 )
@@ -166,9 +167,10 @@ class Alerting:
             )
         out = {}
         for name in names:
-            health = self.evaluator.health(name, now, self._p95_duration(name, now))
+            extra = self.schedules.conditions(name, now)
+            health = self.evaluator.health(name, now, self._p95_duration(name, now), extra)
             if health is None:
-                health = self.evaluator.unknown(name, now)  # asked for, never seen run
+                health = self.evaluator.unknown(name, now, extra)  # asked for, never seen run
             if health is not None:
                 out[name] = health
         return out

@@ -173,7 +173,7 @@ def collection(
     """
     scheduled = any(x is not None for x in (every, cron, grace, max_runtime))
     expectation = (
-        make_expectation(every=every, cron=cron, grace=grace, max_runtime=max_runtime)
+        make_expectation(every=every, cron=cron, grace=grace, max_runtime=max_runtime, tz=timezone)
         if scheduled
         else None
     )

@@ -28,6 +28,7 @@ overlap                warning     the last scheduled run was skipped because
 from __future__ import annotations
 
 import threading
+from collections.abc import Sequence
 from datetime import datetime, timezone
 from typing import Final
 
@@ -197,11 +198,13 @@ class HealthEvaluator:
         """The collector's state if it has one (never creates it)."""
         return self._states.get(collector_type)
 
-    def unknown(self, collector_type: str, now: float) -> CollectorHealth:
-        """Health of a collector that has not run: status unknown."""
+    def unknown(
+        self, collector_type: str, now: float, extra: Sequence[Condition] = ()
+    ) -> CollectorHealth:
+        """Health of a collector that has not run: unknown, unless ``extra`` rules hold."""
         return CollectorHealth(
             collector_type=collector_type,
-            status=CollectionStatus.UNKNOWN,
+            status=_status(extra) if extra else CollectionStatus.UNKNOWN,
             last_success=None,
             last_failure=None,
             consecutive_failures=0,
@@ -212,8 +215,8 @@ class HealthEvaluator:
             runs_in_window=0,
             total_executions=0,
             health_score=None,
-            issues=(),
-            rules=(),
+            issues=tuple(c.message for c in extra),
+            rules=tuple(c.rule for c in extra),
             evaluated_at=utc_seconds(now) or datetime.now(timezone.utc),
         )
 
@@ -381,14 +384,15 @@ class HealthEvaluator:
         collector_type: str,
         now: float,
         p95: float | None,
+        extra: Sequence[Condition] = (),
     ) -> CollectorHealth | None:
-        """The collector's health at unix time ``now`` (``p95`` from history)."""
+        """The collector's health at ``now`` (``p95`` from history; ``extra``: schedule rules)."""
         state = self._states.get(collector_type)
         if state is None:
             return None
         with state.lock:
             state.expire(int(now // self._width))
-            conditions = self._conditions(state, now)
+            conditions = [*self._conditions(state, now), *extra]
             t = state.thresholds
             runs = state.sum_total
             rate = 100.0 * state.sum_ok / runs if runs else None
@@ -398,14 +402,10 @@ class HealthEvaluator:
             last_success, last_failure = state.last_success, state.last_failure
             failures = state.consecutive_failures
         if total == 0:
-            status, score = CollectionStatus.UNKNOWN, None
+            status = _status(conditions) if conditions else CollectionStatus.UNKNOWN
+            score = None
         else:
-            if any(c.critical for c in conditions):
-                status = CollectionStatus.CRITICAL
-            elif conditions:
-                status = CollectionStatus.WARNING
-            else:
-                status = CollectionStatus.HEALTHY
+            status = _status(conditions)
             score = health_score(rate, average, throughput, t)
         return CollectorHealth(
             collector_type=collector_type,
@@ -435,3 +435,9 @@ def _span(seconds: float) -> str:
     if seconds >= 120:
         return f"{seconds / 60:.1f} min"
     return f"{seconds:.0f} s"
+
+
+def _status(conditions: Sequence[Condition]) -> CollectionStatus:
+    if any(c.critical for c in conditions):
+        return CollectionStatus.CRITICAL
+    return CollectionStatus.WARNING if conditions else CollectionStatus.HEALTHY

@@ -21,7 +21,7 @@ from opentelemetry.metrics import MeterProvider
 from opentelemetry.trace import TracerProvider
 
 from gecko_otel import semconv
-from gecko_otel.attributes import AttributeValue, MetadataSanitizer
+from gecko_otel.attributes import REDACTED, AttributeValue, MetadataSanitizer
 from gecko_otel.config import MonitorConfig
 from gecko_otel.records import ExecutionStatus
 from gecko_otel.sampling import record_all_runs
@@ -95,7 +95,9 @@ class Instrumentation:
         """
         if attributes:
             extra = {
-                str(key): self.sanitizer.value(value)
+                str(key): REDACTED
+                if self.sanitizer.is_sensitive(str(key))
+                else self.sanitizer.value(value)
                 for key, value in list(attributes.items())[: self.config.max_metadata_entries]
             }
             return Prepared(

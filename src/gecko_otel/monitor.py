@@ -90,7 +90,7 @@ class Monitor:
         self._ingest = RunIngest(self._history, self._alerting, self.config)
         self._alerting.before_evaluation = self._ingest.drain
         self._processor = HistorySpanProcessor(self.instrumentation, self._on_record)
-        self.instrumentation.discard_run = self._processor.discard
+        self.instrumentation.discard_run = self._discard_run
         self._tracer_provider = tracer_provider
         self._meter_provider = meter_provider
         self._owned = list(owned_providers)
@@ -215,12 +215,18 @@ class Monitor:
         """
         if not isinstance(collector_type, str) or not collector_type.strip():
             raise ConfigError(f"collector_type must be a non-empty string, got {collector_type!r}")
-        expectation = make_expectation(every=every, cron=cron, grace=grace, max_runtime=max_runtime)
+        expectation = make_expectation(
+            every=every, cron=cron, grace=grace, max_runtime=max_runtime, tz=timezone
+        )
         self._arm(collector_type, expectation, timezone)
 
     def _arm(self, collector_type: str, expectation: Expectation, tz: tzinfo | None) -> None:
         self._alerting.schedules.expect(collector_type, expectation, self._alerting.now(), tz)
         self._processor.on_run_start = self._run_started
+
+    def _discard_run(self, run: Run) -> None:
+        self._processor.discard(run)
+        self._alerting.schedules.ended(run.collector_type, run.execution_id)
 
     def _run_started(self, run: Run) -> None:
         if self._alerting.schedules.has(run.collector_type):
@@ -246,7 +252,9 @@ class Monitor:
             ConfigError: ``status`` is not missed or skipped, the collector
                 type is empty, or ``scheduled_time`` is not an aware datetime.
         """
-        checked = ExecutionStatus(status) if isinstance(status, str) else status
+        checked = status if isinstance(status, ExecutionStatus) else None
+        if isinstance(status, str) and status in ("missed", "skipped"):
+            checked = ExecutionStatus(status)
         if checked not in (ExecutionStatus.MISSED, ExecutionStatus.SKIPPED):
             raise ConfigError(
                 f"record_not_started() takes status 'missed' or 'skipped', got {status!r}"

@@ -26,6 +26,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone, tzinfo
 from typing import Any, Final
 
+from gecko_otel._internal import at_fork_in_child
 from gecko_otel.alerts import AlertLevel
 from gecko_otel.config import check_seconds
 from gecko_otel.errors import ConfigError
@@ -54,7 +55,7 @@ def _cron_parser(expression: str, tz: tzinfo) -> Callable[[float], float]:
         from apscheduler.triggers.cron import CronTrigger  # noqa: PLC0415 - optional
     except ImportError:
         raise ConfigError(
-            "cron= needs a cron parser: pip install 'gecko-otel[cron]' (or the apscheduler extra)"
+            "cron= needs a cron parser: pip install 'gecko-otel[cron]' (or install APScheduler)"
         ) from None
     try:
         trigger = CronTrigger.from_crontab(expression, timezone=tz)
@@ -99,8 +100,15 @@ def make_expectation(
     cron: str | None,
     grace: timedelta | float | None,
     max_runtime: timedelta | float | None,
+    tz: object = None,
 ) -> Expectation:
     """A validated Expectation; ConfigError names the argument that is wrong."""
+    if tz is not None and not isinstance(tz, tzinfo):
+        raise ConfigError(
+            f"timezone must be a tzinfo such as zoneinfo.ZoneInfo('Europe/Paris'), got {tz!r}"
+        )
+    if tz is not None and cron is None:
+        raise ConfigError("timezone= applies to cron= only; give cron= too, or drop timezone=")
     if every is not None and cron is not None:
         raise ConfigError("give every= or cron=, not both")
     if cron is not None and (not isinstance(cron, str) or not cron.strip()):
@@ -108,7 +116,7 @@ def make_expectation(
     if every is None and cron is None and max_runtime is None:
         raise ConfigError("an expectation needs every=, cron= or max_runtime=")
     if cron is not None:
-        _cron_parser(cron.strip(), timezone.utc)  # a bad expression fails here, when declared
+        _cron_parser(cron.strip(), tz or timezone.utc)  # a bad expression fails when declared
     return Expectation(
         every=check_seconds("every", every) if every is not None else None,
         cron=cron.strip() if cron is not None else None,
@@ -144,6 +152,15 @@ class Schedules:
     def __init__(self) -> None:
         self._entries: dict[str, _Entry] = {}
         self._lock = threading.Lock()
+        at_fork_in_child(self, "_after_fork")
+
+    def _after_fork(self) -> None:
+        # Runs in progress belong to the parent's threads (the forking
+        # thread's own, if any, ends in both; missing it here only delays
+        # runtime_exceeded): the child starts with none and a fresh lock.
+        self._lock = threading.Lock()
+        for entry in self._entries.values():
+            entry.running = {}
 
     def __bool__(self) -> bool:
         return bool(self._entries)
