@@ -1,0 +1,346 @@
+"""Per instrumented APScheduler scheduler: job plans, event records, expectations.
+
+One :class:`SchedulerHooks` per scheduler holds what
+``gecko_otel.scheduling.apscheduler`` works out about its jobs: the
+collector type and span attributes of each job (its *plan*), the listener
+that records missed and skipped runs, and the expectations declared from
+the jobs' triggers.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import threading
+import weakref
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from typing import TYPE_CHECKING, Any, Final, TypeAlias
+
+from apscheduler.events import (
+    EVENT_EXECUTOR_ADDED,
+    EVENT_JOB_ADDED,
+    EVENT_JOB_MAX_INSTANCES,
+    EVENT_JOB_MISSED,
+    EVENT_JOB_MODIFIED,
+)
+from apscheduler.executors.pool import ProcessPoolExecutor
+
+from gecko_otel import _state
+from gecko_otel._internal import report_internal_error
+from gecko_otel.decorators import track_collection
+from gecko_otel.errors import ConfigError
+from gecko_otel.scheduling import _apscheduler_runs as runs
+from gecko_otel.scheduling._apscheduler_triggers import Schedule, crontab_of, schedule_of
+
+if TYPE_CHECKING:
+    from gecko_otel.monitor import Monitor
+
+logger = logging.getLogger("gecko_otel.scheduling.apscheduler")
+
+#: A job id -> collector type mapping, or a callable from the Job to its collector type.
+CollectorTypeOption: TypeAlias = "Mapping[str, str] | Callable[[Any], str] | None"
+
+# Span attribute names (faas.* are the OpenTelemetry semantic conventions).
+FAAS_TRIGGER: Final = "faas.trigger"
+FAAS_TIME: Final = "faas.time"
+FAAS_CRON: Final = "faas.cron"
+SCHEDULE_TRIGGER: Final = "gecko.schedule.trigger"
+SCHEDULE_JOB_ID: Final = "gecko.schedule.job_id"
+CODE_FUNCTION_NAME: Final = "code.function.name"
+
+#: The scheduler events the listener asks for.
+EVENTS: Final = (
+    EVENT_JOB_MISSED
+    | EVENT_JOB_MAX_INSTANCES
+    | EVENT_JOB_ADDED
+    | EVENT_JOB_MODIFIED
+    | EVENT_EXECUTOR_ADDED
+)
+
+#: Plans cached per scheduler (one per job id), at most.
+_MAX_PLANS: Final = 4096
+
+
+@dataclass(frozen=True, slots=True)
+class Plan:
+    """How one job runs, worked out once per job (and again when it changes)."""
+
+    func: Any
+    trigger: Any
+    collector_type: str
+    decorated: bool
+    attributes: dict[str, Any]
+
+
+class SchedulerHooks:
+    """The listener and per-job state of one instrumented scheduler.
+
+    Threading: ``plan``/``job_view`` run on executor threads and event
+    loops, ``on_event`` on whichever thread dispatches the event; the caches
+    are guarded by one lock held for dict operations only.
+    """
+
+    def __init__(
+        self, scheduler: Any, monitor: Monitor | None, collector_type: CollectorTypeOption
+    ) -> None:
+        # Weak: this object is a value in a WeakKeyDictionary keyed by the scheduler.
+        self._scheduler = weakref.ref(scheduler)
+        self.monitor = monitor
+        self.collector_type = collector_type
+        self._lock = threading.Lock()
+        self._plans: dict[str, Plan] = {}
+        self._declared: dict[str, Schedule] = {}
+        self._warned: weakref.WeakSet[Any] = weakref.WeakSet()
+
+    # -- runs --
+
+    def plan(self, job: Any) -> Plan:
+        with self._lock:
+            plan = self._plans.get(job.id)
+        if plan is not None and plan.func is job.func and plan.trigger is job.trigger:
+            return plan
+        plan = self._make_plan(job)
+        with self._lock:
+            if len(self._plans) >= _MAX_PLANS and job.id not in self._plans:
+                del self._plans[next(iter(self._plans))]
+            self._plans[job.id] = plan
+        return plan
+
+    def _make_plan(self, job: Any) -> Plan:
+        func = job.func
+        decorated = _decorated_collector_type(func)
+        if decorated is not None:
+            return Plan(func, job.trigger, decorated, True, {})
+        attributes: dict[str, Any] = {
+            FAAS_TRIGGER: "timer",
+            SCHEDULE_TRIGGER: str(job.trigger),
+            SCHEDULE_JOB_ID: job.id,
+        }
+        cron = crontab_of(job.trigger)
+        if cron is not None:
+            attributes[FAAS_CRON] = cron
+        name = _function_name(func)
+        if name:
+            attributes[CODE_FUNCTION_NAME] = name
+        return Plan(func, job.trigger, self._collector_type_of(job), False, attributes)
+
+    def _collector_type_of(self, job: Any) -> str:
+        option = self.collector_type
+        if option is None:
+            return str(job.id)
+        if isinstance(option, Mapping):
+            return option.get(job.id, str(job.id))
+        try:
+            name = option(job)
+        except Exception as exc:  # noqa: BLE001 - the user's callable; fall back to the id
+            report_internal_error(f"collector_type callable for job {job.id!r}", exc)
+            return str(job.id)
+        if not isinstance(name, str) or not name.strip():
+            report_internal_error(
+                f"collector_type callable for job {job.id!r}",
+                ConfigError(f"it returned {name!r}; it must return a non-empty string"),
+            )
+            return str(job.id)
+        return name
+
+    def job_view(self, job: Any, plan: Plan, run_time: datetime, coroutine: bool) -> JobView:
+        """``job`` with its function wrapped in a run for the scheduled time ``run_time``.
+
+        ``track_collection`` does not see the block's value, so the wrapper
+        finishes the run with it (``Run.finish(None, result)``, which reads a
+        result object as ``@collection`` does); leaving the block then finds
+        the run finished. An exception leaves the block and ends the run there.
+        """
+        attributes = dict(plan.attributes)
+        attributes[FAAS_TIME] = _iso(run_time)
+        tracker = track_collection(plan.collector_type, monitor=self.monitor, attributes=attributes)
+        func = job.func
+        if coroutine:
+
+            async def call_async(*args: Any, **kwargs: Any) -> Any:
+                async with tracker as run:
+                    result = await func(*args, **kwargs)
+                    run.finish(None, result)
+                    return result
+
+            return JobView(job, call_async)
+
+        def call(*args: Any, **kwargs: Any) -> Any:
+            with tracker as run:
+                result = func(*args, **kwargs)
+                run.finish(None, result)
+                return result
+
+        return JobView(job, call)
+
+    # -- events --
+
+    def on_event(self, event: Any) -> None:
+        """APScheduler listener. Never raises."""
+        try:
+            code = event.code
+            if code == EVENT_JOB_MISSED:
+                self._not_started(
+                    event,
+                    "missed",
+                    (event.scheduled_run_time,),
+                    "misfire: the run did not start within the job's misfire_grace_time",
+                )
+            elif code == EVENT_JOB_MAX_INSTANCES:
+                self._not_started(
+                    event,
+                    "skipped",
+                    event.scheduled_run_times,
+                    "max_instances: the previous run was still going",
+                )
+            elif code in (EVENT_JOB_ADDED, EVENT_JOB_MODIFIED):
+                scheduler = self._scheduler()
+                job = scheduler.get_job(event.job_id, event.jobstore) if scheduler else None
+                if job is not None:
+                    self.declare(job)
+            elif code == EVENT_EXECUTOR_ADDED:
+                runs.patch_run_functions()  # gevent/tornado/twisted may be imported by now
+                self._warn_process_pools()
+        except Exception as exc:  # noqa: BLE001 - never raise into the scheduler
+            report_internal_error("APScheduler event listener", exc)
+
+    def _not_started(self, event: Any, status: str, run_times: Any, reason: str) -> None:
+        monitor = self.monitor if self.monitor is not None else _state.monitor()
+        if monitor is None:
+            return
+        collector_type = self._collector_type_for_event(event)
+        for run_time in run_times:
+            monitor.record_not_started(
+                collector_type, status, scheduled_time=run_time, reason=reason
+            )
+
+    def _collector_type_for_event(self, event: Any) -> str:
+        with self._lock:
+            plan = self._plans.get(event.job_id)
+        if plan is not None:
+            return plan.collector_type
+        scheduler = self._scheduler()
+        job = scheduler.get_job(event.job_id, event.jobstore) if scheduler else None
+        if job is not None:
+            return self.plan(job).collector_type
+        option = self.collector_type
+        if isinstance(option, Mapping):
+            return option.get(event.job_id, str(event.job_id))
+        return str(event.job_id)
+
+    # -- expectations --
+
+    def declare(self, job: Any) -> None:
+        """Declare the job's expectation on the Monitor if it is new or changed."""
+        if getattr(job, "_jobstore_alias", None) is None:
+            return  # pending: declared when the scheduler starts and adds it
+        if getattr(job, "next_run_time", None) is None:
+            # Paused. Added paused, it is not expected to run until resumed;
+            # paused later, the expectation already declared stays, so the
+            # watchdog reports the runs it misses.
+            return
+        if not self._runs_here(job):
+            return
+        schedule = schedule_of(job)
+        if schedule is None:
+            return
+        monitor = self.monitor if self.monitor is not None else _state.monitor()
+        if monitor is None:
+            return
+        collector_type = self.plan(job).collector_type
+        with self._lock:
+            if self._declared.get(collector_type) == schedule:
+                return
+            self._declared[collector_type] = schedule
+        monitor.expect(
+            collector_type,
+            every=schedule.every,
+            cron=schedule.cron,
+            grace=schedule.grace,
+            timezone=schedule.timezone,
+        )
+
+    def adopt_existing(self, scheduler: Any) -> None:
+        """Expectations for the jobs a running scheduler already has. Never raises."""
+        try:
+            self._warn_process_pools()
+            for job in scheduler.get_jobs():
+                self.declare(job)
+        except Exception as exc:  # noqa: BLE001 - instrumenting must not break the scheduler
+            report_internal_error("APScheduler instrumentation of existing jobs", exc)
+
+    def _runs_here(self, job: Any) -> bool:
+        scheduler = self._scheduler()
+        executors = getattr(scheduler, "_executors", None) or {}
+        return not isinstance(executors.get(job.executor), ProcessPoolExecutor)
+
+    def _warn_process_pools(self) -> None:
+        scheduler = self._scheduler()
+        for alias, executor in list((getattr(scheduler, "_executors", None) or {}).items()):
+            if isinstance(executor, ProcessPoolExecutor) and executor not in self._warned:
+                self._warned.add(executor)
+                logger.warning(
+                    "gecko-otel does not trace jobs on the process pool executor %r: they run "
+                    "in other processes. Their missed and skipped runs are still recorded.",
+                    alias,
+                )
+
+
+class JobView:
+    """A job as APScheduler's run functions see it, with ``func`` replaced."""
+
+    __slots__ = ("_job", "func")
+
+    def __init__(self, job: Any, func: Callable[..., Any]) -> None:
+        self._job = job
+        self.func = func
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._job, name)
+
+    def __str__(self) -> str:
+        return str(self._job)
+
+    def __repr__(self) -> str:
+        return repr(self._job)
+
+
+def check_collector_type_option(option: object) -> None:
+    if option is None or callable(option):
+        return
+    if isinstance(option, Mapping):
+        for job_id, name in option.items():
+            if not isinstance(name, str) or not name.strip():
+                raise ConfigError(
+                    f"collector_type[{job_id!r}] must be a non-empty string, got {name!r}"
+                )
+        return
+    raise ConfigError(
+        "collector_type must be a mapping {job_id: collector_type} or a callable "
+        f"taking the Job, got {option!r}"
+    )
+
+
+def _decorated_collector_type(func: Any) -> str | None:
+    """The ``@collection`` name of ``func`` (through ``functools.partial``), or None."""
+    while isinstance(func, functools.partial):
+        func = func.func
+    name = getattr(func, "__gecko_otel_collector_type__", None)
+    return name if isinstance(name, str) else None
+
+
+def _function_name(func: Any) -> str | None:
+    while isinstance(func, functools.partial):
+        func = func.func
+    qualname = getattr(func, "__qualname__", None) or getattr(func, "__name__", None)
+    module = getattr(func, "__module__", None)
+    if not isinstance(qualname, str):
+        return None
+    return f"{module}.{qualname}" if isinstance(module, str) else qualname
+
+
+def _iso(moment: datetime) -> str:
+    """ISO 8601 in UTC, as ``faas.time`` wants it: ``2024-01-02T03:04:05.000006Z``."""
+    return moment.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
