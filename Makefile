@@ -9,7 +9,7 @@ BIN := $(VENV)/bin
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e .
+	$(BIN)/python -m pip install --quiet -e '.[apscheduler,cron]'
 	touch $@
 
 $(BIN)/.installed-dev: pyproject.toml
@@ -20,6 +20,9 @@ $(BIN)/.installed-dev: pyproject.toml
 
 demo: $(BIN)/.installed
 	$(BIN)/python examples/monitoring_demo.py
+	@echo
+	@echo "--- the same collectors under APScheduler (examples/apscheduler_demo.py) ---"
+	$(BIN)/python examples/apscheduler_demo.py
 
 # The linters, then the whole suite: CI runs exactly this.
 test: $(BIN)/.installed-dev
@@ -34,6 +37,7 @@ lint: $(BIN)/.installed-dev
 bench: $(BIN)/.installed
 	$(BIN)/python benchmarks/overhead.py
 	$(BIN)/python benchmarks/health.py
+	$(BIN)/python benchmarks/scheduled.py
 
 clean:
 	rm -rf $(VENV) build dist src/*.egg-info .pytest_cache .mypy_cache .ruff_cache

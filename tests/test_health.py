@@ -261,7 +261,9 @@ def test_health_gauges(watched: CapturedRuns, clock: FakeClock) -> None:
     assert alerts == {"info": 0, "warning": 0, "error": 0, "critical": 1}
 
 
-def test_statuses_without_duration_still_count(watched: CapturedRuns) -> None:
+def test_runs_that_never_started_count_but_not_in_the_success_rate(
+    watched: CapturedRuns,
+) -> None:
     from gecko_otel.records import ExecutionRecord, FinishedRun
 
     monitor = watched.monitor
@@ -276,6 +278,14 @@ def test_statuses_without_duration_still_count(watched: CapturedRuns) -> None:
     monitor._on_record(FinishedRun.from_record(record))
     h = health(watched, "scheduled")
     assert h.total_executions == 1
-    assert h.runs_in_window == 1
-    assert h.success_rate_24h == 0.0
+    assert h.runs_in_window == 0  # missed/skipped runs have rules of their own
+    assert h.success_rate_24h is None
     assert h.average_execution_time is None
+    for _ in range(5):
+        run("scheduled")
+        monitor.record_not_started(
+            "scheduled", "skipped", scheduled_time=datetime.now(timezone.utc)
+        )
+    h = health(watched, "scheduled")
+    assert h.success_rate_24h == 100.0  # skipped runs do not drag it down
+    assert h.rules == ("overlap",)

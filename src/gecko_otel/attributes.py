@@ -30,6 +30,7 @@ AttributeValue: TypeAlias = (
 )
 
 REDACTED: Final = "[REDACTED]"
+_MAX_JUDGED_KEYS: Final = 4096
 MAX_DEPTH: Final = 4
 
 #: Key fragments that mark a value as a credential. Keys are compared in
@@ -88,7 +89,7 @@ class MetadataSanitizer:
         sensitive_keys: Key fragments whose values are replaced by ``[REDACTED]``.
     """
 
-    __slots__ = ("_max_entries", "_max_length", "_sensitive")
+    __slots__ = ("_judged", "_max_entries", "_max_length", "_sensitive")
 
     def __init__(
         self,
@@ -97,6 +98,7 @@ class MetadataSanitizer:
         max_entries: int = 128,
         sensitive_keys: Iterable[str] = DEFAULT_SENSITIVE_KEYS,
     ) -> None:
+        self._judged: dict[str, bool] = {}
         self._max_length = max_length
         self._max_entries = max_entries
         fragments = [_normalise_key(k) for k in sensitive_keys if k]
@@ -109,8 +111,15 @@ class MetadataSanitizer:
         )
 
     def is_sensitive(self, key: str) -> bool:
-        """Whether ``key`` names a credential."""
-        return self._sensitive is not None and bool(self._sensitive.search(_normalise_key(key)))
+        """Whether ``key`` names a credential (remembered per key: keys repeat)."""
+        judged = self._judged.get(key)
+        if judged is None:
+            judged = self._sensitive is not None and bool(
+                self._sensitive.search(_normalise_key(key))
+            )
+            if len(self._judged) < _MAX_JUDGED_KEYS:
+                self._judged[key] = judged
+        return judged
 
     @staticmethod
     def mask(text: str) -> str:

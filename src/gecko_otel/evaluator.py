@@ -53,6 +53,7 @@ from gecko_otel.records import ExecutionStatus, utc_seconds
 #: to 1/BUCKETS of the window early (15 minutes of 24 hours).
 BUCKETS: Final = 96
 
+_NOT_STARTED: Final = frozenset({ExecutionStatus.MISSED, ExecutionStatus.SKIPPED})
 _NONE: Final[list[Condition]] = []  # shared "no condition holds"; never mutated
 
 
@@ -132,6 +133,8 @@ class _CollectorState:
     def add(
         self, bucket: int, status: ExecutionStatus, duration: float | None, records: int
     ) -> None:
+        if status in _NOT_STARTED:
+            return  # missed/skipped runs have rules of their own (missed_run, overlap)
         i = bucket % BUCKETS
         if self.bucket_ids[i] != bucket:  # first run in this bucket: rotate
             self.expire(bucket)

@@ -25,6 +25,13 @@ METADATA_PREFIX: Final = "gecko.metadata."
 CODE_FUNCTION_NAME: Final = "code.function.name"
 ERROR_TYPE: Final = "error.type"
 
+# -- scheduled runs (the APScheduler plugin) ----------------------------------
+FAAS_TRIGGER: Final = "faas.trigger"
+FAAS_TIME: Final = "faas.time"
+FAAS_CRON: Final = "faas.cron"
+SCHEDULE_TRIGGER: Final = "gecko.schedule.trigger"
+SCHEDULE_JOB_ID: Final = "gecko.schedule.job_id"
+
 # -- span events -------------------------------------------------------------
 EVENT_WARNING: Final = "gecko.collection.warning"
 EVENT_ERROR: Final = "gecko.collection.error"

@@ -27,7 +27,7 @@ from apscheduler.events import (
 )
 from apscheduler.executors.pool import ProcessPoolExecutor
 
-from gecko_otel import _state
+from gecko_otel import _state, semconv
 from gecko_otel._internal import report_internal_error
 from gecko_otel.decorators import track_collection
 from gecko_otel.errors import ConfigError
@@ -43,11 +43,11 @@ logger = logging.getLogger("gecko_otel.scheduling.apscheduler")
 CollectorTypeOption: TypeAlias = "Mapping[str, str] | Callable[[Any], str] | None"
 
 # Span attribute names (faas.* are the OpenTelemetry semantic conventions).
-FAAS_TRIGGER: Final = "faas.trigger"
-FAAS_TIME: Final = "faas.time"
-FAAS_CRON: Final = "faas.cron"
-SCHEDULE_TRIGGER: Final = "gecko.schedule.trigger"
-SCHEDULE_JOB_ID: Final = "gecko.schedule.job_id"
+FAAS_TRIGGER: Final = semconv.FAAS_TRIGGER
+FAAS_TIME: Final = semconv.FAAS_TIME
+FAAS_CRON: Final = semconv.FAAS_CRON
+SCHEDULE_TRIGGER: Final = semconv.SCHEDULE_TRIGGER
+SCHEDULE_JOB_ID: Final = semconv.SCHEDULE_JOB_ID
 CODE_FUNCTION_NAME: Final = "code.function.name"
 
 #: The scheduler events the listener asks for.
