@@ -10,11 +10,12 @@ equally, this times:
       in-memory metric reader;
   (c) the same function under @gecko_otel.collection with the whole pipeline
       a user gets (BatchSpanProcessor with a no-op exporter, in-memory metric
-      reader, Monitor with history and statistics).
+      reader, Monitor with history, health evaluation and the alert engine).
 
-It prints microseconds per call (median over batches), the overhead ratio
-(c)/(b) with instrumentation cost only (bare time subtracted) and whole-call,
-and the memory growth over 200,000 further runs.
+It prints microseconds per call (median over rounds), the overhead ratio
+(c)/(b) with the bare time subtracted (median and spread of per-round
+ratios), the memory growth over 200,000 further runs, and what the
+APScheduler plugin adds to one scheduled job execution (benchmarks/scheduled.py).
 
 Run: ``make bench`` or ``python benchmarks/overhead.py [--batches N] [--calls N]``.
 """
