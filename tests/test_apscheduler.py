@@ -507,10 +507,13 @@ def test_expectations_from_interval_and_cron_triggers(
 
     declared = dict(calls)
     assert set(declared) == {"pool_collector", "ohlcv_collector", "jittery", "nightly"}
+    pool_first_due = declared["pool_collector"].pop("first_due")
+    assert pool_first_due is not None  # the job's next run time
     assert declared["pool_collector"] == {
         "every": timedelta(minutes=5),
         "cron": None,
         "grace": timedelta(seconds=30),
+        "max_runtime": None,
         "timezone": None,
     }
     assert declared["ohlcv_collector"]["cron"] == "*/15 8-18 * * 1,2,3,4,5"
@@ -820,3 +823,26 @@ def test_disabled_instrumentations_turn_it_off(tmp_path: Path) -> None:
     _require_entry_point()
     history = _run_program(tmp_path, auto=True, OTEL_PYTHON_DISABLED_INSTRUMENTATIONS="apscheduler")
     assert history is None
+
+
+def test_removed_job_withdraws_its_expectation() -> None:
+    from apscheduler.schedulers.background import BackgroundScheduler
+
+    from gecko_otel.scheduling.apscheduler import instrument_scheduler, uninstrument_scheduler
+    from gecko_otel.testing import capture_runs
+
+    with capture_runs(watchdog=False) as captured:
+        scheduler = BackgroundScheduler(timezone=timezone.utc)
+        instrument_scheduler(scheduler, monitor=captured.monitor)
+        scheduler.start(paused=True)
+        try:
+            scheduler.add_job(lambda: None, "interval", minutes=5, id="retired")
+            scheduler.add_job(lambda: None, "interval", minutes=5, id="kept")
+            assert captured.monitor.expectation("retired") is not None
+            scheduler.remove_job("retired")
+            assert captured.monitor.expectation("retired") is None
+            assert captured.monitor.expectation("kept") is not None
+            uninstrument_scheduler(scheduler)
+            assert captured.monitor.expectation("kept") is None
+        finally:
+            scheduler.shutdown(wait=False)

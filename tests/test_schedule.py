@@ -171,7 +171,8 @@ def test_skipped_runs_raise_overlap_and_missed_runs_are_recorded(
     monitor.record_not_started("pools", "skipped", scheduled_time=scheduled, reason="busy")
     [alert] = monitor.alerts()
     assert alert.rule == "overlap"
-    run("pools")  # a run goes through again
+    clock.advance(1)
+    run("pools")  # a run that started after the skip goes through
     assert monitor.alerts() == []
     monitor.record_not_started("pools", ExecutionStatus.MISSED, scheduled_time=scheduled)
     latest = monitor.history("pools", limit=4)
@@ -228,3 +229,97 @@ def test_extra_span_attributes_are_redacted_like_metadata(captured: CapturedRuns
     [span] = captured.spans
     assert span.attributes["faas.trigger"] == "timer"
     assert span.attributes["api_token"] == "[REDACTED]"
+
+
+def test_unexpect_withdraws_and_resolves(captured: CapturedRuns, clock: FakeClock) -> None:
+    monitor = captured.monitor
+    monitor.expect("retired", every=60, grace=0)
+    clock.advance(61)
+    monitor.evaluate()
+    assert [a.rule for a in monitor.alerts()] == ["missed_run"]
+    assert monitor.unexpect("retired") is True
+    assert monitor.unexpect("retired") is False
+    assert monitor.alerts() == []
+    assert monitor.expectation("retired") is None
+
+
+def test_first_due_sets_the_first_due_time(captured: CapturedRuns, clock: FakeClock) -> None:
+    later = datetime.fromtimestamp(clock.now + 3600, timezone.utc)
+    captured.monitor.expect("nightly", every=300, grace=0, first_due=later)
+    clock.advance(600)  # two intervals, but the first run is not due yet
+    captured.monitor.evaluate()
+    assert captured.monitor.alerts() == []
+    clock.advance(3001)
+    captured.monitor.evaluate()
+    assert [a.rule for a in captured.monitor.alerts()] == ["missed_run"]
+
+
+def test_runtime_exceeded_resolves_when_the_run_ends(
+    captured: CapturedRuns, clock: FakeClock
+) -> None:
+    monitor = captured.monitor
+    monitor.expect("backfill", max_runtime=60)
+    with track_collection("backfill"):
+        clock.advance(61)
+        monitor.evaluate()
+        assert [a.rule for a in monitor.alerts()] == ["runtime_exceeded"]
+    # No tick needed: the run's end resolves it.
+    assert kinds(captured)[-1] == ("resolved", "backfill", "runtime_exceeded")
+
+
+def test_cron_due_time_moves_on_after_each_run(captured: CapturedRuns, clock: FakeClock) -> None:
+    monitor = captured.monitor
+    monitor.expect("ohlcv", cron="*/15 * * * *", grace=60)  # due 12:15
+    for _ in range(4):
+        clock.advance(15 * 60)
+        run("ohlcv")  # on time every quarter hour
+        monitor.evaluate()
+    assert monitor.alerts() == []
+    clock.advance(15 * 60 + 61)
+    monitor.evaluate()
+    assert [a.rule for a in monitor.alerts()] == ["missed_run"]
+
+
+def test_overlap_stays_until_a_run_that_started_after_the_skip(
+    captured: CapturedRuns, clock: FakeClock
+) -> None:
+    import time
+
+    monitor = captured.monitor
+    with track_collection("trades"):  # the long run (its duration is measured for real)
+        time.sleep(0.05)
+        monitor.record_not_started("trades", "skipped", scheduled_time=datetime.now(timezone.utc))
+        time.sleep(0.05)
+    # The long run that caused the skip has ended: still an overlap.
+    assert [a.rule for a in monitor.alerts()] == ["overlap"]
+    clock.advance(1)
+    run("trades")
+    assert monitor.alerts() == []
+
+
+def test_a_collector_whose_runs_were_all_missed_is_not_healthy(
+    captured: CapturedRuns,
+) -> None:
+    for _ in range(5):
+        captured.monitor.record_not_started(
+            "ghost", "missed", scheduled_time=datetime.now(timezone.utc)
+        )
+    health = captured.monitor.health("ghost")["ghost"]
+    assert health.status.value == "unknown"
+    assert health.health_score is None
+    assert health.total_executions == 5
+
+
+def test_a_forked_child_does_not_inherit_expectations(clock: FakeClock) -> None:
+    import os
+
+    with capture_runs(MonitorConfig(min_runs_for_rate=1000), clock=clock, watchdog=False) as c:
+        c.monitor.expect("parent_job", every=60, grace=0)
+        pid = os.fork()
+        if pid == 0:
+            clock.advance(120)
+            c.monitor.evaluate()
+            os._exit(0 if c.monitor.alerts() == [] else 1)
+        _, status = os.waitpid(pid, 0)
+        assert os.waitstatus_to_exitcode(status) == 0
+        assert c.monitor.expectation("parent_job") is not None

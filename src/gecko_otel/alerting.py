@@ -121,14 +121,23 @@ class Alerting:
 
     def run_started(self, collector_type: str, execution_id: str) -> None:
         """A run of a collector with an expectation started (on the run's thread)."""
-        now = self._clock()
-        self.schedules.started(collector_type, execution_id, now)
-        if self.engine.has_active(collector_type):  # e.g. missed_run: resolve it now
-            with self.lock:
+        with self.lock:  # serialised with ticks, so none applies a stale missed_run after it
+            now = self._clock()
+            self.schedules.started(collector_type, execution_id, now)
+            if self.engine.has_active(collector_type):  # e.g. missed_run: resolve it now
                 self.before_evaluation()
                 self.engine.update(
                     collector_type, self._conditions(collector_type, now), now, by_run=False
                 )
+
+    def evaluate_one(self, collector_type: str) -> None:
+        """Evaluate one collector's rules now (after its expectation changed)."""
+        with self.lock:
+            self.before_evaluation()
+            now = self._clock()
+            self.engine.update(
+                collector_type, self._conditions(collector_type, now), now, by_run=False
+            )
 
     def _conditions(self, collector_type: str, now: float) -> list[Condition]:
         return [

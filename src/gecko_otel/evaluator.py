@@ -46,6 +46,7 @@ from gecko_otel.health import (
     CollectorHealth,
     Condition,
     health_score,
+    span_text,
 )
 from gecko_otel.records import ExecutionStatus, utc_seconds
 
@@ -73,6 +74,8 @@ class _CollectorState:
         "ok",
         "records",
         "skipped",
+        "skipped_at",
+        "started_executions",
         "sum_dur_count",
         "sum_dur_sum",
         "sum_ok",
@@ -89,7 +92,9 @@ class _CollectorState:
         self.first_seen = now
         self.last_success: float | None = None
         self.last_failure: float | None = None
-        self.skipped = False  # the last scheduled run was skipped (overlap)
+        self.skipped = False  # a scheduled run was skipped (overlap) and no clean run since
+        self.skipped_at = 0.0
+        self.started_executions = 0
         self.consecutive_failures = 0
         self.total_executions = 0
         self.bucket_ids = [-1] * BUCKETS
@@ -240,16 +245,21 @@ class HealthEvaluator:
             return None
         with state.lock:
             state.total_executions += 1
-            if status.is_error:
-                state.consecutive_failures += 1
-                state.last_failure = now
-                state.skipped = False
-            elif status.is_successful:
-                state.consecutive_failures = 0
-                state.last_success = now
-                state.skipped = False
-            elif status is ExecutionStatus.SKIPPED:
+            if status is ExecutionStatus.SKIPPED:
                 state.skipped = True
+                state.skipped_at = now
+            elif status is not ExecutionStatus.MISSED:
+                state.started_executions += 1
+                if status.is_error:
+                    state.consecutive_failures += 1
+                    state.last_failure = now
+                elif status.is_successful:
+                    state.consecutive_failures = 0
+                    state.last_success = now
+                # The overlap is over once a run that started after the last
+                # skip has ended (the long run that caused it does not count).
+                if state.skipped and now - (duration or 0.0) > state.skipped_at:
+                    state.skipped = False
             state.add(int(now // self._width), status, duration, records)
             # The common case, checked inline: no rule can hold.
             t = state.thresholds
@@ -308,7 +318,7 @@ class HealthEvaluator:
                         rule=RULE_LOW_SUCCESS_RATE,
                         level=AlertLevel.WARNING,
                         message=f"success rate {rate:.1f} % over the last "
-                        f"{_span(self._window)} (threshold {t.min_success_rate:g} %)",
+                        f"{span_text(self._window)} (threshold {t.min_success_rate:g} %)",
                         figures={
                             "success_rate": round(rate, 2),
                             "runs": state.sum_total,
@@ -365,11 +375,11 @@ class HealthEvaluator:
                     if now - since >= 2 * t.stale_after
                     else AlertLevel.WARNING,
                     message=(
-                        f"no successful run in the {_span(now - since)} since it was first seen"
+                        f"no successful run in the {span_text(now - since)} since it was first seen"
                         if state.last_success is None
-                        else f"last successful run {_span(now - since)} ago"
+                        else f"last successful run {span_text(now - since)} ago"
                     )
-                    + f" (threshold {_span(t.stale_after)})",
+                    + f" (threshold {span_text(t.stale_after)})",
                     figures={
                         "seconds_since_success": round(now - since, 1),
                         "threshold": t.stale_after,
@@ -402,9 +412,10 @@ class HealthEvaluator:
             average = state.sum_dur_sum / state.sum_dur_count if state.sum_dur_count else None
             throughput = state.sum_records / state.sum_dur_sum if state.sum_dur_sum > 0 else None
             total = state.total_executions
+            started = state.started_executions
             last_success, last_failure = state.last_success, state.last_failure
             failures = state.consecutive_failures
-        if total == 0:
+        if started == 0:  # nothing has run yet (missed/skipped runs never started)
             status = _status(conditions) if conditions else CollectionStatus.UNKNOWN
             score = None
         else:
@@ -427,17 +438,6 @@ class HealthEvaluator:
             rules=tuple(c.rule for c in conditions),
             evaluated_at=utc_seconds(now) or datetime.now(timezone.utc),
         )
-
-
-def _span(seconds: float) -> str:
-    """``90`` -> ``"1.5 min"``: a duration in the unit that reads best."""
-    if seconds >= 2 * 86400:
-        return f"{seconds / 86400:.1f} d"
-    if seconds >= 2 * 3600:
-        return f"{seconds / 3600:.1f} h"
-    if seconds >= 120:
-        return f"{seconds / 60:.1f} min"
-    return f"{seconds:.0f} s"
 
 
 def _status(conditions: Sequence[Condition]) -> CollectionStatus:

@@ -214,3 +214,14 @@ def health_score(
     if thresholds.min_records_per_second and records_per_second is not None:
         records_part = min(1.0, records_per_second / thresholds.min_records_per_second)
     return round(100.0 * (0.5 * rate_part + 0.3 * duration_part + 0.2 * records_part), 2)
+
+
+def span_text(seconds: float) -> str:
+    """``90`` -> ``"1.5 min"``: a duration in the unit that reads best."""
+    if seconds >= 2 * 86400:
+        return f"{seconds / 86400:.1f} d"
+    if seconds >= 2 * 3600:
+        return f"{seconds / 3600:.1f} h"
+    if seconds >= 120:
+        return f"{seconds / 60:.1f} min"
+    return f"{seconds:.0f} s"

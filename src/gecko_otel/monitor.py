@@ -190,6 +190,7 @@ class Monitor:
         grace: timedelta | float | None = None,
         max_runtime: timedelta | float | None = None,
         timezone: tzinfo | None = None,
+        first_due: datetime | None = None,
     ) -> None:
         """Declare when the collector should run (and for how long at most).
 
@@ -208,6 +209,8 @@ class Monitor:
             grace: How late a start may be (default 60 s).
             max_runtime: How long a run may take, or None.
             timezone: Time zone of ``cron`` (UTC by default).
+            first_due: When the first run is due (e.g. a scheduler's next run
+                time); by default one interval (or the next cron time) from now.
 
         Raises:
             ConfigError: Both or neither of every/cron (without max_runtime),
@@ -218,10 +221,50 @@ class Monitor:
         expectation = make_expectation(
             every=every, cron=cron, grace=grace, max_runtime=max_runtime, tz=timezone
         )
-        self._arm(collector_type, expectation, timezone)
+        if first_due is not None and (
+            not isinstance(first_due, datetime) or first_due.tzinfo is None
+        ):
+            raise ConfigError(f"first_due must be a timezone-aware datetime, got {first_due!r}")
+        self._arm(
+            collector_type,
+            expectation,
+            timezone,
+            first_due.timestamp() if first_due is not None else None,
+        )
 
-    def _arm(self, collector_type: str, expectation: Expectation, tz: tzinfo | None) -> None:
-        self._alerting.schedules.expect(collector_type, expectation, self._alerting.now(), tz)
+    def unexpect(self, collector_type: str) -> bool:
+        """Withdraw the collector's expectation; its schedule alerts resolve.
+
+        Returns False if it had none.
+        """
+        removed = self._alerting.schedules.remove(collector_type)
+        if removed:
+            self._alerting.evaluate_one(collector_type)
+        return removed
+
+    def expectation(self, collector_type: str) -> Expectation | None:
+        """The collector's declared expectation, if it has one."""
+        return self._alerting.schedules.expectation(collector_type)
+
+    def _arm(
+        self,
+        collector_type: str,
+        expectation: Expectation,
+        tz: tzinfo | None,
+        first_due: float | None = None,
+    ) -> None:
+        if not self.instrumentation.records_all_runs:
+            # Run starts are seen through our span processor, which a no-op
+            # or foreign tracer never calls: every run would look missed.
+            logger.warning(
+                "gecko_otel: expectation for %r ignored: runs are not recorded "
+                "(OTEL_SDK_DISABLED, or not an SDK TracerProvider)",
+                collector_type,
+            )
+            return
+        self._alerting.schedules.expect(
+            collector_type, expectation, self._alerting.now(), tz, first_due
+        )
         self._processor.on_run_start = self._run_started
 
     def _discard_run(self, run: Run) -> None:

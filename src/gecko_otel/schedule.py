@@ -30,7 +30,7 @@ from gecko_otel._internal import at_fork_in_child
 from gecko_otel.alerts import AlertLevel
 from gecko_otel.config import check_seconds
 from gecko_otel.errors import ConfigError
-from gecko_otel.health import RULE_MISSED_RUN, RULE_RUNTIME_EXCEEDED, Condition
+from gecko_otel.health import RULE_MISSED_RUN, RULE_RUNTIME_EXCEEDED, Condition, span_text
 
 #: Grace when none is given: a run may start this late before it counts as missed.
 DEFAULT_GRACE: Final = 60.0
@@ -90,7 +90,7 @@ class Expectation:
         if self.cron is not None:
             return f"cron {self.cron!r}"
         if self.every is not None:
-            return f"every {_span(self.every)}"
+            return f"every {span_text(self.every)}"
         return "no schedule"
 
 
@@ -155,20 +155,25 @@ class Schedules:
         at_fork_in_child(self, "_after_fork")
 
     def _after_fork(self) -> None:
-        # Runs in progress belong to the parent's threads (the forking
-        # thread's own, if any, ends in both; missing it here only delays
-        # runtime_exceeded): the child starts with none and a fresh lock.
+        # Expectations are per process: a forked child does not run what its
+        # parent's scheduler runs, so it would report every one of them
+        # missed. The child starts with none (and a fresh lock); it declares
+        # what it runs itself (set up the Monitor after the fork).
         self._lock = threading.Lock()
-        for entry in self._entries.values():
-            entry.running = {}
-
-    def __bool__(self) -> bool:
-        return bool(self._entries)
+        self._entries = {}
 
     def expect(
-        self, collector_type: str, expectation: Expectation, now: float, tz: tzinfo | None = None
+        self,
+        collector_type: str,
+        expectation: Expectation,
+        now: float,
+        tz: tzinfo | None = None,
+        first_due: float | None = None,
     ) -> None:
-        """Declare (or replace) the collector's expectation, armed from ``now``."""
+        """Declare (or replace) the collector's expectation, armed from ``now``.
+
+        ``first_due`` overrides the first due time (a scheduler's next run time).
+        """
         next_after: Callable[[float], float] | None = None
         if expectation.cron is not None:
             next_after = _cron_parser(expectation.cron, tz or timezone.utc)
@@ -179,14 +184,25 @@ class Schedules:
                 return after + every
 
         entry = _Entry(expectation, next_after, now)
+        if first_due is not None and next_after is not None:
+            entry.due = first_due
         with self._lock:
             previous = self._entries.get(collector_type)
             if previous is not None:
                 entry.running = previous.running
             self._entries[collector_type] = entry
 
+    def remove(self, collector_type: str) -> bool:
+        """Withdraw the collector's expectation; False if it had none."""
+        with self._lock:
+            return self._entries.pop(collector_type, None) is not None
+
     def collector_types(self) -> list[str]:
         return sorted(self._entries)
+
+    def expectation(self, collector_type: str) -> Expectation | None:
+        entry = self._entries.get(collector_type)
+        return entry.expectation if entry is not None else None
 
     def has(self, collector_type: str) -> bool:
         return collector_type in self._entries
@@ -224,7 +240,7 @@ class Schedules:
                     rule=RULE_MISSED_RUN,
                     level=AlertLevel.ERROR,
                     message=f"no run started since {due:%Y-%m-%d %H:%M:%S} UTC "
-                    f"({expectation.describe()}, grace {_span(expectation.grace)})",
+                    f"({expectation.describe()}, grace {span_text(expectation.grace)})",
                     figures={
                         "due": due.isoformat(),
                         "seconds_late": round(late, 1),
@@ -240,8 +256,8 @@ class Schedules:
                     Condition(
                         rule=RULE_RUNTIME_EXCEEDED,
                         level=AlertLevel.CRITICAL,
-                        message=f"a run has been going for {_span(running_for)} "
-                        f"(max_runtime {_span(expectation.max_runtime)})",
+                        message=f"a run has been going for {span_text(running_for)} "
+                        f"(max_runtime {span_text(expectation.max_runtime)})",
                         figures={
                             "running_for": round(running_for, 1),
                             "max_runtime": expectation.max_runtime,
@@ -265,11 +281,3 @@ class Schedules:
             if entry.due != float("inf")
             else None,
         }
-
-
-def _span(seconds: float) -> str:
-    if seconds >= 7200:
-        return f"{seconds / 3600:g} h"
-    if seconds >= 120:
-        return f"{seconds / 60:g} min"
-    return f"{seconds:g} s"

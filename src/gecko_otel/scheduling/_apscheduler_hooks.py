@@ -24,6 +24,8 @@ from apscheduler.events import (
     EVENT_JOB_MAX_INSTANCES,
     EVENT_JOB_MISSED,
     EVENT_JOB_MODIFIED,
+    EVENT_JOB_REMOVED,
+    EVENT_SCHEDULER_STARTED,
 )
 from apscheduler.executors.pool import ProcessPoolExecutor
 
@@ -48,7 +50,7 @@ FAAS_TIME: Final = semconv.FAAS_TIME
 FAAS_CRON: Final = semconv.FAAS_CRON
 SCHEDULE_TRIGGER: Final = semconv.SCHEDULE_TRIGGER
 SCHEDULE_JOB_ID: Final = semconv.SCHEDULE_JOB_ID
-CODE_FUNCTION_NAME: Final = "code.function.name"
+CODE_FUNCTION_NAME: Final = semconv.CODE_FUNCTION_NAME
 
 #: The scheduler events the listener asks for.
 EVENTS: Final = (
@@ -56,7 +58,9 @@ EVENTS: Final = (
     | EVENT_JOB_MAX_INSTANCES
     | EVENT_JOB_ADDED
     | EVENT_JOB_MODIFIED
+    | EVENT_JOB_REMOVED
     | EVENT_EXECUTOR_ADDED
+    | EVENT_SCHEDULER_STARTED
 )
 
 #: Plans cached per scheduler (one per job id), at most.
@@ -92,6 +96,8 @@ class SchedulerHooks:
         self._lock = threading.Lock()
         self._plans: dict[str, Plan] = {}
         self._declared: dict[str, Schedule] = {}
+        #: job id -> the collector type whose expectation the job declared
+        self._declared_jobs: dict[str, str] = {}
         self._warned: weakref.WeakSet[Any] = weakref.WeakSet()
 
     # -- runs --
@@ -200,6 +206,12 @@ class SchedulerHooks:
                 job = scheduler.get_job(event.job_id, event.jobstore) if scheduler else None
                 if job is not None:
                     self.declare(job)
+            elif code == EVENT_JOB_REMOVED:
+                self.withdraw(event.job_id)
+            elif code == EVENT_SCHEDULER_STARTED:
+                scheduler = self._scheduler()
+                if scheduler is not None:  # jobs loaded from persistent stores
+                    self.adopt_existing(scheduler)
             elif code == EVENT_EXECUTOR_ADDED:
                 runs.patch_run_functions()  # gevent/tornado/twisted may be imported by now
                 self._warn_process_pools()
@@ -254,13 +266,38 @@ class SchedulerHooks:
             if self._declared.get(collector_type) == schedule:
                 return
             self._declared[collector_type] = schedule
+        current = monitor.expectation(collector_type)
+        with self._lock:
+            self._declared_jobs[job.id] = collector_type
         monitor.expect(
             collector_type,
             every=schedule.every,
             cron=schedule.cron,
             grace=schedule.grace,
+            # The trigger says when runs start; how long they may take is the
+            # user's to say (@collection(max_runtime=...) or Monitor.expect).
+            max_runtime=current.max_runtime if current is not None else None,
             timezone=schedule.timezone,
+            first_due=job.next_run_time,
         )
+
+    def withdraw(self, job_id: str) -> None:
+        """The job is gone: withdraw the expectation it declared. Never raises."""
+        with self._lock:
+            collector_type = self._declared_jobs.pop(job_id, None)
+            if collector_type is None:
+                return
+            self._declared.pop(collector_type, None)
+        monitor = self.monitor if self.monitor is not None else _state.monitor()
+        if monitor is not None:
+            monitor.unexpect(collector_type)
+
+    def withdraw_all(self) -> None:
+        """Withdraw every expectation this scheduler declared (on uninstrument)."""
+        with self._lock:
+            job_ids = list(self._declared_jobs)
+        for job_id in job_ids:
+            self.withdraw(job_id)
 
     def adopt_existing(self, scheduler: Any) -> None:
         """Expectations for the jobs a running scheduler already has. Never raises."""

@@ -152,10 +152,9 @@ def instrument_scheduler(
 def uninstrument_scheduler(scheduler: Any) -> bool:
     """Undo :func:`instrument_scheduler`; False if the scheduler was not instrumented.
 
-    Removes the listener, and puts APScheduler's run functions back once no
-    scheduler is instrumented. Runs in progress finish as runs. Expectations
-    already declared on the Monitor stay declared (it has no way yet to
-    withdraw one).
+    Removes the listener, withdraws the expectations its jobs declared, and
+    puts APScheduler's run functions back once no scheduler is instrumented.
+    Runs in progress finish as runs.
 
     Threading: call it from any thread; it takes a module lock briefly.
     """
@@ -166,6 +165,7 @@ def uninstrument_scheduler(scheduler: Any) -> bool:
         if not runs.registry:
             runs.restore_run_functions()
     scheduler.remove_listener(hooks.on_event)
+    hooks.withdraw_all()
     return True
 
 
