@@ -846,3 +846,29 @@ def test_removed_job_withdraws_its_expectation() -> None:
             assert captured.monitor.expectation("kept") is None
         finally:
             scheduler.shutdown(wait=False)
+
+
+def test_shared_collector_type_and_remove_all_jobs() -> None:
+    from apscheduler.schedulers.background import BackgroundScheduler
+
+    from gecko_otel.scheduling.apscheduler import instrument_scheduler, uninstrument_scheduler
+    from gecko_otel.testing import capture_runs
+
+    with capture_runs(watchdog=False) as captured:
+        scheduler = BackgroundScheduler(timezone=timezone.utc)
+        instrument_scheduler(
+            scheduler, monitor=captured.monitor, collector_type={"a": "pools", "b": "pools"}
+        )
+        scheduler.start(paused=True)
+        try:
+            scheduler.add_job(lambda: None, "interval", minutes=5, id="a")
+            scheduler.add_job(lambda: None, "interval", minutes=5, id="b")
+            scheduler.add_job(lambda: None, "interval", minutes=5, id="c")
+            scheduler.remove_job("a")  # "b" still runs as pools
+            assert captured.monitor.expectation("pools") is not None
+            scheduler.remove_all_jobs()
+            assert captured.monitor.expectation("pools") is None
+            assert captured.monitor.expectation("c") is None
+        finally:
+            uninstrument_scheduler(scheduler)
+            scheduler.shutdown(wait=False)

@@ -224,4 +224,6 @@ def span_text(seconds: float) -> str:
         return f"{seconds / 3600:.1f} h"
     if seconds >= 120:
         return f"{seconds / 60:.1f} min"
+    if seconds < 10:
+        return f"{seconds:.2g} s"  # "0.2 s", "1.5 s": sub-second schedules stay readable
     return f"{seconds:.0f} s"

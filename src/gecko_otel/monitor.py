@@ -214,7 +214,8 @@ class Monitor:
 
         Raises:
             ConfigError: Both or neither of every/cron (without max_runtime),
-                a non-positive duration, or an invalid cron expression.
+                a non-positive duration, an invalid cron expression or time
+                zone, or a naive ``first_due``.
         """
         if not isinstance(collector_type, str) or not collector_type.strip():
             raise ConfigError(f"collector_type must be a non-empty string, got {collector_type!r}")
@@ -286,8 +287,9 @@ class Monitor:
     ) -> str:
         """Record a scheduled run that never started: ``missed`` or ``skipped``.
 
-        Such runs have no span and no duration; they go to history and health
-        like any run (a ``skipped`` run raises the ``overlap`` rule). Used by
+        Such runs have no span and no duration. They go to history and count
+        in ``total_executions``, but stay out of the health window (success
+        rate, average run time); a ``skipped`` run raises the ``overlap`` rule. Used by
         scheduler integrations for APScheduler's misfire and max-instances
         events. Returns the execution id given to the record.
 

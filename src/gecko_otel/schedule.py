@@ -5,7 +5,8 @@ A collector declared with ``every=`` or ``cron=`` (on ``@collection`` or
 ``grace``; if none has started by then, the ``missed_run`` rule holds (alert
 level error) until a run starts. The expectation is armed when it is
 declared, so a collector that never runs at all is reported one interval
-plus grace after the declaration. With ``max_runtime=``, the
+plus grace after the declaration (or after ``first_due`` plus grace, when
+the first run is due at a known later time). With ``max_runtime=``, the
 ``runtime_exceeded`` rule (critical) holds while a run has been going for
 longer than that, before it ends. Start lateness (``grace``) and run length
 (``max_runtime``) are separate settings.

@@ -19,6 +19,7 @@ from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any, Final, TypeAlias
 
 from apscheduler.events import (
+    EVENT_ALL_JOBS_REMOVED,
     EVENT_EXECUTOR_ADDED,
     EVENT_JOB_ADDED,
     EVENT_JOB_MAX_INSTANCES,
@@ -59,6 +60,7 @@ EVENTS: Final = (
     | EVENT_JOB_ADDED
     | EVENT_JOB_MODIFIED
     | EVENT_JOB_REMOVED
+    | EVENT_ALL_JOBS_REMOVED
     | EVENT_EXECUTOR_ADDED
     | EVENT_SCHEDULER_STARTED
 )
@@ -208,6 +210,8 @@ class SchedulerHooks:
                     self.declare(job)
             elif code == EVENT_JOB_REMOVED:
                 self.withdraw(event.job_id)
+            elif code == EVENT_ALL_JOBS_REMOVED:
+                self.withdraw_all()
             elif code == EVENT_SCHEDULER_STARTED:
                 scheduler = self._scheduler()
                 if scheduler is not None:  # jobs loaded from persistent stores
@@ -263,12 +267,11 @@ class SchedulerHooks:
             return
         collector_type = self.plan(job).collector_type
         with self._lock:
+            self._declared_jobs[job.id] = collector_type
             if self._declared.get(collector_type) == schedule:
                 return
             self._declared[collector_type] = schedule
         current = monitor.expectation(collector_type)
-        with self._lock:
-            self._declared_jobs[job.id] = collector_type
         monitor.expect(
             collector_type,
             every=schedule.every,
@@ -285,8 +288,8 @@ class SchedulerHooks:
         """The job is gone: withdraw the expectation it declared. Never raises."""
         with self._lock:
             collector_type = self._declared_jobs.pop(job_id, None)
-            if collector_type is None:
-                return
+            if collector_type is None or collector_type in self._declared_jobs.values():
+                return  # unknown, or other jobs still run as this collector
             self._declared.pop(collector_type, None)
         monitor = self.monitor if self.monitor is not None else _state.monitor()
         if monitor is not None:
