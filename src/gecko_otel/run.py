@@ -17,7 +17,7 @@ import threading
 import time
 import traceback
 from collections.abc import Mapping
-from datetime import datetime, timezone
+from datetime import datetime
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any, Final
 
@@ -28,7 +28,7 @@ from gecko_otel import semconv
 from gecko_otel._internal import report_internal_error
 from gecko_otel.attributes import AttributeValue, safe_str
 from gecko_otel.instrumentation import new_execution_id
-from gecko_otel.records import ExecutionStatus, FinishedRun
+from gecko_otel.records import ExecutionStatus, FinishedRun, utc_ns
 
 if TYPE_CHECKING:
     from opentelemetry.sdk.trace import ReadableSpan
@@ -80,10 +80,6 @@ def classify_exception(exc: BaseException) -> ExecutionStatus:
     if isinstance(exc, _CANCELLATIONS):
         return ExecutionStatus.CANCELLED
     return ExecutionStatus.FAILURE
-
-
-def _utc(ns: int | None) -> datetime | None:
-    return None if ns is None else datetime.fromtimestamp(ns / 1e9, timezone.utc)
 
 
 class Run:
@@ -215,7 +211,8 @@ class Run:
     @property
     def start_time(self) -> datetime | None:
         """When the span started (aware UTC), if the span records times."""
-        return _utc(getattr(self.span, "start_time", None))
+        start = getattr(self.span, "start_time", None)
+        return utc_ns(start) if start is not None else None
 
     @property
     def elapsed_seconds(self) -> float:
