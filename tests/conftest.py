@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterator
+from pathlib import Path
+from uuid import uuid4
 
 import pytest
 
 from gecko_otel import _internal, _state
 from gecko_otel.testing import CapturedRuns, capture_runs
+from postgres import PostgresServer, find_binaries
 
 pytest_plugins = ["pytester"]
 
@@ -68,3 +71,66 @@ def _no_global_monitor_leaks() -> Iterator[None]:
 def captured() -> Iterator[CapturedRuns]:
     with capture_runs() as runs:
         yield runs
+
+
+# --------------------------------------------------------------------------- PostgreSQL
+
+NO_POSTGRES = "no PostgreSQL binaries: install the dev extra (pgserver)"
+
+
+def _postgres_binaries() -> Path:
+    bin_dir = find_binaries()
+    if bin_dir is None:
+        skip_or_fail(NO_POSTGRES)
+        raise AssertionError("unreachable")  # skip_or_fail raises
+    return bin_dir
+
+
+def _fresh_database(server: PostgresServer) -> Iterator[str]:
+    """A new, empty database on ``server`` for one test; dropped (WITH (FORCE)) afterwards."""
+    name = f"t_{uuid4().hex[:12]}"
+    url = server.create_database(name)
+    try:
+        yield url
+    finally:
+        server.drop_database(name)
+
+
+@pytest.fixture(scope="session")
+def postgres_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PostgresServer]:
+    """One real PostgreSQL server for the whole session, started on first use.
+
+    Tests must not stop it; those that do want ``private_postgres``.
+    """
+    bin_dir = _postgres_binaries()
+    with PostgresServer(tmp_path_factory.mktemp("postgres"), bin_dir=bin_dir) as server:
+        yield server
+
+
+@pytest.fixture
+def postgres_url(postgres_server: PostgresServer) -> Iterator[str]:
+    """A SQLAlchemy URL of a fresh database on the shared server, dropped after the test."""
+    yield from _fresh_database(postgres_server)
+
+
+@pytest.fixture(
+    params=["sqlite", pytest.param("postgresql", marks=pytest.mark.integration)],
+)
+def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """A SQLAlchemy URL of an empty store: a SQLite file, then a fresh PostgreSQL database.
+
+    The PostgreSQL server is requested lazily, so ``-k sqlite`` runs never start it.
+    """
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'gecko_otel.db'}"
+        return
+    server: PostgresServer = request.getfixturevalue("postgres_server")
+    yield from _fresh_database(server)
+
+
+@pytest.fixture
+def private_postgres(tmp_path: Path) -> Iterator[PostgresServer]:
+    """A started PostgreSQL server of the test's own, free to stop and restart; closed after."""
+    bin_dir = _postgres_binaries()
+    with PostgresServer(tmp_path / "postgres", bin_dir=bin_dir) as server:
+        yield server
