@@ -71,6 +71,16 @@ def test_from_env_reads_every_variable_in_the_table() -> None:
         "GECKO_OTEL_WATCHDOG_INTERVAL": "5",
         "GECKO_OTEL_HANDLER_TIMEOUT": "3",
         "GECKO_OTEL_ALERT_QUEUE_SIZE": "50",
+        "GECKO_OTEL_DATABASE_URL": "sqlite:///gecko.db",
+        "GECKO_OTEL_STORE_QUEUE_SIZE": "500",
+        "GECKO_OTEL_STORE_BATCH_SIZE": "20",
+        "GECKO_OTEL_STORE_FLUSH_INTERVAL": "0.5",
+        "GECKO_OTEL_STORE_READ_TIMEOUT": "2",
+        "GECKO_OTEL_METRICS_EXPORT_INTERVAL": "15",
+        "GECKO_OTEL_RETENTION_RUNS": "86400",
+        "GECKO_OTEL_RETENTION_METRICS": "off",
+        "GECKO_OTEL_RETENTION_ALERTS": "604800",
+        "GECKO_OTEL_RETENTION_INTERVAL": "600",
     }
     assert {var for var, _ in ENV_VARS.values()} == set(env)
     config = MonitorConfig.from_env(env)
@@ -93,6 +103,16 @@ def test_from_env_reads_every_variable_in_the_table() -> None:
         watchdog_interval=5,
         handler_timeout=3,
         alert_queue_size=50,
+        database_url="sqlite:///gecko.db",
+        store_queue_size=500,
+        store_batch_size=20,
+        store_flush_interval=0.5,
+        store_read_timeout=2,
+        metrics_export_interval=15,
+        retention_runs=86400,
+        retention_metrics=None,
+        retention_alerts=604800,
+        retention_interval=600,
     )
     assert MonitorConfig.from_env(env, max_collectors=7).max_collectors == 7
     assert MonitorConfig.from_env({"GECKO_OTEL_MAX_COLLECTORS": " "}) == MonitorConfig()

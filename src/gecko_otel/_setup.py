@@ -7,7 +7,7 @@ import logging
 import os
 import weakref
 from collections.abc import Iterable, Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from opentelemetry import metrics, trace
 from opentelemetry.sdk.metrics import MeterProvider as SDKMeterProvider
@@ -22,6 +22,9 @@ from gecko_otel.errors import ConfigError
 from gecko_otel.monitor import Monitor
 from gecko_otel.typing import AlertHandler
 
+if TYPE_CHECKING:
+    from sqlalchemy import Engine
+
 logger = logging.getLogger("gecko_otel.setup")
 
 _PROTOCOLS = ("grpc", "http/protobuf")
@@ -34,6 +37,7 @@ def setup(
     meter_provider: metrics.MeterProvider | None = None,
     config: MonitorConfig | None = None,
     alert_handlers: Iterable[AlertHandler] = (),
+    database_url: str | Engine | None = None,
 ) -> Monitor:
     """Create the global Monitor (or return the one that exists).
 
@@ -51,24 +55,42 @@ def setup(
         meter_provider: Use this provider (never shut down by gecko-otel).
         config: Monitor configuration; ``MonitorConfig.from_env()`` by default.
         alert_handlers: Alert handlers (any callable taking an Alert).
+        database_url: The store, e.g. ``"sqlite:///gecko_otel.db"`` or
+            ``"postgresql+psycopg://user@host/db"``, or a SQLAlchemy
+            ``Engine`` you own; wins over ``config.database_url`` and
+            ``GECKO_OTEL_DATABASE_URL``. Memory only when none is set.
 
     Returns:
         The global Monitor. A second call returns the first Monitor and logs a
         warning if it was given arguments.
 
     Raises:
-        ConfigError: A ``GECKO_OTEL_*`` or OTLP variable is invalid.
+        ConfigError: A ``GECKO_OTEL_*`` or OTLP variable is invalid, or the
+            database URL is unusable (see :class:`~gecko_otel.Monitor`).
     """
     with _state._lock:
         existing = _state.monitor()
         if existing is not None:
-            if service_name or tracer_provider or meter_provider or config or alert_handlers:
+            if (
+                service_name
+                or tracer_provider
+                or meter_provider
+                or config
+                or alert_handlers
+                or database_url is not None
+            ):
                 logger.warning(
                     "gecko_otel.setup() was already called; returning the existing Monitor "
                     "and ignoring the new arguments (call monitor.shutdown() first to replace it)"
                 )
             return existing
         config = config if config is not None else MonitorConfig.from_env()
+        if isinstance(database_url, str):
+            config = config.replace(database_url=database_url)
+        if config.database_url is not None:
+            from gecko_otel.store.engine import parse_url  # noqa: PLC0415
+
+            parse_url(config.database_url)  # a bad URL fails before any provider exists
         alert_handlers = list(alert_handlers)
         for handler in alert_handlers:  # before any provider is created or installed
             if not callable(handler):
@@ -88,6 +110,7 @@ def setup(
             config=config,
             alert_handlers=alert_handlers,
             owned_providers=owned,
+            database=database_url if database_url is not None else config.database_url,
         )
         _state.install(monitor)
     ref = weakref.ref(monitor)

@@ -32,7 +32,7 @@ from __future__ import annotations
 
 import threading
 from collections import deque
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any, Final
@@ -45,6 +45,10 @@ from gecko_otel.instrumentation import new_execution_id
 from gecko_otel.records import utc_seconds
 
 _MAX_RESOLVED: Final = 1000
+
+
+def _seconds(moment: datetime | None) -> float | None:
+    return moment.timestamp() if moment is not None else None
 
 
 class _LiveAlert:
@@ -144,6 +148,10 @@ class AlertEngine:
         self._by_id: dict[str, _LiveAlert] = {}
         self._resolved: deque[_LiveAlert] = deque(maxlen=_MAX_RESOLVED)
         self._suppressions: list[Suppression] = []
+        #: Called (under the lock) with a snapshot of every alert that is
+        #: created or changes, and the level handlers last heard: the store
+        #: keeps the lifecycle. Must not block.
+        self.on_change: Callable[[Alert, AlertLevel], None] | None = None
         at_fork_in_child(self, "_reset_lock")
 
     def _reset_lock(self) -> None:
@@ -205,6 +213,7 @@ class AlertEngine:
                     continue  # notified below, once inhibition is known
                 live = current
                 live.clear_runs = 0
+                changed = live.message != condition.message
                 live.message = condition.message
                 live.metadata = condition.figures
                 if condition.level.severity > live.level.severity:
@@ -212,9 +221,16 @@ class AlertEngine:
                     live.state = AlertState.FIRING
                     live.acknowledged_at = None
                     self._deliver(live, Notification.ESCALATED, now)
+                    changed = True
                 elif condition.level.severity < live.level.severity:
                     live.level = condition.level  # quietly back down
+                    changed = True
+                if changed:
+                    self._changed(live, now)
             self._flush_unnotified(collector_type, now)
+            for live in active.values():
+                if live.notifications == 0:  # new, or still held back by a silence
+                    self._changed(live, now)
             if not active:
                 del self._active[collector_type]
 
@@ -233,6 +249,43 @@ class AlertEngine:
                     ):
                         self._deliver(live, Notification.REPEAT, now)
 
+    def restore(self, alerts: Iterable[tuple[Alert, AlertLevel | None]]) -> int:
+        """Take back active alerts from the store after a restart; how many.
+
+        They keep their id, level, state, times and notification count, so
+        a condition that still holds updates the same alert instead of
+        firing a new one, and repeats follow the stored last notification.
+        Resolved alerts and (collector, rule) pairs already active are skipped.
+        """
+        restored = 0
+        with self._lock:
+            for alert, notified_level in sorted(alerts, key=lambda a: a[0].timestamp):
+                if alert.state is AlertState.RESOLVED or alert.id in self._by_id:
+                    continue
+                live = _LiveAlert.__new__(_LiveAlert)
+                live.id = alert.id
+                live.collector_type = alert.collector_type
+                live.rule = alert.rule
+                live.level = alert.level
+                live.message = alert.message
+                live.metadata = dict(alert.metadata)
+                live.state = alert.state
+                live.fired_at = (alert.fired_at or alert.timestamp).timestamp()
+                live.last_notified_at = _seconds(alert.last_notified_at)
+                live.acknowledged_at = _seconds(alert.acknowledged_at)
+                live.resolved_at = None
+                live.notifications = alert.notifications
+                live.clear_runs = 0
+                live.notified_level = notified_level or alert.level
+                group = self._active.setdefault(alert.collector_type, {})
+                previous = group.get(alert.rule)
+                if previous is not None:
+                    self._by_id.pop(previous.id, None)  # the newer one wins
+                group[alert.rule] = live
+                self._by_id[live.id] = live
+                restored += 1
+        return restored
+
     # -- user actions ------------------------------------------------------------
 
     def acknowledge(self, alert_id: str, now: float) -> bool:
@@ -243,6 +296,7 @@ class AlertEngine:
                 return False
             live.state = AlertState.ACKNOWLEDGED
             live.acknowledged_at = now
+            self._changed(live, now)
             return True
 
     def resolve(self, alert_id: str, now: float) -> bool:
@@ -326,6 +380,8 @@ class AlertEngine:
         if live.notifications:
             # Always, even when silenced: whoever heard it fire must hear it end.
             self._send(live, Notification.RESOLVED, now)
+        else:
+            self._changed(live, now)
 
     def _deliver(self, live: _LiveAlert, kind: Notification, now: float) -> None:
         if self._suppressed(live, now) or self._inhibited(live):
@@ -344,13 +400,23 @@ class AlertEngine:
         live.notifications += 1
         live.last_notified_at = now
         live.notified_level = live.level
-        self._notify(
-            live.snapshot(
-                suppressed=self._suppressed(live, now),
-                inhibited=self._inhibited(live),
-                notification=kind,
-            )
+        snapshot = live.snapshot(
+            suppressed=self._suppressed(live, now),
+            inhibited=self._inhibited(live),
+            notification=kind,
         )
+        self._notify(snapshot)
+        if self.on_change is not None:
+            self.on_change(snapshot, live.notified_level)
+
+    def _changed(self, live: _LiveAlert, now: float) -> None:
+        if self.on_change is not None:
+            self.on_change(
+                live.snapshot(
+                    suppressed=self._suppressed(live, now), inhibited=self._inhibited(live)
+                ),
+                live.notified_level,
+            )
 
     def _suppressed(self, live: _LiveAlert, now: float) -> bool:
         return any(s.matches(live, now) for s in self._suppressions)

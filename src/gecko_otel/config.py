@@ -132,6 +132,29 @@ class MonitorConfig:
             spaces read as ``_``; a fragment must match whole words of the
             key (``auth_token`` and ``refresh_tokens`` match ``token``,
             ``tokenizer`` does not).
+        database_url: Where history, alerts, collector metadata and metric
+            points are stored: ``sqlite:///path/to/gecko_otel.db`` or
+            ``postgresql+psycopg://user:password@host/db``. ``None`` (the
+            default) keeps everything in memory only.
+        store_queue_size: Items (runs, alert changes, metric points) waiting
+            for the background writer, at most; beyond it they are dropped
+            and counted. Covers an outage of about this many runs.
+        store_batch_size: Items per write transaction; a full batch wakes
+            the writer early.
+        store_flush_interval: Seconds between writes when batches do not fill.
+        store_read_timeout: Seconds a store-backed query (``history()``,
+            ``statistics()``, ``alerts()``) waits for the writer to store
+            what this process queued before it; past it the query answers
+            from memory (this process's runs only).
+        metrics_export_interval: Seconds between metric points written to
+            ``performance_metrics`` (durations, records, custom metrics).
+        retention_runs: Stored runs older than this (by start time) are
+            deleted by the automatic cleanup; ``None`` keeps them.
+        retention_metrics: Same for metric points.
+        retention_alerts: Resolved alerts older than this (by resolution
+            time) are deleted; active alerts are always kept.
+        retention_interval: Seconds between automatic cleanups (the first
+            runs one interval after start).
     """
 
     max_history_per_collector: int = 1000
@@ -152,6 +175,16 @@ class MonitorConfig:
     watchdog_interval: Duration = 30.0
     handler_timeout: Duration = 30.0
     alert_queue_size: int = 1000
+    database_url: str | None = None
+    store_queue_size: int = 100_000
+    store_batch_size: int = 1000
+    store_flush_interval: Duration = 1.0
+    store_read_timeout: Duration = 5.0
+    metrics_export_interval: Duration = 60.0
+    retention_runs: Duration | None = 30 * 86400.0
+    retention_metrics: Duration | None = 30 * 86400.0
+    retention_alerts: Duration | None = 90 * 86400.0
+    retention_interval: Duration = 3600.0
     # Compared but not hashed (a mapping has no hash), and stored read-only.
     collectors: Mapping[str, CollectorThresholds] = dataclass_field(
         default_factory=dict, hash=False
@@ -182,6 +215,28 @@ class MonitorConfig:
                 self, name, check_seconds(f"MonitorConfig.{name}", getattr(self, name))
             )
         _require_positive_int("alert_queue_size", self.alert_queue_size)
+        _require_positive_int("store_queue_size", self.store_queue_size)
+        _require_positive_int("store_batch_size", self.store_batch_size)
+        for name in (
+            "store_flush_interval",
+            "store_read_timeout",
+            "metrics_export_interval",
+            "retention_interval",
+        ):
+            object.__setattr__(
+                self, name, check_seconds(f"MonitorConfig.{name}", getattr(self, name))
+            )
+        for name in ("retention_runs", "retention_metrics", "retention_alerts"):
+            if getattr(self, name) is not None:
+                object.__setattr__(
+                    self, name, check_seconds(f"MonitorConfig.{name}", getattr(self, name))
+                )
+        url: object = self.database_url
+        if url is not None and (not isinstance(url, str) or not url.strip()):
+            raise ConfigError(
+                "MonitorConfig.database_url must be a database URL such as "
+                f"'sqlite:///gecko_otel.db', or None for memory only; got {url!r}"
+            )
         collectors: object = self.collectors
         if not isinstance(collectors, Mapping):
             raise ConfigError(
@@ -320,6 +375,12 @@ def _csv(raw: str) -> tuple[str, ...]:
     return parts
 
 
+def _optional_seconds(raw: str) -> float | None:
+    if raw.lower() in ("none", "off", "never"):
+        return None
+    return float(raw)
+
+
 #: The one table mapping ``MonitorConfig`` fields to environment variables.
 ENV_VARS: Final[dict[str, tuple[str, Callable[[str], Any]]]] = {
     "max_history_per_collector": ("GECKO_OTEL_MAX_HISTORY_PER_COLLECTOR", int),
@@ -340,4 +401,14 @@ ENV_VARS: Final[dict[str, tuple[str, Callable[[str], Any]]]] = {
     "watchdog_interval": ("GECKO_OTEL_WATCHDOG_INTERVAL", float),
     "handler_timeout": ("GECKO_OTEL_HANDLER_TIMEOUT", float),
     "alert_queue_size": ("GECKO_OTEL_ALERT_QUEUE_SIZE", int),
+    "database_url": ("GECKO_OTEL_DATABASE_URL", str),
+    "store_queue_size": ("GECKO_OTEL_STORE_QUEUE_SIZE", int),
+    "store_batch_size": ("GECKO_OTEL_STORE_BATCH_SIZE", int),
+    "store_flush_interval": ("GECKO_OTEL_STORE_FLUSH_INTERVAL", float),
+    "store_read_timeout": ("GECKO_OTEL_STORE_READ_TIMEOUT", float),
+    "metrics_export_interval": ("GECKO_OTEL_METRICS_EXPORT_INTERVAL", float),
+    "retention_runs": ("GECKO_OTEL_RETENTION_RUNS", _optional_seconds),
+    "retention_metrics": ("GECKO_OTEL_RETENTION_METRICS", _optional_seconds),
+    "retention_alerts": ("GECKO_OTEL_RETENTION_ALERTS", _optional_seconds),
+    "retention_interval": ("GECKO_OTEL_RETENTION_INTERVAL", float),
 }

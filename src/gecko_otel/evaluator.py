@@ -197,6 +197,58 @@ class HealthEvaluator:
                 self._states[collector_type] = state
             return state
 
+    def restore(
+        self,
+        collector_type: str,
+        *,
+        now: float,
+        buckets: Sequence[tuple[int, int, int, float, int, int]],
+        first_seen: float | None,
+        last_success: float | None,
+        last_failure: float | None,
+        consecutive_failures: int,
+        total_executions: int,
+    ) -> bool:
+        """Rebuild a collector's state from the store after a restart.
+
+        ``buckets`` are the window's buckets as (bucket id, runs, successful
+        runs, duration sum, durations counted, records); streaks, last
+        success and failure and totals come from ``collection_metadata``.
+        A collector that already has runs in this process is left alone.
+        Returns False when it was not restored.
+        """
+        state = self.state(collector_type, first_seen if first_seen is not None else now)
+        if state is None:
+            return False
+        with state.lock:
+            if state.total_executions:
+                return False
+            current = int(now // self._width)
+            for bucket, total, ok, dur_sum, dur_count, records in sorted(buckets):
+                if bucket <= current - BUCKETS or bucket > current:
+                    continue
+                i = bucket % BUCKETS
+                state.bucket_ids[i] = bucket
+                state.total[i] += total
+                state.ok[i] += ok
+                state.dur_sum[i] += dur_sum
+                state.dur_count[i] += dur_count
+                state.records[i] += records
+                state.sum_total += total
+                state.sum_ok += ok
+                state.sum_dur_sum += dur_sum
+                state.sum_dur_count += dur_count
+                state.sum_records += records
+            state.expired_upto = current - BUCKETS
+            state.last_success = last_success
+            state.last_failure = last_failure
+            state.consecutive_failures = consecutive_failures
+            state.total_executions = total_executions
+            # Any run that started (success, failure, cancelled...) leaves "unknown".
+            started = last_success is not None or last_failure is not None or state.sum_total > 0
+            state.started_executions = total_executions if started else 0
+            return True
+
     def in_current_bucket(self, state: _CollectorState, now: float) -> bool:
         """Whether a run at ``now`` lands in the bucket the collector's last run did."""
         bucket = int(now // self._width)

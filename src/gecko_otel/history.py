@@ -43,6 +43,11 @@ _MIN_DURATION: Final = 1e-9
 _ZERO_KEY: Final = -(2**31)
 
 
+def duration_key(duration: float) -> int:
+    """The sketch bucket of a duration (the store keeps it beside each run)."""
+    return math.ceil(math.log(duration) / _LOG_GAMMA) if duration > _MIN_DURATION else _ZERO_KEY
+
+
 class Aggregate:
     """Counts, sums and a duration sketch over a set of runs. Not thread-safe."""
 
@@ -64,11 +69,7 @@ class Aggregate:
         if duration is not None:
             self.duration_sum += duration
             self.duration_count += 1
-            key = (
-                math.ceil(math.log(duration) / _LOG_GAMMA)
-                if duration > _MIN_DURATION
-                else _ZERO_KEY
-            )
+            key = duration_key(duration)
             self.sketch[key] = self.sketch.get(key, 0) + 1
         start = record.start_ns
         if self.first is None or start < self.first:

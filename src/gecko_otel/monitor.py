@@ -9,23 +9,35 @@ globally; tests and embedders can build one directly from their own providers.
 from __future__ import annotations
 
 import logging
+import math
+import os
+import re
 import threading
+import uuid
 from collections.abc import Callable, Iterable, Mapping
 from datetime import datetime, timedelta, timezone, tzinfo
 from types import MappingProxyType
-from typing import Any
+from typing import IO, TYPE_CHECKING, Any, Final
 
 from opentelemetry.metrics import MeterProvider
 from opentelemetry.trace import TracerProvider
+from sqlalchemy.exc import DBAPIError
 
 from gecko_otel import _state
 from gecko_otel._internal import internal_error_count, report_internal_error
 from gecko_otel.alerting import Alerting
-from gecko_otel.alerts import Alert, AlertLevel
-from gecko_otel.config import MonitorConfig, check_seconds
+from gecko_otel.alerts import Alert, AlertLevel, AlertState
+from gecko_otel.config import MonitorConfig, check_seconds, seconds
 from gecko_otel.errors import ConfigError
+from gecko_otel.evaluator import BUCKETS
 from gecko_otel.health import CollectorHealth, SystemHealth
-from gecko_otel.history import History
+from gecko_otel.history import (
+    History,
+    _check_limit,
+    _check_since,
+    _check_status,
+    _check_window,
+)
 from gecko_otel.ingest import RunIngest
 from gecko_otel.instrumentation import Instrumentation, new_execution_id
 from gecko_otel.observables import observables_for
@@ -39,9 +51,26 @@ from gecko_otel.records import (
 )
 from gecko_otel.run import Run
 from gecko_otel.schedule import Expectation, make_expectation
+from gecko_otel.store.writer import ALERT, RUN, is_transient
 from gecko_otel.typing import AlertHandler
 
+if TYPE_CHECKING:
+    from sqlalchemy import Engine
+
+    from gecko_otel.store.store import Store
+    from gecko_otel.store.writer import StoreWriter
+
 logger = logging.getLogger("gecko_otel.monitor")
+
+#: Runs per collector put back in memory from the store on start.
+RESTORED_RUNS: Final = 100
+#: Seconds shutdown() waits for the store writer.
+STORE_SHUTDOWN_TIMEOUT: Final = 10.0
+_INSTRUMENT_NAME: Final = re.compile(r"[A-Za-z][A-Za-z0-9_.\-/]{0,254}")
+
+
+def _timestamp(moment: datetime | None) -> float | None:
+    return moment.timestamp() if moment is not None else None
 
 
 class Monitor:
@@ -61,9 +90,20 @@ class Monitor:
             default); tests pass a fake clock to move time without sleeping.
         watchdog: Run the watchdog thread that evaluates time-based rules every
             ``watchdog_interval``; with False, call :meth:`evaluate` yourself.
+        database: The store: a URL (``sqlite:///path.db``,
+            ``postgresql+psycopg://...``) or a SQLAlchemy ``Engine`` you own
+            (never disposed by the Monitor). ``config.database_url`` when
+            omitted; memory only when both are None. The schema is migrated
+            and health and active alerts are rebuilt from it on start.
 
-    Threading: every method is safe from any thread. Query methods take
-    per-collector locks briefly; none does I/O.
+    Threading: every method is safe from any thread. Without a store, query
+    methods take per-collector locks briefly and do no I/O; with one,
+    ``history()``, ``statistics()``, ``alerts()`` and ``export()`` query the
+    database (never on a collector's thread: runs only enqueue).
+
+    Raises:
+        ConfigError: The database URL is unusable, its driver is missing, or
+            the database was written by a newer gecko-otel.
     """
 
     def __init__(
@@ -76,6 +116,7 @@ class Monitor:
         owned_providers: Iterable[Any] = (),
         clock: Callable[[], float] | None = None,
         watchdog: bool = True,
+        database: str | Engine | None = None,
     ) -> None:
         self.config = config if config is not None else MonitorConfig()
         self.instrumentation = Instrumentation(tracer_provider, meter_provider, self.config)
@@ -110,10 +151,139 @@ class Monitor:
         # them from now on (see observables.py).
         self._observables = observables_for(meter_provider, self.instrumentation.meter)
         self._observables.monitor = self
+        self._custom_metrics: dict[str, Any] = {}
+        self._store: Store | None = None
+        self._writer: StoreWriter | None = None
+        if database is None:
+            database = self.config.database_url
+        if database is not None:
+            self._open_store(database, tracer_provider)
+
+    def _open_store(self, database: str | Engine, tracer_provider: TracerProvider) -> None:
+        from sqlalchemy import Engine  # noqa: PLC0415 - SQLAlchemy loads only with a store
+
+        from gecko_otel.store.engine import configure_sqlite, create_store_engine  # noqa: PLC0415
+        from gecko_otel.store.store import Store  # noqa: PLC0415
+        from gecko_otel.store.writer import StoreWriter  # noqa: PLC0415
+
+        if isinstance(database, Engine):
+            configure_sqlite(database)
+            engine, owned = database, False
+        else:
+            engine, owned = create_store_engine(database), True
+        resource = getattr(tracer_provider, "resource", None)
+        attributes = getattr(resource, "attributes", None) or {}
+        store = Store(
+            engine,
+            service_name=str(attributes.get("service.name") or "unknown_service"),
+            service_instance_id=str(attributes.get("service.instance.id") or uuid.uuid4().hex),
+            owns_engine=owned,
+        )
+        config = self.config
+        writer = StoreWriter(
+            store,
+            queue_size=config.store_queue_size,
+            batch_size=config.store_batch_size,
+            interval=seconds(config.store_flush_interval),
+            health_of=self._stored_health,
+        )
+        writer.maintain(seconds(config.retention_interval), self._retention)
+        self._store, self._writer = store, writer
+        try:
+            store.ensure_schema()
+        except DBAPIError as exc:
+            if not is_transient(exc):
+                raise
+            logger.warning(
+                "gecko_otel: store %s unreachable at start (%s); runs are kept in the "
+                "queue and written when it is back, but health and alerts start empty",
+                store.describe(),
+                str(exc).splitlines()[0][:200],
+            )
+        else:
+            self._restore()
+        self._alerting.engine.on_change = self._alert_changed
+
+    def _alert_changed(self, alert: Alert, notified_level: AlertLevel) -> None:
+        store, writer = self._store, self._writer
+        if store is not None and writer is not None:
+            writer.put(ALERT, store.alert_row(alert, notified_level))
+
+    def _stored_health(self, collector_type: str) -> tuple[str | None, float | None]:
+        health = self._alerting.health(collector_type).get(collector_type)
+        if health is None:
+            return None, None
+        return health.status.value, health.health_score
+
+    def _restore(self) -> None:
+        """Health, recent history and active alerts of this service, from the store."""
+        store = self._store
+        assert store is not None
+        alerting = self._alerting
+        evaluator = alerting.evaluator
+        window = seconds(self.config.success_rate_window)
+        width = window / BUCKETS
+        with alerting.lock:
+            now = alerting.now()
+            service = store.service_name
+            rows = store.collectors(service_name=service)
+            buckets: dict[str, list[tuple[int, int, int, float, int, int]]] = {}
+            for b in store.window_buckets(
+                datetime.fromtimestamp(now - window, timezone.utc), width, service_name=service
+            ):
+                buckets.setdefault(b.collector_type, []).append(
+                    (b.bucket, b.total, b.ok, b.duration_sum, b.duration_count, b.records)
+                )
+            restored = []
+            for row in rows:
+                if evaluator.restore(
+                    row.collector_type,
+                    now=now,
+                    buckets=buckets.get(row.collector_type, ()),
+                    first_seen=_timestamp(row.first_run),
+                    last_success=_timestamp(row.last_success),
+                    last_failure=_timestamp(row.last_failure),
+                    consecutive_failures=row.consecutive_failures,
+                    total_executions=row.total_executions,
+                ):
+                    restored.append(row.collector_type)
+            per_collector = min(self.config.max_history_per_collector, RESTORED_RUNS)
+            for runs in store.latest_runs(restored, per_collector).values():
+                for run in runs:
+                    self._history.add(run)
+            alerts = alerting.engine.restore(store.alerts(active_only=True, service_name=service))
+        if restored or alerts:
+            logger.info(
+                "gecko_otel: restored %d collectors and %d active alerts from %s",
+                len(restored),
+                alerts,
+                store.describe(),
+            )
 
     def _on_record(self, record: FinishedRun) -> None:
         # On the thread that ended the run: O(1) amortised, no I/O.
         self._ingest.add(record)
+        writer = self._writer
+        if writer is not None:
+            writer.put(RUN, record)
+
+    def _synced_store(self) -> Store | None:
+        """The store, once it holds every run this process queued; None to answer from memory."""
+        self._ingest.drain()
+        store, writer = self._store, self._writer
+        if store is None or writer is None or self._shutdown:
+            return None
+        if writer.available and writer.flush(seconds(self.config.store_read_timeout)):
+            return store
+        self._store_unavailable("the writer could not store pending runs in time")
+        return None
+
+    def _store_unavailable(self, why: object) -> None:
+        logger.warning(
+            "gecko_otel: store %s unavailable (%s); answering from this process's memory",
+            self._store.describe() if self._store is not None else "?",
+            str(why).splitlines()[0][:200] if str(why) else type(why).__name__,
+        )
 
     # -- queries -------------------------------------------------------------
 
@@ -133,10 +303,20 @@ class Monitor:
             status: Only runs with this status (an ``ExecutionStatus`` or its value).
             since: Only runs started at or after this aware datetime.
 
+        With a store, the runs of every process sharing the database.
+
         Raises:
             ConfigError: An argument is invalid (the message says which).
         """
-        self._ingest.drain()
+        checked = (_check_limit(limit), _check_status(status), _check_since(since))
+        store = self._synced_store()
+        if store is not None:
+            try:
+                return store.history(
+                    collector_type, limit=checked[0], status=checked[1], since=checked[2]
+                )
+            except DBAPIError as exc:
+                self._store_unavailable(exc)
         return self._history.records(collector_type, limit=limit, status=status, since=since)
 
     def statistics(
@@ -152,8 +332,17 @@ class Monitor:
         ``timedelta`` or seconds) they cover the runs started within it that
         are still held in memory (at most ``max_history_per_collector`` per
         collector).
+
+        With a store, the figures are computed in SQL over every stored run
+        (of every process sharing the database), within ``window`` if given.
         """
-        self._ingest.drain()
+        window_seconds = _check_window(window)
+        store = self._synced_store()
+        if store is not None:
+            try:
+                return store.statistics(collector_type, window=window_seconds)
+            except DBAPIError as exc:
+                self._store_unavailable(exc)
         return self._history.statistics(collector_type, window=window)
 
     def cleanup(self, older_than: timedelta | float) -> dict[str, int]:
@@ -162,24 +351,57 @@ class Monitor:
         Active alerts, health and the running statistics are kept. Runs are
         aged by their start time (wall clock, as on their spans), alerts by
         when they resolved (the Monitor's clock). Returns how many were
-        removed: ``{"execution_history": n, "system_alerts": m}``.
+        removed: ``{"execution_history": n, "system_alerts": m}`` from
+        memory; with a store, the rows deleted from it instead, metric
+        points (``performance_metrics``) included. The store is cleaned in
+        batches of a few thousand rows, each a short transaction.
 
         Raises:
             ConfigError: ``older_than`` is not a positive duration.
+            sqlalchemy.exc.OperationalError: The store is unreachable.
         """
         age = check_seconds("older_than", older_than)
         self._ingest.drain()
-        return {
+        memory = {
             "execution_history": self._history.cleanup(
                 datetime.now(timezone.utc) - timedelta(seconds=age)
             ),
             "system_alerts": self._alerting.engine.forget_resolved(self._alerting.now() - age),
         }
+        store = self._store
+        if store is None:
+            return memory
+        before = datetime.now(timezone.utc) - timedelta(seconds=age)
+        return store.cleanup(runs_before=before, metrics_before=before, alerts_before=before)
+
+    def _retention(self) -> None:
+        """The automatic cleanup, run by the store writer every ``retention_interval``."""
+        store, config = self._store, self.config
+        if store is None:
+            return
+        now = datetime.now(timezone.utc)
+
+        def cutoff(keep: float | timedelta | None) -> datetime | None:
+            return None if keep is None else now - timedelta(seconds=seconds(keep))
+
+        counts = store.cleanup(
+            runs_before=cutoff(config.retention_runs),
+            metrics_before=cutoff(config.retention_metrics),
+            alerts_before=cutoff(config.retention_alerts),
+        )
+        if any(counts.values()):
+            logger.info("gecko_otel: retention removed %s from %s", counts, store.describe())
 
     def collector_types(self) -> list[str]:
-        """Collectors with at least one finished run, sorted."""
-        self._ingest.drain()
-        return self._history.collector_types()
+        """Collectors with at least one finished run, sorted (from the store too, if any)."""
+        store = self._synced_store()
+        names = set(self._history.collector_types())
+        if store is not None:
+            try:
+                names.update(store.collector_types())
+            except DBAPIError as exc:
+                self._store_unavailable(exc)
+        return sorted(names)
 
     def expect(
         self,
@@ -360,24 +582,63 @@ class Monitor:
     ) -> list[Alert]:
         """Alerts, newest first: active ones, or recently resolved ones too.
 
+        With a store, alerts of every process sharing the database are
+        listed too (this process's own as it knows them now).
+
         Raises:
             ConfigError: ``level`` is not an alert level.
         """
-        self._ingest.drain()
-        return self._alerting.alerts(
+        local = self._alerting.alerts(
             level=level, collector_type=collector_type, active_only=active_only
         )
+        store = self._synced_store()
+        if store is None:
+            return local
+        try:
+            stored = store.alerts(
+                level=AlertLevel.parse(level) if level is not None else None,
+                collector_type=collector_type,
+                active_only=active_only,
+            )
+        except DBAPIError as exc:
+            self._store_unavailable(exc)
+            return local
+        mine = {alert.id for alert in local}
+        merged = local + [alert for alert, _ in stored if alert.id not in mine]
+        merged.sort(key=lambda a: a.timestamp, reverse=True)
+        return merged
 
     def acknowledge_alert(self, alert_id: str) -> bool:
-        """Acknowledge an active alert: no more repeats. False for an unknown or handled id."""
-        return self._alerting.acknowledge(alert_id)
+        """Acknowledge an active alert: no more repeats. False for an unknown or handled id.
+
+        With a store, an alert of another process is acknowledged in the
+        database (its process keeps its own view until it restarts).
+        """
+        if self._alerting.acknowledge(alert_id):
+            return True
+        return self._set_stored_alert(alert_id, AlertState.ACKNOWLEDGED)
 
     def resolve_alert(self, alert_id: str) -> bool:
         """Resolve an active alert by hand (handlers hear of it).
 
         Returns False for an unknown id or an alert that is already resolved.
+        With a store, as for :meth:`acknowledge_alert`.
         """
-        return self._alerting.resolve(alert_id)
+        if self._alerting.resolve(alert_id):
+            return True
+        return self._set_stored_alert(alert_id, AlertState.RESOLVED)
+
+    def _set_stored_alert(self, alert_id: str, state: AlertState) -> bool:
+        store = self._synced_store()
+        if store is None:
+            return False
+        try:
+            return store.set_alert_state(
+                alert_id, state, datetime.fromtimestamp(self._alerting.now(), timezone.utc)
+            )
+        except DBAPIError as exc:
+            self._store_unavailable(exc)
+            return False
 
     def suppress(
         self,
@@ -417,25 +678,34 @@ class Monitor:
         self._alerting.evaluate()
 
     def _dropped(self) -> dict[str, int]:
-        return {
+        dropped = {
             "dropped_runs": self._history.dropped_runs,
             "internal_errors": internal_error_count(),
         }
+        if self._writer is not None:
+            dropped.update(self._writer.counts())
+        return dropped
 
     def active_runs(self) -> list[Run]:
         """Runs in progress, longest-running first (live objects: read, don't keep)."""
         return self._processor.active_runs()
 
     def export(self) -> dict[str, Any]:
-        """Everything the Monitor knows, as a JSON-serialisable dict."""
-        self._ingest.drain()
-        collectors = {}
-        for name in self._history.collector_types():
+        """Everything the Monitor knows, as a JSON-serialisable dict.
+
+        With a store: statistics and history come from it (the newest
+        ``max_history_per_collector`` runs per collector), plus each
+        collector's ``collection_metadata`` row and the store's state under
+        ``"store"``. For every stored run, stream :meth:`export_history`.
+        """
+        collectors: dict[str, Any] = {}
+        limit = self.config.max_history_per_collector
+        for name in self.collector_types():
             collectors[name] = {
                 "statistics": self.statistics(name).to_dict(),
-                "history": [r.to_dict() for r in self.history(name)],
+                "history": [r.to_dict() for r in self.history(name, limit=limit)],
             }
-        return {
+        exported: dict[str, Any] = {
             "generated_at": datetime.now(timezone.utc).isoformat(),
             "monitor_started_at": self._started.isoformat(),
             "statistics": self.statistics().to_dict(),
@@ -449,13 +719,136 @@ class Monitor:
                 "records_every_run": self.instrumentation.records_all_runs,
             },
         }
+        if self._store is not None and self._writer is not None:
+            exported["store"] = self._store_state()
+            exported["alerts"] = [a.to_dict() for a in self.alerts(active_only=False)]
+        return exported
+
+    def _store_state(self) -> dict[str, Any]:
+        store, writer = self._store, self._writer
+        assert store is not None
+        assert writer is not None
+        state: dict[str, Any] = {
+            "url": store.describe(),
+            "backend": store.backend,
+            "service_name": store.service_name,
+            "service_instance_id": store.service_instance_id,
+            **writer.status(),
+            **writer.counts(),
+        }
+        synced = self._synced_store()
+        if synced is not None:
+            try:
+                state["collection_metadata"] = [row.to_dict() for row in synced.collectors()]
+            except DBAPIError as exc:
+                self._store_unavailable(exc)
+        return state
+
+    def export_history(
+        self,
+        out: str | os.PathLike[str] | IO[str],
+        *,
+        format: str = "jsonl",
+        collector_type: str | None = None,
+        since: datetime | None = None,
+        until: datetime | None = None,
+        status: ExecutionStatus | str | None = None,
+    ) -> int:
+        """Stream every stored run (oldest first) to a file, as JSON lines or CSV.
+
+        Rows are read a thousand at a time and written as they come, so the
+        export never holds the history in memory. Without a store, the runs
+        held in memory are written. Returns how many runs were written.
+
+        Args:
+            out: A path (overwritten) or a text file open for writing.
+            format: ``"jsonl"`` (one JSON object per line) or ``"csv"``
+                (lists and metadata as JSON text in their cells).
+            collector_type: Only this collector's runs.
+            since: Only runs started at or after this aware datetime.
+            until: Only runs started before this aware datetime.
+            status: Only runs with this status.
+
+        Raises:
+            ConfigError: An unknown format or an invalid filter.
+            sqlalchemy.exc.OperationalError: The store is unreachable.
+        """
+        if format not in ("jsonl", "csv"):
+            raise ConfigError(f"export format must be 'jsonl' or 'csv', got {format!r}")
+        wanted, start, end = _check_status(status), _check_since(since), _check_since(until)
+        if isinstance(out, str | os.PathLike):
+            with open(out, "w", encoding="utf-8", newline="") as handle:
+                return self.export_history(
+                    handle,
+                    format=format,
+                    collector_type=collector_type,
+                    since=since,
+                    until=until,
+                    status=status,
+                )
+        store = self._synced_store()
+        if store is not None:
+            return store.export_history(
+                out,
+                format=format,
+                collector_type=collector_type,
+                since=start,
+                until=end,
+                status=wanted,
+            )
+        from gecko_otel.store.store import write_export  # noqa: PLC0415
+
+        records = reversed(self._history.records(collector_type, status=wanted, since=start))
+        rows = (r.to_dict() for r in records if end is None or r.start_time < end)
+        return write_export(out, format, rows)
+
+    def record_metric(
+        self, name: str, value: float, labels: Mapping[str, Any] | None = None
+    ) -> None:
+        """Record a custom measurement (e.g. ``"pools_seen"``) in a histogram named ``name``.
+
+        It is exported over OTLP like every metric and, with a store, kept in
+        ``performance_metrics`` every ``metrics_export_interval``. Labels
+        are sanitised as metadata is (credentials redacted); a
+        ``collector_type`` label fills the row's collector column. Never
+        raises for a bad value once the name is valid: a non-finite value
+        is ignored and logged.
+
+        Raises:
+            ConfigError: ``name`` is not a valid OpenTelemetry instrument
+                name (letters first; letters, digits, ``_ . - /``; at most
+                255 characters).
+        """
+        histogram = self._custom_metrics.get(name)
+        if histogram is None:
+            if not isinstance(name, str) or not _INSTRUMENT_NAME.fullmatch(name):
+                raise ConfigError(
+                    f"metric name {name!r} is invalid: start with a letter, then letters, "
+                    "digits, '_', '.', '-' or '/', at most 255 characters"
+                )
+            histogram = self.instrumentation.meter.create_histogram(
+                name, description=f"Custom measurement {name!r} (Monitor.record_metric)"
+            )
+            self._custom_metrics[name] = histogram
+        try:
+            number = float(value)
+        except (TypeError, ValueError):
+            logger.warning("gecko_otel: record_metric(%r) ignored a non-number %r", name, value)
+            return
+        if not math.isfinite(number):
+            logger.warning("gecko_otel: record_metric(%r) ignored a non-finite %r", name, value)
+            return
+        attributes = self.instrumentation.sanitizer.sanitize(labels) if labels else None
+        histogram.record(number, attributes=attributes)
 
     # -- lifecycle -----------------------------------------------------------
 
     def force_flush(self, timeout_millis: int = 30_000) -> bool:
         """Deliver queued alert notifications and export what the providers hold.
 
-        Returns True when everything was delivered and flushed in time.
+        With a store, also waits until the queued runs, alert changes and
+        metric points are written. Returns True when everything was
+        delivered, flushed and stored in time.
         """
         self._ingest.drain()
         ok = self._alerting.flush(timeout_millis / 1000)
@@ -468,6 +861,9 @@ class Monitor:
             except Exception as exc:  # noqa: BLE001 - a broken exporter must not raise here
                 report_internal_error("Monitor.force_flush", exc)
                 ok = False
+        writer = self._writer
+        if writer is not None:
+            ok = writer.flush(timeout_millis / 1000) and ok
         return ok
 
     def shutdown(self) -> None:
@@ -493,6 +889,10 @@ class Monitor:
         self._alerting.shutdown()
         if self._observables.monitor is self:
             self._observables.monitor = None
+        if self._writer is not None and self._store is not None:
+            # Last: the final metric collection and alert changes are queued by now.
+            self._writer.shutdown(STORE_SHUTDOWN_TIMEOUT)
+            self._store.close()
 
     @property
     def is_shutdown(self) -> bool:

@@ -1,0 +1,222 @@
+"""Engines and migrations: turning a ``database_url`` into a ready, current schema.
+
+``sqlite:///path`` gets WAL journaling (readers never wait for the writer,
+several processes can share the file), ``synchronous=NORMAL`` (durable at
+each checkpoint, safe against corruption), a busy timeout, and transactions
+that take the write lock up front (``BEGIN IMMEDIATE``) when they write, so
+two processes never deadlock upgrading a read lock. ``postgresql://`` and
+``postgresql+psycopg://`` get psycopg 3 with a small connection pool that
+checks connections before use and a connect timeout, so an outage costs the
+background writer a retry, never a hang.
+
+Migrations are Alembic revisions shipped in ``gecko_otel/store/migrations``,
+applied under a lock (an advisory lock on PostgreSQL, the write lock on
+SQLite) so processes starting together migrate once.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from importlib import resources
+from typing import Any, Final
+
+from sqlalchemy import Connection, Engine, create_engine, event, text
+from sqlalchemy.engine import URL, make_url
+from sqlalchemy.exc import ArgumentError, NoSuchModuleError
+
+from gecko_otel.errors import ConfigError
+from gecko_otel.store.schema import HEAD_REVISION, VERSION_TABLE
+
+logger = logging.getLogger("gecko_otel.store")
+
+#: Execution option that makes a SQLite transaction ``BEGIN IMMEDIATE``.
+WRITE: Final = "gecko_otel_write"
+#: Seconds a SQLite connection waits for another writer before giving up.
+SQLITE_BUSY_TIMEOUT: Final = 30.0
+#: Seconds a PostgreSQL connection attempt may take (unless the URL sets one).
+PG_CONNECT_TIMEOUT: Final = 5
+#: Arbitrary, fixed key of the advisory lock held while migrating.
+_MIGRATION_LOCK: Final = 0x6765636B6F  # "gecko"
+
+
+def parse_url(url: str | URL) -> URL:
+    """A SQLAlchemy URL from text, with a clear error for what we cannot use.
+
+    ``postgresql://`` means psycopg 3 (the ``postgresql`` extra), not psycopg2.
+
+    Raises:
+        ConfigError: Not a URL, an in-memory SQLite database, or a backend
+            other than SQLite and PostgreSQL.
+    """
+    try:
+        parsed = make_url(url) if isinstance(url, str) else url
+    except (ArgumentError, ValueError) as exc:
+        raise ConfigError(
+            f"database_url {_safe(url)!r} is not a database URL ({exc}); use "
+            "'sqlite:///path/to/gecko_otel.db' or 'postgresql+psycopg://user@host/db'"
+        ) from None
+    backend = parsed.get_backend_name()
+    if backend == "sqlite":
+        if parsed.database in (None, "", ":memory:") or "mode=memory" in str(parsed):
+            raise ConfigError(
+                "database_url: an in-memory SQLite database is not a store; give a file "
+                "('sqlite:///gecko_otel.db'), or set no database_url to keep history in memory"
+            )
+        return parsed
+    if backend == "postgresql":
+        if parsed.get_driver_name() in ("psycopg2", "psycopg2cffi", "pg8000", "asyncpg"):
+            raise ConfigError(
+                f"database_url: driver {parsed.get_driver_name()!r} is not supported; "
+                "use 'postgresql+psycopg://' (pip install 'gecko-otel[postgresql]')"
+            )
+        return parsed.set(drivername="postgresql+psycopg")
+    raise ConfigError(
+        f"database_url: backend {backend!r} is not supported; use SQLite "
+        "('sqlite:///path.db') or PostgreSQL ('postgresql+psycopg://user@host/db')"
+    )
+
+
+def create_store_engine(url: str | URL) -> Engine:
+    """An Engine for ``url`` set up as the module docs describe.
+
+    Raises:
+        ConfigError: The URL is unusable, its SQLite directory does not
+            exist, or the PostgreSQL driver is not installed.
+    """
+    parsed = parse_url(url)
+    if parsed.get_backend_name() == "sqlite":
+        path = parsed.database or ""
+        directory = os.path.dirname(os.path.abspath(path))
+        if not path.startswith("file:") and not os.path.isdir(directory):
+            raise ConfigError(
+                f"database_url: directory {directory!r} for the SQLite file does not exist; "
+                "create it or choose another path"
+            )
+        engine = create_engine(
+            parsed,
+            connect_args={"timeout": SQLITE_BUSY_TIMEOUT, "check_same_thread": False},
+            pool_size=4,
+            max_overflow=4,
+        )
+        configure_sqlite(engine)
+        return engine
+    query = dict(parsed.query)
+    connect_args: dict[str, Any] = {}
+    if "connect_timeout" not in query:
+        connect_args["connect_timeout"] = PG_CONNECT_TIMEOUT
+    try:
+        return create_engine(
+            parsed,
+            connect_args=connect_args,
+            pool_size=4,
+            max_overflow=4,
+            pool_pre_ping=True,
+            pool_recycle=1800,
+        )
+    except (ImportError, NoSuchModuleError):
+        raise ConfigError(
+            "database_url: PostgreSQL needs the psycopg driver: "
+            "pip install 'gecko-otel[postgresql]'"
+        ) from None
+
+
+def configure_sqlite(engine: Engine) -> None:
+    """WAL, pragmas and explicit BEGIN for a SQLite engine (also one you passed in)."""
+    if engine.dialect.name != "sqlite" or getattr(engine, "_gecko_otel_sqlite", False):
+        return
+
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_connection: Any, _record: Any) -> None:
+        # The driver's own implicit BEGIN is off; "begin" below issues ours.
+        dbapi_connection.isolation_level = None
+        cursor = dbapi_connection.cursor()
+        try:
+            cursor.execute(f"PRAGMA busy_timeout = {int(SQLITE_BUSY_TIMEOUT * 1000)}")
+            cursor.execute("PRAGMA journal_mode = WAL")
+            cursor.execute("PRAGMA synchronous = NORMAL")
+            cursor.execute("PRAGMA foreign_keys = ON")
+        finally:
+            cursor.close()
+
+    @event.listens_for(engine, "begin")
+    def _on_begin(connection: Connection) -> None:
+        immediate = connection.get_execution_options().get(WRITE, False)
+        connection.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
+
+    engine._gecko_otel_sqlite = True  # type: ignore[attr-defined]
+
+
+def current_revision(connection: Connection) -> str | None:
+    """The schema revision recorded in the database, or None for an empty one."""
+    from alembic.runtime.migration import MigrationContext  # noqa: PLC0415 - Alembic is slow to import
+
+    context = MigrationContext.configure(connection, opts={"version_table": VERSION_TABLE})
+    return context.get_current_revision()
+
+
+def migrate(engine: Engine, revision: str = "head") -> str | None:
+    """Bring the schema to ``revision`` (the newest by default); returns where it ended.
+
+    Safe to run from several processes at once: they take turns and later
+    ones find nothing to do. Nothing is rewritten when the database is
+    already current.
+
+    Raises:
+        ConfigError: The database is at a revision this gecko-otel does not
+            know (written by a newer version).
+        sqlalchemy.exc.OperationalError: The database cannot be reached.
+    """
+    with engine.connect() as connection:
+        current = current_revision(connection)
+        connection.rollback()
+    if revision == "head" and current == HEAD_REVISION:
+        return current
+    _check_known(current)
+    with engine.connect().execution_options(**{WRITE: True}) as connection, connection.begin():
+        if connection.dialect.name == "postgresql":
+            connection.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _MIGRATION_LOCK})
+        current = current_revision(connection)  # another process may have migrated meanwhile
+        _check_known(current)
+        if not (revision == "head" and current == HEAD_REVISION):
+            _upgrade(connection, revision)
+        return current_revision(connection)
+
+
+def _upgrade(connection: Connection, revision: str) -> None:
+    from alembic import command  # noqa: PLC0415
+    from alembic.config import Config  # noqa: PLC0415
+
+    config = Config()
+    config.set_main_option(
+        "script_location", str(resources.files("gecko_otel.store") / "migrations")
+    )
+    config.attributes["connection"] = connection
+    logger.info("gecko_otel: migrating the store to revision %s", revision)
+    command.upgrade(config, revision)
+
+
+def _check_known(current: str | None) -> None:
+    if current is not None and current not in _known_revisions():
+        raise ConfigError(
+            f"the database schema is at revision {current!r}, which this gecko-otel "
+            f"(schema {HEAD_REVISION!r}) does not know: it was written by a newer version. "
+            "Upgrade gecko-otel, or point database_url at another database."
+        )
+
+
+def _known_revisions() -> frozenset[str]:
+    versions = resources.files("gecko_otel.store") / "migrations" / "versions"
+    return frozenset(
+        entry.name.split("_", 1)[0]
+        for entry in versions.iterdir()
+        if entry.name[:1].isdigit() and entry.name.endswith(".py")
+    )
+
+
+def _safe(url: object) -> str:
+    """``url`` as text with any password masked (for messages)."""
+    try:
+        return make_url(str(url)).render_as_string(hide_password=True)
+    except Exception:  # noqa: BLE001 - unparseable text has no password we can find
+        return "<unparseable>"

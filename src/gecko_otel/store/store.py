@@ -1,0 +1,809 @@
+"""``Store``: reading and writing the four tables through one SQLAlchemy Engine.
+
+Writes come from the background writer (:mod:`gecko_otel.store.writer`) in
+batches, one transaction each: runs are inserted once (a run already stored
+is skipped, so a retried batch never duplicates), alerts are upserted by id,
+metric points are inserted, and each collector's ``collection_metadata`` row
+is upserted with ``INSERT ... ON CONFLICT DO UPDATE`` whose totals add to
+what is there, so several processes can share it without a lost update.
+
+Reads answer the Monitor's queries in SQL over indexed columns:
+statistics are counts and sums grouped by status plus a GROUP BY over each
+run's duration bucket for percentiles (the same 1 % sketch as in memory),
+never a scan of rows into Python. Exports stream rows in chunks.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import logging
+import threading
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
+from typing import IO, Any, Final
+
+from sqlalchemy import (
+    ColumnElement,
+    Connection,
+    Engine,
+    Integer,
+    Select,
+    and_,
+    case,
+    cast,
+    delete,
+    func,
+    select,
+    update,
+)
+from sqlalchemy.dialects import postgresql, sqlite
+
+from gecko_otel.alerts import Alert, AlertLevel, AlertState
+from gecko_otel.history import _STATUS_INDEX, Aggregate, duration_key
+from gecko_otel.records import (
+    ExecutionRecord,
+    ExecutionStatistics,
+    ExecutionStatus,
+    FinishedRun,
+    make_record,
+    to_ns,
+    utc_ns,
+)
+from gecko_otel.store.engine import WRITE, migrate
+from gecko_otel.store.schema import (
+    NAME_LENGTH,
+    UTCDateTime,
+    collection_metadata,
+    execution_history,
+    performance_metrics,
+    system_alerts,
+)
+
+logger = logging.getLogger("gecko_otel.store")
+
+#: Rows deleted per statement by retention, so no lock is held for long.
+CLEANUP_BATCH: Final = 5000
+#: Rows fetched per round trip by streaming exports.
+STREAM_CHUNK: Final = 1000
+
+_ERROR_STATUSES: Final = (ExecutionStatus.FAILURE.value, ExecutionStatus.TIMEOUT.value)
+_OK_STATUSES: Final = (ExecutionStatus.SUCCESS.value, ExecutionStatus.PARTIAL.value)
+_NOT_STARTED: Final = (ExecutionStatus.MISSED.value, ExecutionStatus.SKIPPED.value)
+_H = execution_history.c
+_A = system_alerts.c
+_M = collection_metadata.c
+
+#: Columns of a history export, in order (CSV header, JSON keys).
+EXPORT_COLUMNS: Final = (
+    "execution_id",
+    "collector_type",
+    "status",
+    "start_time",
+    "end_time",
+    "duration_seconds",
+    "records_collected",
+    "error_type",
+    "error_message",
+    "warnings",
+    "errors",
+    "dropped_messages",
+    "metadata",
+    "trace_id",
+    "span_id",
+    "service_name",
+    "service_instance_id",
+)
+
+
+def clean_text(value: str | None, limit: int | None = None) -> str | None:
+    """Text a database accepts: NUL characters replaced (PostgreSQL refuses them), cut."""
+    if value is None:
+        return None
+    if "\x00" in value:
+        value = value.replace("\x00", "\ufffd")
+    return value[:limit] if limit is not None and len(value) > limit else value
+
+
+def _clean_json(value: Any) -> Any:
+    if isinstance(value, str):
+        return clean_text(value)
+    if isinstance(value, Mapping):
+        return {clean_text(str(k)): _clean_json(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_clean_json(v) for v in value]
+    return value
+
+
+@dataclass(slots=True)
+class CollectorUpdate:
+    """What one batch adds to a collector's ``collection_metadata`` row."""
+
+    collector_type: str
+    first_run: datetime | None = None
+    last_run: datetime | None = None
+    last_status: str | None = None
+    last_success: datetime | None = None
+    last_failure: datetime | None = None
+    total_executions: int = 0
+    successful_executions: int = 0
+    failed_executions: int = 0
+    total_records: int = 0
+    #: Failures at the end of the batch (after its last success, if any).
+    consecutive_failures: int = 0
+    #: The batch had a success: the stored streak restarts from the batch's.
+    reset_streak: bool = False
+    health_status: str | None = None
+    health_score: float | None = None
+
+    def add(self, run: FinishedRun) -> None:
+        start = utc_ns(run.start_ns)
+        ended = utc_ns(run.end_ns) if run.end_ns is not None else start
+        status = run.status
+        self.total_executions += 1
+        self.total_records += run.records_collected
+        if self.first_run is None or start < self.first_run:
+            self.first_run = start
+        if self.last_run is None or start >= self.last_run:
+            self.last_run = start
+            self.last_status = status.value
+        if status.is_successful:
+            self.successful_executions += 1
+            self.consecutive_failures = 0
+            self.reset_streak = True
+            if self.last_success is None or ended > self.last_success:
+                self.last_success = ended
+        elif status.is_error:
+            self.failed_executions += 1
+            self.consecutive_failures += 1
+            if self.last_failure is None or ended > self.last_failure:
+                self.last_failure = ended
+
+
+@dataclass(frozen=True, slots=True)
+class CollectorRow:
+    """A collector's ``collection_metadata`` row, as read back."""
+
+    collector_type: str
+    first_run: datetime | None
+    last_run: datetime | None
+    last_status: str | None
+    last_success: datetime | None
+    last_failure: datetime | None
+    total_executions: int
+    successful_executions: int
+    failed_executions: int
+    total_records: int
+    consecutive_failures: int
+    health_status: str | None
+    health_score: float | None
+    service_name: str | None
+    updated_at: datetime
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-serialisable dict."""
+        return {
+            name: value.isoformat() if isinstance(value, datetime) else value
+            for name, value in ((f, getattr(self, f)) for f in self.__slots__)
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class WindowBucket:
+    """Runs of one collector in one health-window bucket (for restoring health)."""
+
+    collector_type: str
+    bucket: int
+    total: int
+    ok: int
+    duration_sum: float
+    duration_count: int
+    records: int
+
+
+class Store:
+    """The SQL side of a Monitor: one Engine, the four tables.
+
+    Args:
+        engine: A SQLite or PostgreSQL engine whose schema is current
+            (:func:`gecko_otel.store.engine.migrate`).
+        service_name: Written beside runs, alerts and collectors, so a
+            restarted process recognises its own.
+        service_instance_id: Written beside runs and alerts.
+        owns_engine: Dispose the engine on :meth:`close` (False for an
+            Engine the user passed in).
+
+    Threading: methods may be called from any thread; each takes its own
+    connection from the engine's pool.
+    """
+
+    def __init__(
+        self,
+        engine: Engine,
+        *,
+        service_name: str | None = None,
+        service_instance_id: str | None = None,
+        owns_engine: bool = True,
+    ) -> None:
+        self.engine = engine
+        self.service_name = clean_text(service_name, NAME_LENGTH)
+        self.service_instance_id = clean_text(service_instance_id, 64)
+        self._owns_engine = owns_engine
+        self._dialect = postgresql if engine.dialect.name == "postgresql" else sqlite
+        self._schema_ready = False
+        self._schema_lock = threading.Lock()
+
+    def ensure_schema(self) -> None:
+        """Migrate the schema to the newest revision, once per Store.
+
+        Raises:
+            ConfigError: The database was written by a newer gecko-otel.
+            sqlalchemy.exc.OperationalError: The database is unreachable
+                (the writer retries later).
+        """
+        if self._schema_ready:
+            return
+        with self._schema_lock:
+            if not self._schema_ready:
+                migrate(self.engine)
+                self._schema_ready = True
+
+    @property
+    def backend(self) -> str:
+        """``sqlite`` or ``postgresql``."""
+        return self.engine.dialect.name
+
+    def describe(self) -> str:
+        """The database URL with any password masked."""
+        return self.engine.url.render_as_string(hide_password=True)
+
+    def close(self) -> None:
+        """Release the connections (and the engine, when the Store made it)."""
+        if self._owns_engine:
+            self.engine.dispose()
+
+    def after_fork(self) -> None:
+        """In a forked child: never reuse the parent's pooled connections."""
+        self.engine.dispose(close=False)
+
+    # -- writing (the background writer's thread) ----------------------------------
+
+    def write(
+        self,
+        runs: Sequence[FinishedRun],
+        alerts: Sequence[Mapping[str, Any]],
+        metrics: Sequence[Mapping[str, Any]],
+        health_of: Callable[[str], tuple[str | None, float | None]] | None = None,
+    ) -> None:
+        """Write one batch in one transaction (see the module docs)."""
+        self.ensure_schema()
+        run_rows = [self.run_row(run) for run in runs]
+        updates: dict[str, CollectorUpdate] = {}
+        for run in runs:
+            name = run.collector_type
+            update_ = updates.get(name)
+            if update_ is None:
+                update_ = updates[name] = CollectorUpdate(clean_text(name, NAME_LENGTH) or "")
+            update_.add(run)
+        if health_of is not None:
+            for update_ in updates.values():
+                update_.health_status, update_.health_score = health_of(update_.collector_type)
+        latest: dict[str, Mapping[str, Any]] = {}
+        for row in alerts:  # the last snapshot of each alert wins
+            latest[row["id"]] = row
+        with self.engine.connect().execution_options(**{WRITE: True}) as conn, conn.begin():
+            if run_rows:
+                insert = self._dialect.insert(execution_history).on_conflict_do_nothing(
+                    index_elements=["execution_id"]
+                )
+                conn.execute(insert, run_rows)
+            for update_ in updates.values():
+                self._upsert_collector(conn, update_)
+            if latest:
+                conn.execute(self._alert_upsert(), list(latest.values()))
+            if metrics:
+                conn.execute(performance_metrics.insert(), list(metrics))
+
+    def run_row(self, run: FinishedRun) -> dict[str, Any]:
+        """The ``execution_history`` row of a run."""
+        duration = run.duration_seconds
+        return {
+            "execution_id": run.execution_id,
+            "collector_type": clean_text(run.collector_type, NAME_LENGTH),
+            "status": run.status.value,
+            "start_time": utc_ns(run.start_ns),
+            "end_time": utc_ns(run.end_ns) if run.end_ns is not None else None,
+            "duration_seconds": duration,
+            "duration_bucket": duration_key(duration) if duration is not None else None,
+            "records_collected": run.records_collected,
+            "error_type": clean_text(run.error_type, NAME_LENGTH),
+            "error_message": clean_text(run.error_message),
+            "warnings": [clean_text(w) for w in run.warnings],
+            "errors": [clean_text(e) for e in run.errors],
+            "dropped_messages": run.dropped_messages,
+            "metadata": _clean_json(
+                {k: list(v) if isinstance(v, tuple) else v for k, v in run.metadata.items()}
+            ),
+            "trace_id": f"{run.trace_id:032x}" if run.trace_id is not None else None,
+            "span_id": f"{run.span_id:016x}" if run.span_id is not None else None,
+            "service_name": self.service_name,
+            "service_instance_id": self.service_instance_id,
+        }
+
+    def alert_row(self, alert: Alert, notified_level: AlertLevel | None) -> dict[str, Any]:
+        """The ``system_alerts`` row of an alert snapshot."""
+        return {
+            "id": alert.id,
+            "collector_type": clean_text(alert.collector_type, NAME_LENGTH),
+            "rule": clean_text(alert.rule, NAME_LENGTH),
+            "level": alert.level.value,
+            "state": alert.state.value,
+            "message": clean_text(alert.message) or "",
+            "metadata": _clean_json(dict(alert.metadata)),
+            "fired_at": alert.fired_at or alert.timestamp,
+            "last_notified_at": alert.last_notified_at,
+            "notified_level": notified_level.value if notified_level is not None else None,
+            "notifications": alert.notifications,
+            "acknowledged_at": alert.acknowledged_at,
+            "resolved_at": alert.resolved_at,
+            "suppressed": alert.suppressed,
+            "service_name": self.service_name,
+            "service_instance_id": self.service_instance_id,
+            "updated_at": datetime.now(timezone.utc),
+        }
+
+    def _alert_upsert(self) -> Any:
+        insert = self._dialect.insert(system_alerts)
+        return insert.on_conflict_do_update(
+            index_elements=["id"],
+            set_={c.name: insert.excluded[c.name] for c in system_alerts.c if c.name != "id"},
+        )
+
+    def _upsert_collector(self, conn: Connection, u: CollectorUpdate) -> None:
+        insert = self._dialect.insert(collection_metadata).values(
+            collector_type=u.collector_type,
+            first_run=u.first_run,
+            last_run=u.last_run,
+            last_status=u.last_status,
+            last_success=u.last_success,
+            last_failure=u.last_failure,
+            total_executions=u.total_executions,
+            successful_executions=u.successful_executions,
+            failed_executions=u.failed_executions,
+            total_records=u.total_records,
+            consecutive_failures=u.consecutive_failures,
+            health_status=u.health_status,
+            health_score=u.health_score,
+            service_name=self.service_name,
+            updated_at=datetime.now(timezone.utc),
+        )
+        new = insert.excluded
+        if u.reset_streak:
+            # The batch's success ends the stored streak, unless another
+            # process stored a failure after it.
+            streak: ColumnElement[Any] = case(
+                (
+                    and_(_M.last_failure.is_not(None), _M.last_failure > new.last_success),
+                    _M.consecutive_failures + new.consecutive_failures,
+                ),
+                else_=new.consecutive_failures,
+            )
+        else:
+            streak = _M.consecutive_failures + new.consecutive_failures
+        conn.execute(
+            insert.on_conflict_do_update(
+                index_elements=["collector_type"],
+                set_={
+                    "first_run": _earliest(_M.first_run, new.first_run),
+                    "last_run": _latest(_M.last_run, new.last_run),
+                    "last_status": case(
+                        (_M.last_run.is_(None), new.last_status),
+                        (new.last_run >= _M.last_run, new.last_status),
+                        else_=_M.last_status,
+                    ),
+                    "last_success": _latest(_M.last_success, new.last_success),
+                    "last_failure": _latest(_M.last_failure, new.last_failure),
+                    "total_executions": _M.total_executions + new.total_executions,
+                    "successful_executions": _M.successful_executions + new.successful_executions,
+                    "failed_executions": _M.failed_executions + new.failed_executions,
+                    "total_records": _M.total_records + new.total_records,
+                    "consecutive_failures": streak,
+                    "health_status": new.health_status,
+                    "health_score": new.health_score,
+                    "service_name": new.service_name,
+                    "updated_at": new.updated_at,
+                },
+            )
+        )
+
+    def set_alert_state(self, alert_id: str, state: AlertState, at: datetime) -> bool:
+        """Acknowledge or resolve an alert row directly (one another process owns)."""
+        values: dict[str, Any] = {"state": state.value, "updated_at": datetime.now(timezone.utc)}
+        if state is AlertState.ACKNOWLEDGED:
+            values["acknowledged_at"] = at
+            wanted = _A.state == AlertState.FIRING.value
+        else:
+            values["resolved_at"] = at
+            wanted = _A.state != AlertState.RESOLVED.value
+        with self.engine.connect().execution_options(**{WRITE: True}) as conn, conn.begin():
+            result = conn.execute(
+                update(system_alerts).where(_A.id == alert_id, wanted).values(**values)
+            )
+            return bool(result.rowcount)
+
+    # -- reading ---------------------------------------------------------------------
+
+    def history(
+        self,
+        collector_type: str | None = None,
+        *,
+        limit: int | None = None,
+        status: ExecutionStatus | None = None,
+        since: datetime | None = None,
+    ) -> list[ExecutionRecord]:
+        """Stored runs newest first (by start time), filtered; arguments already checked."""
+        query = self._history_query(collector_type, status, since).order_by(
+            _H.start_time.desc(), _H.id.desc()
+        )
+        if limit is not None:
+            query = query.limit(limit)
+        with self.engine.connect() as conn:
+            return [_record(row) for row in conn.execute(query)]
+
+    def _history_query(
+        self,
+        collector_type: str | None,
+        status: ExecutionStatus | None,
+        since: datetime | None,
+        until: datetime | None = None,
+    ) -> Select[Any]:
+        query = select(execution_history)
+        if collector_type is not None:
+            query = query.where(_H.collector_type == collector_type)
+        if status is not None:
+            query = query.where(_H.status == status.value)
+        if since is not None:
+            query = query.where(_H.start_time >= since)
+        if until is not None:
+            query = query.where(_H.start_time < until)
+        return query
+
+    def statistics(
+        self,
+        collector_type: str | None = None,
+        *,
+        window: float | None = None,
+        now: datetime | None = None,
+    ) -> ExecutionStatistics:
+        """Statistics of the stored runs (started within ``window`` seconds, if given)."""
+        conditions = []
+        if collector_type is not None:
+            conditions.append(_H.collector_type == collector_type)
+        if window is not None:
+            since = (now or datetime.now(timezone.utc)) - timedelta(seconds=window)
+            conditions.append(_H.start_time >= since)
+        totals = (
+            select(
+                _H.status,
+                func.count(),
+                func.sum(_H.duration_seconds),
+                func.count(_H.duration_seconds),
+                func.sum(_H.records_collected),
+                func.min(_H.start_time, type_=UTCDateTime()),
+                func.max(_H.start_time, type_=UTCDateTime()),
+            )
+            .where(*conditions)
+            .group_by(_H.status)
+        )
+        buckets = (
+            select(_H.duration_bucket, func.count())
+            .where(*conditions, _H.duration_bucket.is_not(None))
+            .group_by(_H.duration_bucket)
+        )
+        aggregate = Aggregate()
+        with self.engine.connect() as conn:
+            for status, count, dsum, dcount, records, first, last in conn.execute(totals):
+                index = _STATUS_INDEX.get(ExecutionStatus(status))
+                if index is None:  # pragma: no cover - every status has an index
+                    continue
+                aggregate.counts[index] += count
+                aggregate.duration_sum += float(dsum or 0.0)
+                aggregate.duration_count += dcount
+                aggregate.records += int(records or 0)
+                for moment in (first, last):
+                    if moment is None:
+                        continue
+                    ns = to_ns(moment)
+                    if aggregate.first is None or ns < aggregate.first:
+                        aggregate.first = ns
+                    if aggregate.last is None or ns > aggregate.last:
+                        aggregate.last = ns
+            for key, count in conn.execute(buckets):
+                aggregate.sketch[int(key)] = aggregate.sketch.get(int(key), 0) + count
+        return aggregate.statistics(collector_type, window)
+
+    def collector_types(self) -> list[str]:
+        """Every collector with a stored run, sorted."""
+        with self.engine.connect() as conn:
+            return sorted(conn.execute(select(_M.collector_type)).scalars())
+
+    def collectors(self, service_name: str | None = None) -> list[CollectorRow]:
+        """``collection_metadata`` rows (of one service, when given), by collector type."""
+        query = select(collection_metadata).order_by(_M.collector_type)
+        if service_name is not None:
+            query = query.where(_M.service_name == service_name)
+        with self.engine.connect() as conn:
+            return [CollectorRow(**row._mapping) for row in conn.execute(query)]
+
+    def alerts(
+        self,
+        *,
+        level: AlertLevel | None = None,
+        collector_type: str | None = None,
+        active_only: bool = True,
+        service_name: str | None = None,
+        limit: int | None = None,
+    ) -> list[tuple[Alert, AlertLevel | None]]:
+        """Stored alerts newest first, each with the level handlers last heard."""
+        query = select(system_alerts).order_by(_A.fired_at.desc(), _A.id)
+        if active_only:
+            query = query.where(_A.state != AlertState.RESOLVED.value)
+        if level is not None:
+            query = query.where(_A.level == level.value)
+        if collector_type is not None:
+            query = query.where(_A.collector_type == collector_type)
+        if service_name is not None:
+            query = query.where(_A.service_name == service_name)
+        if limit is not None:
+            query = query.limit(limit)
+        with self.engine.connect() as conn:
+            return [_alert(row) for row in conn.execute(query)]
+
+    def window_buckets(
+        self, since: datetime, width: float, service_name: str | None = None
+    ) -> list[WindowBucket]:
+        """Runs ended since ``since`` grouped per collector into ``width``-second buckets.
+
+        The same buckets as the health evaluator's window (bucket id =
+        unix end time // width); missed and skipped runs are left out as
+        the evaluator leaves them out.
+        """
+        ended = func.coalesce(_H.end_time, _H.start_time)
+        if self.backend == "postgresql":
+            epoch: ColumnElement[Any] = func.extract("epoch", ended)
+        else:
+            epoch = (func.julianday(ended) - 2440587.5) * 86400.0
+        # Unix times are positive, so truncating is flooring.
+        bucket = (
+            cast(func.floor(epoch / width), Integer)
+            if self.backend == "postgresql"
+            else (cast(epoch / width, Integer))
+        )
+        query = (
+            select(
+                _H.collector_type,
+                bucket.label("bucket"),
+                func.count(),
+                func.sum(case((_H.status.in_(_OK_STATUSES), 1), else_=0)),
+                func.sum(_H.duration_seconds),
+                func.count(_H.duration_seconds),
+                func.sum(_H.records_collected),
+            )
+            .where(ended >= since, _H.status.not_in(_NOT_STARTED))
+            .group_by(_H.collector_type, "bucket")
+        )
+        if service_name is not None:
+            query = query.where(_H.service_name == service_name)
+        with self.engine.connect() as conn:
+            return [
+                WindowBucket(
+                    name, int(b), int(total), int(ok or 0), float(dsum or 0.0), int(dc), int(r or 0)
+                )
+                for name, b, total, ok, dsum, dc, r in conn.execute(query)
+            ]
+
+    def latest_runs(
+        self, collector_types: Iterable[str], per_collector: int
+    ) -> dict[str, list[FinishedRun]]:
+        """The newest ``per_collector`` runs of each collector, oldest first."""
+        out: dict[str, list[FinishedRun]] = {}
+        with self.engine.connect() as conn:
+            for name in collector_types:
+                rows = conn.execute(
+                    select(execution_history)
+                    .where(_H.collector_type == name)
+                    .order_by(_H.start_time.desc(), _H.id.desc())
+                    .limit(per_collector)
+                ).all()
+                out[name] = [FinishedRun.from_record(_record(row)) for row in reversed(rows)]
+        return out
+
+    def iter_history(
+        self,
+        collector_type: str | None = None,
+        *,
+        since: datetime | None = None,
+        until: datetime | None = None,
+        status: ExecutionStatus | None = None,
+    ) -> Iterator[dict[str, Any]]:
+        """Stored runs oldest first as export rows, fetched ``STREAM_CHUNK`` at a time.
+
+        Pages by key (start time, id), so memory stays flat and no
+        server-side cursor is held open between chunks.
+        """
+        base = self._history_query(collector_type, status, since, until)
+        after: tuple[datetime, int] | None = None
+        while True:
+            query = base
+            if after is not None:
+                query = query.where(
+                    (_H.start_time > after[0]) | and_(_H.start_time == after[0], _H.id > after[1])
+                )
+            query = query.order_by(_H.start_time, _H.id).limit(STREAM_CHUNK)
+            with self.engine.connect() as conn:
+                rows = conn.execute(query).all()
+            for row in rows:
+                yield _export_row(row._mapping)
+            if len(rows) < STREAM_CHUNK:
+                return
+            last = rows[-1]._mapping
+            after = (last["start_time"], last["id"])
+
+    def export_history(
+        self,
+        out: IO[str],
+        *,
+        format: str = "jsonl",
+        collector_type: str | None = None,
+        since: datetime | None = None,
+        until: datetime | None = None,
+        status: ExecutionStatus | None = None,
+    ) -> int:
+        """Write stored runs to ``out`` as JSON lines or CSV, streaming; how many rows."""
+        rows = self.iter_history(collector_type, since=since, until=until, status=status)
+        return write_export(out, format, rows)
+
+    # -- retention ---------------------------------------------------------------------
+
+    def cleanup(
+        self,
+        *,
+        runs_before: datetime | None,
+        metrics_before: datetime | None,
+        alerts_before: datetime | None,
+        batch: int = CLEANUP_BATCH,
+    ) -> dict[str, int]:
+        """Delete old rows in batches of ``batch``, each its own short transaction.
+
+        Runs by start time, metric points by timestamp, resolved alerts by
+        resolution time (active alerts are never deleted). Returns the rows
+        deleted per table.
+        """
+        counts = {"execution_history": 0, "performance_metrics": 0, "system_alerts": 0}
+        points = performance_metrics.c
+        plans: list[tuple[str, Any, Any, ColumnElement[bool]]] = []
+        if runs_before is not None:
+            plans.append(
+                ("execution_history", execution_history, _H.id, _H.start_time < runs_before)
+            )
+        if metrics_before is not None:
+            plans.append(
+                (
+                    "performance_metrics",
+                    performance_metrics,
+                    points.id,
+                    points.timestamp < metrics_before,
+                )
+            )
+        if alerts_before is not None:
+            plans.append(
+                (
+                    "system_alerts",
+                    system_alerts,
+                    _A.id,
+                    and_(_A.state == AlertState.RESOLVED.value, _A.resolved_at < alerts_before),
+                )
+            )
+        for name, table, key, condition in plans:
+            while True:
+                # Delete by key from a bounded subquery: short transactions, short locks.
+                chosen = select(key).where(condition).limit(batch).scalar_subquery()
+                with self.engine.connect().execution_options(**{WRITE: True}) as conn, conn.begin():
+                    deleted = conn.execute(delete(table).where(key.in_(chosen))).rowcount
+                counts[name] += deleted
+                if deleted < batch:
+                    break
+        return counts
+
+
+def write_export(out: IO[str], format: str, rows: Iterable[Mapping[str, Any]]) -> int:
+    """Write export rows to ``out`` as JSON lines or CSV (``EXPORT_COLUMNS``); how many."""
+    count = 0
+    if format == "jsonl":
+        for row in rows:
+            line = {k: row.get(k) for k in EXPORT_COLUMNS}
+            out.write(json.dumps(line, ensure_ascii=False, separators=(",", ":")))
+            out.write("\n")
+            count += 1
+        return count
+    writer = csv.DictWriter(
+        out, fieldnames=EXPORT_COLUMNS, lineterminator="\n", extrasaction="ignore"
+    )
+    writer.writeheader()
+    for row in rows:
+        writer.writerow(
+            {
+                k: json.dumps(row.get(k), ensure_ascii=False)
+                if isinstance(row.get(k), list | dict)
+                else row.get(k)
+                for k in EXPORT_COLUMNS
+            }
+        )
+        count += 1
+    return count
+
+
+def _earliest(current: Any, new: Any) -> ColumnElement[Any]:
+    return case(
+        (current.is_(None), new), (new.is_(None), current), (new < current, new), else_=current
+    )
+
+
+def _latest(current: Any, new: Any) -> ColumnElement[Any]:
+    return case(
+        (current.is_(None), new), (new.is_(None), current), (new > current, new), else_=current
+    )
+
+
+def _record(row: Any) -> ExecutionRecord:
+    m = row._mapping
+    return make_record(
+        m["collector_type"],
+        m["execution_id"],
+        ExecutionStatus(m["status"]),
+        m["start_time"],
+        m["end_time"],
+        m["duration_seconds"],
+        int(m["records_collected"]),
+        tuple(m["errors"] or ()),
+        tuple(m["warnings"] or ()),
+        dict(m["metadata"] or {}),
+        m["error_type"],
+        m["error_message"],
+        m["trace_id"],
+        m["span_id"],
+        int(m["dropped_messages"] or 0),
+    )
+
+
+def _alert(row: Any) -> tuple[Alert, AlertLevel | None]:
+    m = row._mapping
+    notified = m["notified_level"]
+    return (
+        Alert(
+            id=m["id"],
+            level=AlertLevel(m["level"]),
+            collector_type=m["collector_type"],
+            rule=m["rule"],
+            message=m["message"],
+            timestamp=m["fired_at"],
+            metadata=dict(m["metadata"] or {}),
+            state=AlertState(m["state"]),
+            fired_at=m["fired_at"],
+            last_notified_at=m["last_notified_at"],
+            acknowledged_at=m["acknowledged_at"],
+            resolved_at=m["resolved_at"],
+            suppressed=bool(m["suppressed"]),
+            notifications=int(m["notifications"] or 0),
+        ),
+        AlertLevel(notified) if notified else None,
+    )
+
+
+def _export_row(m: Any) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for name in EXPORT_COLUMNS:
+        value = m[name]
+        out[name] = value.isoformat() if isinstance(value, datetime) else value
+    return out

@@ -1,0 +1,389 @@
+"""The background writer: the only thread that writes to the store.
+
+Finished runs, alert snapshots and metric points are handed to :meth:`put`
+(O(1): an append to a bounded deque, no lock, no I/O) and a daemon thread
+writes them in batches, one transaction per batch, under OpenTelemetry's
+suppress-instrumentation flag so a SQLAlchemy or psycopg instrumentation
+does not trace our own writes. It wakes every ``store_flush_interval``, or
+early when a batch fills.
+
+When the database is unreachable the batch is kept and retried with
+exponential backoff (0.1 s doubling to 30 s) while new items wait in the
+queue. Items are lost only when the queue is full (``store_queue_size``),
+when a row is refused by the database (counted as rejected: the rest of its
+batch is still written), or when the process stops while the database is
+down; each loss is counted by kind, logged, and shown in
+``Monitor.system_health().dropped`` and the ``gecko.monitor.dropped`` metric.
+
+``flush`` waits until everything put before it is written; ``shutdown``
+flushes (bounded by a timeout) and stops the thread. After ``fork()`` the
+child starts with an empty queue (the parent writes what it had) and fresh
+connections, and starts its own thread when it first puts something.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import threading
+import time
+import weakref
+from collections import deque
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, Final
+
+from opentelemetry.context import _SUPPRESS_INSTRUMENTATION_KEY, attach, detach, set_value
+from sqlalchemy.exc import (
+    DBAPIError,
+    DisconnectionError,
+    OperationalError,
+    StatementError,
+    TimeoutError,
+)
+
+from gecko_otel._internal import at_fork_in_child, report_internal_error
+
+if TYPE_CHECKING:
+    from gecko_otel.records import FinishedRun
+    from gecko_otel.store.store import Store
+
+logger = logging.getLogger("gecko_otel.store")
+
+RUN: Final = "runs"
+ALERT: Final = "alerts"
+METRIC: Final = "metrics"
+_FLUSH: Final = "flush"
+
+#: Backoff between attempts while the database is unreachable.
+BACKOFF_START: Final = 0.1
+BACKOFF_MAX: Final = 30.0
+#: Seconds between log lines about losses and outages (the counters count all).
+LOG_EVERY: Final = 60.0
+
+HealthOf = Callable[[str], tuple[str | None, float | None]]
+
+
+def is_transient(exc: BaseException) -> bool:
+    """Whether a failed write may succeed later (the database is down or busy)."""
+    if isinstance(exc, DisconnectionError | TimeoutError | OperationalError):
+        return True
+    return isinstance(exc, DBAPIError) and exc.connection_invalidated
+
+
+class StoreWriter:
+    """Writes runs, alerts and metric points to a :class:`Store` in the background.
+
+    Args:
+        store: Where to write.
+        queue_size: Items waiting at most; beyond it new items are dropped
+            and counted.
+        batch_size: Items per transaction; a full batch wakes the thread.
+        interval: Seconds between writes when batches do not fill.
+        health_of: Called on the writer thread with a collector type for
+            the health status and score stored in ``collection_metadata``.
+    """
+
+    def __init__(
+        self,
+        store: Store,
+        *,
+        queue_size: int,
+        batch_size: int,
+        interval: float,
+        health_of: HealthOf | None = None,
+    ) -> None:
+        self.store = store
+        self._max = queue_size
+        self._batch = batch_size
+        self._interval = interval
+        self._health_of = health_of
+        self._queue: deque[tuple[str, Any]] = deque()
+        self._wake = threading.Event()
+        self._stopping = threading.Event()
+        self._start_lock = threading.Lock()
+        self._thread: threading.Thread | None = None
+        self._pid = os.getpid()
+        self._closed = False
+        #: Items lost, by kind (runs, alerts, metrics), and rows refused.
+        self.dropped: dict[str, int] = {RUN: 0, ALERT: 0, METRIC: 0}
+        self.rejected = 0
+        #: Items written, by kind.
+        self.written: dict[str, int] = {RUN: 0, ALERT: 0, METRIC: 0}
+        #: Failed attempts to write a batch (each retried), and the last error.
+        self.failures = 0
+        self.last_error: str | None = None
+        self.available = True
+        self._maintenance: Callable[[], None] | None = None
+        self._maintenance_interval = 0.0
+        self._next_maintenance = 0.0
+        self._last_log = 0.0
+        self._unlogged = 0
+        at_fork_in_child(self, "_after_fork")
+
+    # -- any thread ---------------------------------------------------------------
+
+    def put(self, kind: str, item: Any) -> None:
+        """Queue one item for writing. O(1), never blocks, never raises."""
+        queue = self._queue
+        if len(queue) >= self._max or self._closed:
+            self._drop(kind, 1)
+            return
+        queue.append((kind, item))
+        if len(queue) == self._batch:
+            self._wake.set()
+        if self._thread is None:
+            self._start()
+
+    def put_run(self, run: FinishedRun) -> None:
+        """Queue a finished run."""
+        self.put(RUN, run)
+
+    def pending(self) -> int:
+        """Items waiting to be written."""
+        return len(self._queue)
+
+    def flush(self, timeout: float | None = 30.0) -> bool:
+        """Wait until everything queued before this call is written (or lost).
+
+        Returns False when the timeout passed first, e.g. while the database
+        is down; nothing is dropped by a timeout.
+        """
+        if self._closed or (self._thread is None and not self._queue):
+            return not self._queue
+        done = threading.Event()
+        self._queue.append((_FLUSH, done))  # markers pass even when the queue is full
+        if self._thread is None:
+            self._start()
+        self._wake.set()
+        return done.wait(timeout)
+
+    def shutdown(self, timeout: float = 10.0) -> bool:
+        """Flush for at most ``timeout`` seconds, then stop; what is left is counted as lost."""
+        if self._closed:
+            return True
+        flushed = self.flush(timeout)
+        self._closed = True
+        self._stopping.set()
+        self._wake.set()
+        thread = self._thread
+        if thread is not None and thread is not threading.current_thread():
+            thread.join(timeout=max(1.0, timeout))
+        lost = self._count_left()
+        if lost:
+            logger.error(
+                "gecko_otel: store %s unreachable at shutdown; %d items not written (%s)",
+                self.store.describe(),
+                lost,
+                self.last_error,
+            )
+        return flushed and not lost
+
+    def counts(self) -> dict[str, int]:
+        """Losses, for ``system_health().dropped`` and the ``gecko.monitor.dropped`` metric."""
+        return {
+            "store_dropped_runs": self.dropped[RUN],
+            "store_dropped_alerts": self.dropped[ALERT],
+            "store_dropped_metrics": self.dropped[METRIC],
+            "store_rejected": self.rejected,
+        }
+
+    def status(self) -> dict[str, Any]:
+        """Backlog, writes and the last failure, for ``Monitor.export()``."""
+        return {
+            "available": self.available,
+            "pending": len(self._queue),
+            "written_runs": self.written[RUN],
+            "written_alerts": self.written[ALERT],
+            "written_metrics": self.written[METRIC],
+            "write_failures": self.failures,
+            "last_error": self.last_error,
+        }
+
+    def maintain(self, interval: float, task: Callable[[], None]) -> None:
+        """Run ``task`` on the writer thread every ``interval`` seconds (retention)."""
+        self._maintenance = task
+        self._maintenance_interval = interval
+        self._next_maintenance = time.monotonic() + interval
+        if self._thread is None:
+            self._start()
+
+    def _maintain(self) -> None:
+        task = self._maintenance
+        if task is None or time.monotonic() < self._next_maintenance:
+            return
+        self._next_maintenance = time.monotonic() + self._maintenance_interval
+        try:
+            task()
+        except Exception as exc:  # noqa: BLE001 - retention must not stop the writer
+            if is_transient(exc):
+                logger.warning(
+                    "gecko_otel: retention skipped, store unavailable (%s); next try in %.0f s",
+                    str(exc).splitlines()[0][:200],
+                    self._maintenance_interval,
+                )
+            else:
+                report_internal_error("StoreWriter retention", exc)
+
+    # -- internals ---------------------------------------------------------------------
+
+    def _start(self) -> None:
+        with self._start_lock:
+            if self._thread is not None or self._closed:
+                return
+            thread = threading.Thread(
+                target=_run_writer, args=(weakref.ref(self),), name="gecko-otel-store", daemon=True
+            )
+            self._thread = thread
+            thread.start()
+
+    def _after_fork(self) -> None:
+        # The parent writes what was queued; the child must not write it twice.
+        self._queue = deque()
+        self._wake = threading.Event()
+        self._stopping = threading.Event()
+        self._start_lock = threading.Lock()
+        self._thread = None
+        self._pid = os.getpid()
+        self.store.after_fork()
+
+    def _drop(self, kind: str, n: int) -> None:
+        self.dropped[kind] = self.dropped.get(kind, 0) + n
+        self._unlogged += n
+        now = time.monotonic()
+        if now - self._last_log >= LOG_EVERY:
+            self._last_log = now
+            logger.error(
+                "gecko_otel: store queue full (%d items) or closed; dropped %d items "
+                "since the last report (totals: %s). The database %s is unreachable or slower "
+                "than the runs: raise MonitorConfig.store_queue_size or fix the database.",
+                self._max,
+                self._unlogged,
+                self.dropped,
+                self.store.describe(),
+            )
+            self._unlogged = 0
+
+    def _count_left(self) -> int:
+        lost = 0
+        while self._queue:
+            kind, item = self._queue.popleft()
+            if kind == _FLUSH:
+                item.set()
+            else:
+                self.dropped[kind] = self.dropped.get(kind, 0) + 1
+                lost += 1
+        return lost
+
+    def _reject(self, kind: str, n: int, exc: BaseException) -> None:
+        self.rejected += n
+        if not isinstance(exc, StatementError):
+            report_internal_error("StoreWriter", exc)  # our bug, not the data's
+            return
+        logger.error(
+            "gecko_otel: the store refused %d %s row(s) (%s: %s); not stored",
+            n,
+            kind,
+            type(exc.orig if isinstance(exc, DBAPIError) else exc).__name__,
+            str(exc).splitlines()[0][:300],
+        )
+
+    def _take(self) -> tuple[list[tuple[str, Any]], list[threading.Event]]:
+        """Up to one batch of items, and the flush markers met before the next item."""
+        items: list[tuple[str, Any]] = []
+        markers: list[threading.Event] = []
+        queue = self._queue
+        while len(items) < self._batch:
+            try:
+                kind, item = queue.popleft()
+            except IndexError:
+                break
+            if kind == _FLUSH:
+                markers.append(item)
+                # Everything before the marker is in this batch.
+                break
+            items.append((kind, item))
+        return items, markers
+
+    def _write(self, items: list[tuple[str, Any]]) -> None:
+        runs = [item for kind, item in items if kind == RUN]
+        alerts = [item for kind, item in items if kind == ALERT]
+        metrics = [item for kind, item in items if kind == METRIC]
+        try:
+            self.store.write(runs, alerts, metrics, self._health_of)
+        except Exception as exc:
+            if is_transient(exc) or len(items) == 1:
+                raise
+            # One bad row must not cost the batch: write them one by one.
+            for one in items:
+                try:
+                    self._write([one])
+                except Exception as single:
+                    if is_transient(single):
+                        raise
+                    self._reject(one[0], 1, single)
+            return
+        for kind, n in ((RUN, len(runs)), (ALERT, len(alerts)), (METRIC, len(metrics))):
+            self.written[kind] += n
+
+    def _loop(self) -> bool:
+        """One pass: write one batch (retrying while the database is down). False to stop."""
+        items, markers = self._take()
+        backoff = BACKOFF_START
+        while items:
+            try:
+                self._write(items)
+            except Exception as exc:  # noqa: BLE001 - classified below
+                if not is_transient(exc):
+                    self._reject(items[0][0], len(items), exc)
+                    break
+                self.failures += 1
+                self.last_error = f"{type(exc).__name__}: {str(exc).splitlines()[0][:300]}"
+                if self.available or time.monotonic() - self._last_log >= LOG_EVERY:
+                    self._last_log = time.monotonic()
+                    logger.warning(
+                        "gecko_otel: store %s unavailable (%s); retrying, %d items waiting",
+                        self.store.describe(),
+                        self.last_error,
+                        len(self._queue) + len(items),
+                    )
+                self.available = False
+                if self._stopping.wait(backoff):
+                    # Shutting down: keep the batch for shutdown() to count.
+                    self._queue.extendleft(reversed(items))
+                    return False
+                backoff = min(backoff * 2, BACKOFF_MAX)
+                continue
+            if not self.available:
+                logger.warning("gecko_otel: store %s available again", self.store.describe())
+                self.available = True
+            break
+        for marker in markers:
+            marker.set()
+        return True
+
+
+def _run_writer(ref: weakref.ref[StoreWriter]) -> None:
+    """The writer thread: sleep an interval (or until woken), then write all that waits."""
+    token = attach(set_value(_SUPPRESS_INSTRUMENTATION_KEY, True))
+    try:
+        while True:
+            writer = ref()
+            if writer is None:
+                return  # the Monitor was collected
+            wake, stopping, interval = writer._wake, writer._stopping, writer._interval
+            wake.clear()  # before draining: a put() from now on wakes the next wait
+            while writer._queue:
+                try:
+                    if not writer._loop():
+                        return
+                except Exception as exc:  # noqa: BLE001 - the writer thread must survive
+                    report_internal_error("StoreWriter", exc)
+            if stopping.is_set():
+                return
+            writer._maintain()
+            del writer  # hold the Monitor only weakly while asleep
+            wake.wait(interval)
+    finally:
+        with contextlib.suppress(Exception):
+            detach(token)
