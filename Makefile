@@ -40,4 +40,4 @@ bench: $(BIN)/.installed
 	$(BIN)/python benchmarks/scheduled.py
 
 clean:
-	rm -rf $(VENV) build dist src/*.egg-info .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) build dist src/*.egg-info .pytest_cache .mypy_cache .ruff_cache gecko_otel_demo.db gecko_otel_demo.db-wal gecko_otel_demo.db-shm

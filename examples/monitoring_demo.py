@@ -8,6 +8,10 @@ metrics, lands in execution history and feeds health: the price collector
 turns critical, an alert fires through the handler, and it resolves once the
 collector recovers. At the end the program prints what the monitor saw.
 
+History, alerts and per-collector figures are kept in a SQLite file
+(``gecko_otel_demo.db``, or ``GECKO_OTEL_DATABASE_URL``): run the demo again
+and its tables include the runs of every earlier run.
+
 Run it with ``make demo``. Set ``OTEL_EXPORTER_OTLP_ENDPOINT`` to also send
 the spans and metrics to an OpenTelemetry Collector.
 """
@@ -16,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import random
 import time
 from collections.abc import AsyncIterator
@@ -165,12 +170,29 @@ def print_summary(monitor: gecko_otel.Monitor, notifications: list[gecko_otel.Al
     )
 
 
+DATABASE_URL = os.environ.get("GECKO_OTEL_DATABASE_URL", "sqlite:///gecko_otel_demo.db")
+
+
+def print_store(monitor: gecko_otel.Monitor) -> None:
+    before = monitor.statistics()
+    print(f"Store: {DATABASE_URL}")
+    if before.total_executions and before.last_execution is not None:
+        print(
+            f"  {before.total_executions} runs from earlier demo runs, the last at "
+            f"{before.last_execution:%Y-%m-%d %H:%M:%S} UTC; the tables below include them."
+        )
+    else:
+        print("  empty: this is the first demo run (run it again to see history accumulate).")
+
+
 async def main() -> None:
     notifications: list[gecko_otel.Alert] = []
     monitor = gecko_otel.setup(
         service_name="gecko-collector-demo",
         alert_handlers=[notifications.append],  # any callable taking an Alert
+        database_url=DATABASE_URL,
     )
+    print_store(monitor)
     for round_number in range(6):
         await one_round(round_number)
         if round_number == 3:

@@ -17,7 +17,7 @@ from opentelemetry.sdk.trace import TracerProvider as SDKTracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter
 
 from gecko_otel import _state
-from gecko_otel.config import MonitorConfig
+from gecko_otel.config import MonitorConfig, seconds
 from gecko_otel.errors import ConfigError
 from gecko_otel.monitor import Monitor
 from gecko_otel.typing import AlertHandler
@@ -100,10 +100,19 @@ def setup(
         owned: list[Any] = []
         if tracer_provider is None:
             tracer_provider = _global_tracer_provider() or _new_tracer_provider(service_name, owned)
+        store_metrics = None
         if meter_provider is None:
-            meter_provider = _global_meter_provider() or _new_meter_provider(
-                service_name, tracer_provider, owned
-            )
+            meter_provider = _global_meter_provider()
+            if meter_provider is None:
+                extra: list[Any] = []
+                if database_url is not None or config.database_url is not None:
+                    from gecko_otel.store.metrics import store_metric_reader  # noqa: PLC0415
+
+                    reader, store_metrics = store_metric_reader(
+                        seconds(config.metrics_export_interval)
+                    )
+                    extra.append(reader)
+                meter_provider = _new_meter_provider(service_name, tracer_provider, owned, extra)
         monitor = Monitor(
             tracer_provider=tracer_provider,
             meter_provider=meter_provider,
@@ -111,6 +120,7 @@ def setup(
             alert_handlers=alert_handlers,
             owned_providers=owned,
             database=database_url if database_url is not None else config.database_url,
+            metric_exporter=store_metrics,
         )
         _state.install(monitor)
     ref = weakref.ref(monitor)
@@ -158,11 +168,15 @@ def _new_tracer_provider(service_name: str | None, owned: list[Any]) -> SDKTrace
 
 
 def _new_meter_provider(
-    service_name: str | None, tracer_provider: trace.TracerProvider, owned: list[Any]
+    service_name: str | None,
+    tracer_provider: trace.TracerProvider,
+    owned: list[Any],
+    extra_readers: list[Any] | None = None,
 ) -> SDKMeterProvider:
     resource = getattr(tracer_provider, "resource", None) or _resource(service_name)
     exporter = _metric_exporter(os.environ)
     readers = [PeriodicExportingMetricReader(exporter)] if exporter is not None else []
+    readers.extend(extra_readers or ())
     provider = SDKMeterProvider(resource=resource, metric_readers=readers)
     _install_global(metrics.set_meter_provider, metrics.get_meter_provider, provider)
     owned.append(provider)

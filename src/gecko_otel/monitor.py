@@ -57,6 +57,7 @@ from gecko_otel.typing import AlertHandler
 if TYPE_CHECKING:
     from sqlalchemy import Engine
 
+    from gecko_otel.store.metrics import StoreMetricExporter
     from gecko_otel.store.store import Store
     from gecko_otel.store.writer import StoreWriter
 
@@ -95,6 +96,11 @@ class Monitor:
             (never disposed by the Monitor). ``config.database_url`` when
             omitted; memory only when both are None. The schema is migrated
             and health and active alerts are rebuilt from it on start.
+        metric_exporter: A :class:`~gecko_otel.store.metrics.StoreMetricExporter`
+            on a reader of ``meter_provider`` (see
+            :func:`~gecko_otel.store.metrics.store_metric_reader`); the Monitor
+            binds it to the store so ``performance_metrics`` is filled.
+            ``setup()`` does this for the MeterProvider it creates.
 
     Threading: every method is safe from any thread. Without a store, query
     methods take per-collector locks briefly and do no I/O; with one,
@@ -117,6 +123,7 @@ class Monitor:
         clock: Callable[[], float] | None = None,
         watchdog: bool = True,
         database: str | Engine | None = None,
+        metric_exporter: StoreMetricExporter | None = None,
     ) -> None:
         self.config = config if config is not None else MonitorConfig()
         self.instrumentation = Instrumentation(tracer_provider, meter_provider, self.config)
@@ -157,9 +164,14 @@ class Monitor:
         if database is None:
             database = self.config.database_url
         if database is not None:
-            self._open_store(database, tracer_provider)
+            self._open_store(database, tracer_provider, metric_exporter)
 
-    def _open_store(self, database: str | Engine, tracer_provider: TracerProvider) -> None:
+    def _open_store(
+        self,
+        database: str | Engine,
+        tracer_provider: TracerProvider,
+        metric_exporter: StoreMetricExporter | None,
+    ) -> None:
         from sqlalchemy import Engine  # noqa: PLC0415 - SQLAlchemy loads only with a store
 
         from gecko_otel.store.engine import configure_sqlite, create_store_engine  # noqa: PLC0415
@@ -189,6 +201,13 @@ class Monitor:
         )
         writer.maintain(seconds(config.retention_interval), self._retention)
         self._store, self._writer = store, writer
+        if metric_exporter is not None:
+            metric_exporter.bind(store, writer)
+        else:
+            logger.info(
+                "gecko_otel: metric points are not stored (performance_metrics): the "
+                "MeterProvider was not created by setup(); see store_metric_reader()"
+            )
         try:
             store.ensure_schema()
         except DBAPIError as exc:
