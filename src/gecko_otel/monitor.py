@@ -21,7 +21,6 @@ from typing import IO, TYPE_CHECKING, Any, Final
 
 from opentelemetry.metrics import MeterProvider
 from opentelemetry.trace import TracerProvider
-from sqlalchemy.exc import DBAPIError
 
 from gecko_otel import _state
 from gecko_otel._internal import internal_error_count, report_internal_error
@@ -51,7 +50,6 @@ from gecko_otel.records import (
 )
 from gecko_otel.run import Run
 from gecko_otel.schedule import Expectation, make_expectation
-from gecko_otel.store.writer import ALERT, RUN, is_transient
 from gecko_otel.typing import AlertHandler
 
 if TYPE_CHECKING:
@@ -68,6 +66,10 @@ RESTORED_RUNS: Final = 100
 #: Seconds shutdown() waits for the store writer.
 STORE_SHUTDOWN_TIMEOUT: Final = 10.0
 _INSTRUMENT_NAME: Final = re.compile(r"[A-Za-z][A-Za-z0-9_.\-/]{0,254}")
+
+
+class _NoStore(Exception):
+    """Stands for the database error type while no store is open."""
 
 
 def _timestamp(moment: datetime | None) -> float | None:
@@ -159,6 +161,9 @@ class Monitor:
         self._observables = observables_for(meter_provider, self.instrumentation.meter)
         self._observables.monitor = self
         self._custom_metrics: dict[str, Any] = {}
+        #: What a failed store query raises (SQLAlchemy's DBAPIError once a
+        #: store is open; SQLAlchemy is imported only then).
+        self._db_error: type[Exception] = _NoStore
         self._store: Store | None = None
         self._writer: StoreWriter | None = None
         if database is None:
@@ -173,10 +178,13 @@ class Monitor:
         metric_exporter: StoreMetricExporter | None,
     ) -> None:
         from sqlalchemy import Engine  # noqa: PLC0415 - SQLAlchemy loads only with a store
+        from sqlalchemy.exc import DBAPIError  # noqa: PLC0415
 
         from gecko_otel.store.engine import configure_sqlite, create_store_engine  # noqa: PLC0415
         from gecko_otel.store.store import Store  # noqa: PLC0415
-        from gecko_otel.store.writer import StoreWriter  # noqa: PLC0415
+        from gecko_otel.store.writer import StoreWriter, is_transient  # noqa: PLC0415
+
+        self._db_error = DBAPIError
 
         if isinstance(database, Engine):
             configure_sqlite(database)
@@ -210,7 +218,7 @@ class Monitor:
             )
         try:
             store.ensure_schema()
-        except DBAPIError as exc:
+        except self._db_error as exc:
             if not is_transient(exc):
                 raise
             logger.warning(
@@ -226,7 +234,7 @@ class Monitor:
     def _alert_changed(self, alert: Alert, notified_level: AlertLevel) -> None:
         store, writer = self._store, self._writer
         if store is not None and writer is not None:
-            writer.put(ALERT, store.alert_row(alert, notified_level))
+            writer.put_alert(store.alert_row(alert, notified_level))
 
     def _stored_health(self, collector_type: str) -> tuple[str | None, float | None]:
         health = self._alerting.health(collector_type).get(collector_type)
@@ -284,7 +292,7 @@ class Monitor:
         self._ingest.add(record)
         writer = self._writer
         if writer is not None:
-            writer.put(RUN, record)
+            writer.put_run(record)
 
     def _synced_store(self) -> Store | None:
         """The store, once it holds every run this process queued; None to answer from memory."""
@@ -334,7 +342,7 @@ class Monitor:
                 return store.history(
                     collector_type, limit=checked[0], status=checked[1], since=checked[2]
                 )
-            except DBAPIError as exc:
+            except self._db_error as exc:
                 self._store_unavailable(exc)
         return self._history.records(collector_type, limit=limit, status=status, since=since)
 
@@ -360,7 +368,7 @@ class Monitor:
         if store is not None:
             try:
                 return store.statistics(collector_type, window=window_seconds)
-            except DBAPIError as exc:
+            except self._db_error as exc:
                 self._store_unavailable(exc)
         return self._history.statistics(collector_type, window=window)
 
@@ -418,7 +426,7 @@ class Monitor:
         if store is not None:
             try:
                 names.update(store.collector_types())
-            except DBAPIError as exc:
+            except self._db_error as exc:
                 self._store_unavailable(exc)
         return sorted(names)
 
@@ -619,7 +627,7 @@ class Monitor:
                 collector_type=collector_type,
                 active_only=active_only,
             )
-        except DBAPIError as exc:
+        except self._db_error as exc:
             self._store_unavailable(exc)
             return local
         mine = {alert.id for alert in local}
@@ -655,7 +663,7 @@ class Monitor:
             return store.set_alert_state(
                 alert_id, state, datetime.fromtimestamp(self._alerting.now(), timezone.utc)
             )
-        except DBAPIError as exc:
+        except self._db_error as exc:
             self._store_unavailable(exc)
             return False
 
@@ -759,7 +767,7 @@ class Monitor:
         if synced is not None:
             try:
                 state["collection_metadata"] = [row.to_dict() for row in synced.collectors()]
-            except DBAPIError as exc:
+            except self._db_error as exc:
                 self._store_unavailable(exc)
         return state
 

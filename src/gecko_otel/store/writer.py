@@ -23,6 +23,7 @@ connections, and starts its own thread when it first puts something.
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import logging
 import os
@@ -120,6 +121,7 @@ class StoreWriter:
         self._last_log = 0.0
         self._unlogged = 0
         at_fork_in_child(self, "_after_fork")
+        atexit.register(_flush_at_exit, weakref.ref(self))
 
     # -- any thread ---------------------------------------------------------------
 
@@ -138,6 +140,10 @@ class StoreWriter:
     def put_run(self, run: FinishedRun) -> None:
         """Queue a finished run."""
         self.put(RUN, run)
+
+    def put_alert(self, row: dict[str, Any]) -> None:
+        """Queue an alert's ``system_alerts`` row (the newest per alert id is written)."""
+        self.put(ALERT, row)
 
     def pending(self) -> int:
         """Items waiting to be written."""
@@ -361,6 +367,16 @@ class StoreWriter:
         for marker in markers:
             marker.set()
         return True
+
+
+#: Seconds the interpreter's exit waits for a writer that still has items.
+EXIT_TIMEOUT: Final = 10.0
+
+
+def _flush_at_exit(ref: weakref.ref[StoreWriter]) -> None:
+    writer = ref()
+    if writer is not None and not writer._closed and writer._pid == os.getpid():
+        writer.shutdown(EXIT_TIMEOUT)
 
 
 def _run_writer(ref: weakref.ref[StoreWriter]) -> None:
