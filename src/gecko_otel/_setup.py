@@ -88,9 +88,9 @@ def setup(
         if isinstance(database_url, str):
             config = config.replace(database_url=database_url)
         if config.database_url is not None:
-            from gecko_otel.store.engine import parse_url  # noqa: PLC0415
+            from gecko_otel.store.engine import check_url  # noqa: PLC0415
 
-            parse_url(config.database_url)  # a bad URL fails before any provider exists
+            check_url(config.database_url)  # a bad URL fails before any provider exists
         alert_handlers = list(alert_handlers)
         for handler in alert_handlers:  # before any provider is created or installed
             if not callable(handler):

@@ -17,7 +17,7 @@ import functools
 import inspect
 from collections.abc import AsyncGenerator, Callable, Generator, Mapping
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar, cast, overload
+from typing import TYPE_CHECKING, Any, Final, ParamSpec, TypeVar, cast, overload
 
 from opentelemetry import context
 
@@ -33,6 +33,9 @@ if TYPE_CHECKING:
     from gecko_otel.instrumentation import Prepared
     from gecko_otel.monitor import Monitor
 
+#: Longest collector type accepted (the store's column width).
+MAX_COLLECTOR_TYPE_LENGTH: Final = 255
+
 P = ParamSpec("P")
 R = TypeVar("R")
 
@@ -42,6 +45,12 @@ def _check_collector_type(collector_type: object) -> str:
         raise ConfigError(
             f"collector_type must be a non-empty string, got {collector_type!r}; "
             "pass a name such as 'pool_collector', or omit it to use the function's name"
+        )
+    if len(collector_type) > MAX_COLLECTOR_TYPE_LENGTH:
+        raise ConfigError(
+            f"collector_type is {len(collector_type)} characters long; use at most "
+            f"{MAX_COLLECTOR_TYPE_LENGTH} (it names metrics, alerts and stored rows): "
+            f"{collector_type[:40]!r}..."
         )
     return collector_type
 

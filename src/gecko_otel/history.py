@@ -169,6 +169,22 @@ class History:
             collector.records.append(record)
             collector.aggregate.add(record)
 
+    def restore(self, runs: Iterable[FinishedRun]) -> None:
+        """Put stored runs back in memory, oldest first, without counting them again.
+
+        They are listed by ``records()`` and feed percentiles, but stay out of
+        the running aggregates (and so out of the records counter), which
+        count what this process has seen.
+        """
+        for run in runs:
+            collector = self._collectors.get(run.collector_type) or self._new_collector(
+                run.collector_type
+            )
+            if collector is None:
+                return
+            with collector.lock:
+                collector.records.append(run)
+
     def _new_collector(self, collector_type: str) -> _CollectorHistory | None:
         with self._lock:
             collector = self._collectors.get(collector_type)

@@ -13,7 +13,7 @@ import math
 import os
 import re
 import threading
-import uuid
+import time
 from collections.abc import Callable, Iterable, Mapping
 from datetime import datetime, timedelta, timezone, tzinfo
 from types import MappingProxyType
@@ -65,6 +65,8 @@ logger = logging.getLogger("gecko_otel.monitor")
 RESTORED_RUNS: Final = 100
 #: Seconds shutdown() waits for the store writer.
 STORE_SHUTDOWN_TIMEOUT: Final = 10.0
+#: Seconds between warnings that queries fall back to memory.
+FALLBACK_LOG_EVERY: Final = 60.0
 _INSTRUMENT_NAME: Final = re.compile(r"[A-Za-z][A-Za-z0-9_.\-/]{0,254}")
 
 
@@ -164,6 +166,7 @@ class Monitor:
         #: What a failed store query raises (SQLAlchemy's DBAPIError once a
         #: store is open; SQLAlchemy is imported only then).
         self._db_error: type[Exception] = _NoStore
+        self._last_fallback_log = -FALLBACK_LOG_EVERY
         self._store: Store | None = None
         self._writer: StoreWriter | None = None
         if database is None:
@@ -196,7 +199,11 @@ class Monitor:
         store = Store(
             engine,
             service_name=str(attributes.get("service.name") or "unknown_service"),
-            service_instance_id=str(attributes.get("service.instance.id") or uuid.uuid4().hex),
+            service_instance_id=(
+                str(attributes["service.instance.id"])
+                if attributes.get("service.instance.id")
+                else None
+            ),
             owns_engine=owned,
         )
         config = self.config
@@ -221,6 +228,7 @@ class Monitor:
         except self._db_error as exc:
             if not is_transient(exc):
                 raise
+            writer.available = False  # reads answer from memory until a write succeeds
             logger.warning(
                 "gecko_otel: store %s unreachable at start (%s); runs are kept in the "
                 "queue and written when it is back, but health and alerts start empty",
@@ -253,7 +261,6 @@ class Monitor:
         with alerting.lock:
             now = alerting.now()
             service = store.service_name
-            rows = store.collectors(service_name=service)
             buckets: dict[str, list[tuple[int, int, int, float, int, int]]] = {}
             for b in store.window_buckets(
                 datetime.fromtimestamp(now - window, timezone.utc), width, service_name=service
@@ -261,6 +268,9 @@ class Monitor:
                 buckets.setdefault(b.collector_type, []).append(
                     (b.bucket, b.total, b.ok, b.duration_sum, b.duration_count, b.records)
                 )
+            # This service's collectors: the rows it wrote last, and those it
+            # ran within the window even if another service wrote last.
+            rows = store.collectors(service_name=service, names=buckets)
             restored = []
             for row in rows:
                 if evaluator.restore(
@@ -275,9 +285,8 @@ class Monitor:
                 ):
                     restored.append(row.collector_type)
             per_collector = min(self.config.max_history_per_collector, RESTORED_RUNS)
-            for runs in store.latest_runs(restored, per_collector).values():
-                for run in runs:
-                    self._history.add(run)
+            for runs in store.latest_runs(restored, per_collector, service).values():
+                self._history.restore(runs)
             alerts = alerting.engine.restore(store.alerts(active_only=True, service_name=service))
         if restored or alerts:
             logger.info(
@@ -306,8 +315,13 @@ class Monitor:
         return None
 
     def _store_unavailable(self, why: object) -> None:
+        now = time.monotonic()
+        if now - self._last_fallback_log < FALLBACK_LOG_EVERY:
+            return
+        self._last_fallback_log = now
         logger.warning(
-            "gecko_otel: store %s unavailable (%s); answering from this process's memory",
+            "gecko_otel: store %s unavailable (%s); queries answer from this process's "
+            "memory until it is back (logged once a minute)",
             self._store.describe() if self._store is not None else "?",
             str(why).splitlines()[0][:200] if str(why) else type(why).__name__,
         )
@@ -379,9 +393,11 @@ class Monitor:
         aged by their start time (wall clock, as on their spans), alerts by
         when they resolved (the Monitor's clock). Returns how many were
         removed: ``{"execution_history": n, "system_alerts": m}`` from
-        memory; with a store, the rows deleted from it instead, metric
-        points (``performance_metrics``) included. The store is cleaned in
-        batches of a few thousand rows, each a short transaction.
+        memory. With a store, memory is cleaned the same way and the rows
+        deleted from the store are returned instead, metric points
+        (``{"execution_history", "performance_metrics", "system_alerts"}``);
+        it is cleaned in batches of a few thousand rows, each a short
+        transaction.
 
         Raises:
             ConfigError: ``older_than`` is not a positive duration.
@@ -784,8 +800,10 @@ class Monitor:
         """Stream every stored run (oldest first) to a file, as JSON lines or CSV.
 
         Rows are read a thousand at a time and written as they come, so the
-        export never holds the history in memory. Without a store, the runs
-        held in memory are written. Returns how many runs were written.
+        export never holds the history in memory. Runs queued for the store
+        are written to it first (waiting up to ``store_read_timeout``).
+        Without a store, the runs held in memory are written. Returns how
+        many runs were written.
 
         Args:
             out: A path (overwritten) or a text file open for writing.
@@ -813,8 +831,9 @@ class Monitor:
                     until=until,
                     status=status,
                 )
-        store = self._synced_store()
+        store = self._store
         if store is not None:
+            self._synced_store()  # write what is queued first (bounded wait)
             return store.export_history(
                 out,
                 format=format,
@@ -877,6 +896,9 @@ class Monitor:
         metric points are written. Returns True when everything was
         delivered, flushed and stored in time.
         """
+        return self._flush(timeout_millis, store=True)
+
+    def _flush(self, timeout_millis: int, *, store: bool) -> bool:
         self._ingest.drain()
         ok = self._alerting.flush(timeout_millis / 1000)
         for provider in (self._tracer_provider, self._meter_provider):
@@ -889,7 +911,7 @@ class Monitor:
                 report_internal_error("Monitor.force_flush", exc)
                 ok = False
         writer = self._writer
-        if writer is not None:
+        if store and writer is not None:
             ok = writer.flush(timeout_millis / 1000) and ok
         return ok
 
@@ -905,7 +927,8 @@ class Monitor:
         _state.uninstall(self)
         # The observable instruments keep reporting through the final flush
         # and the final collection a MeterProvider makes when it shuts down.
-        self.force_flush()
+        # The store gets its own bounded wait below, after the last changes.
+        self._flush(30_000, store=False)
         for provider in self._owned:
             _state.retire(provider)
             try:
@@ -927,6 +950,10 @@ class Monitor:
         return self._shutdown
 
     # -- read by the observable instruments (observables.py) -------------------
+
+    def _local_collector_types(self) -> list[str]:
+        self._ingest.drain()
+        return self._history.collector_types()
 
     def _records_per_collector(self) -> list[tuple[str, int]]:
         self._ingest.drain()

@@ -141,7 +141,7 @@ class Observables:
         ]
 
     def _active(self, monitor: Monitor) -> list[Observation]:
-        counts = dict.fromkeys(monitor.collector_types(), 0)
+        counts = dict.fromkeys(monitor._local_collector_types(), 0)
         for run in monitor.active_runs():
             counts[run.collector_type] = counts.get(run.collector_type, 0) + 1
         return [Observation(n, {semconv.COLLECTOR_TYPE: name}) for name, n in counts.items()]

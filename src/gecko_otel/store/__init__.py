@@ -14,7 +14,14 @@ Modules: :mod:`~gecko_otel.store.schema` (tables), :mod:`~gecko_otel.store.engin
 
 from __future__ import annotations
 
-from gecko_otel.store.engine import create_store_engine, current_revision, migrate, parse_url
+from gecko_otel.store.engine import (
+    check_url,
+    create_store_engine,
+    current_revision,
+    migrate,
+    parse_url,
+)
+from gecko_otel.store.metrics import StoreMetricExporter, store_metric_reader
 from gecko_otel.store.schema import HEAD_REVISION
 from gecko_otel.store.store import CollectorRow, Store
 from gecko_otel.store.writer import StoreWriter
@@ -23,9 +30,12 @@ __all__ = [
     "HEAD_REVISION",
     "CollectorRow",
     "Store",
+    "StoreMetricExporter",
     "StoreWriter",
+    "check_url",
     "create_store_engine",
     "current_revision",
     "migrate",
     "parse_url",
+    "store_metric_reader",
 ]

@@ -16,6 +16,7 @@ SQLite) so processes starting together migrate once.
 
 from __future__ import annotations
 
+import importlib.util
 import logging
 import os
 from importlib import resources
@@ -77,12 +78,12 @@ def parse_url(url: str | URL) -> URL:
     )
 
 
-def create_store_engine(url: str | URL) -> Engine:
-    """An Engine for ``url`` set up as the module docs describe.
+def check_url(url: str | URL) -> URL:
+    """Everything about ``url`` that can be checked without connecting.
 
     Raises:
-        ConfigError: The URL is unusable, its SQLite directory does not
-            exist, or the PostgreSQL driver is not installed.
+        ConfigError: As :func:`parse_url`, or the SQLite file's directory
+            does not exist, or the PostgreSQL driver is not installed.
     """
     parsed = parse_url(url)
     if parsed.get_backend_name() == "sqlite":
@@ -93,6 +94,22 @@ def create_store_engine(url: str | URL) -> Engine:
                 f"database_url: directory {directory!r} for the SQLite file does not exist; "
                 "create it or choose another path"
             )
+    elif importlib.util.find_spec("psycopg") is None:
+        raise ConfigError(
+            "database_url: PostgreSQL needs the psycopg driver: "
+            "pip install 'gecko-otel[postgresql]'"
+        )
+    return parsed
+
+
+def create_store_engine(url: str | URL) -> Engine:
+    """An Engine for ``url`` set up as the module docs describe.
+
+    Raises:
+        ConfigError: See :func:`check_url`.
+    """
+    parsed = check_url(url)
+    if parsed.get_backend_name() == "sqlite":
         engine = create_engine(
             parsed,
             connect_args={"timeout": SQLITE_BUSY_TIMEOUT, "check_same_thread": False},

@@ -40,7 +40,8 @@ HEAD_REVISION: Final = "0002"
 #: application that uses Alembic itself keeps both histories apart.
 VERSION_TABLE: Final = "gecko_otel_schema_version"
 #: Longest collector type, rule, error type and service name stored (longer
-#: values are cut; collector types are checked against it when declared).
+#: values are cut; collector types are refused beyond it when declared, see
+#: gecko_otel.decorators.MAX_COLLECTOR_TYPE_LENGTH).
 NAME_LENGTH: Final = 255
 
 
@@ -116,8 +117,8 @@ performance_metrics = Table(
     Column("id", Key, primary_key=True, autoincrement=True),
     Column("name", String(NAME_LENGTH), nullable=False),
     Column("collector_type", String(NAME_LENGTH)),
-    # sum, gauge or histogram; a histogram point's value is its sum, with
-    # count, min and max beside it.
+    # sum (monotonic, delta), updown (cumulative), gauge or histogram (delta);
+    # a histogram point's value is its sum, with count, min and max beside it.
     Column("kind", String(16), nullable=False),
     Column("value", Float, nullable=False),
     Column("count", BigInteger),

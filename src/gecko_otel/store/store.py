@@ -19,6 +19,7 @@ import csv
 import json
 import logging
 import threading
+import uuid
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
@@ -41,6 +42,7 @@ from sqlalchemy import (
 from sqlalchemy.dialects import postgresql, sqlite
 
 from gecko_otel.alerts import Alert, AlertLevel, AlertState
+from gecko_otel.errors import ConfigError
 from gecko_otel.history import _STATUS_INDEX, Aggregate, duration_key
 from gecko_otel.records import (
     ExecutionRecord,
@@ -226,9 +228,15 @@ class Store:
         service_instance_id: str | None = None,
         owns_engine: bool = True,
     ) -> None:
+        if engine.dialect.name not in ("sqlite", "postgresql"):
+            raise ConfigError(
+                f"the store supports SQLite and PostgreSQL engines, not {engine.dialect.name!r}"
+            )
         self.engine = engine
         self.service_name = clean_text(service_name, NAME_LENGTH)
-        self.service_instance_id = clean_text(service_instance_id, 64)
+        #: Whether the instance id was made up here (a fork makes a new one).
+        self.generated_instance_id = service_instance_id is None
+        self.service_instance_id = clean_text(service_instance_id or uuid.uuid4().hex, 64)
         self._owns_engine = owns_engine
         self._dialect = postgresql if engine.dialect.name == "postgresql" else sqlite
         self._schema_ready = False
@@ -264,8 +272,14 @@ class Store:
             self.engine.dispose()
 
     def after_fork(self) -> None:
-        """In a forked child: never reuse the parent's pooled connections."""
+        """In a forked child: never reuse the parent's pooled connections.
+
+        A child is another instance: it gets its own ``service_instance_id``
+        unless the Resource named one.
+        """
         self.engine.dispose(close=False)
+        if self.generated_instance_id:
+            self.service_instance_id = uuid.uuid4().hex
 
     # -- writing (the background writer's thread) ----------------------------------
 
@@ -279,16 +293,10 @@ class Store:
         """Write one batch in one transaction (see the module docs)."""
         self.ensure_schema()
         run_rows = [self.run_row(run) for run in runs]
-        updates: dict[str, CollectorUpdate] = {}
-        for run in runs:
-            name = run.collector_type
-            update_ = updates.get(name)
-            if update_ is None:
-                update_ = updates[name] = CollectorUpdate(clean_text(name, NAME_LENGTH) or "")
-            update_.add(run)
+        health: dict[str, tuple[str | None, float | None]] = {}
         if health_of is not None:
-            for update_ in updates.values():
-                update_.health_status, update_.health_score = health_of(update_.collector_type)
+            for name in {run.collector_type for run in runs}:
+                health[name] = health_of(name)
         latest: dict[str, Mapping[str, Any]] = {}
         for row in alerts:  # the last snapshot of each alert wins
             latest[row["id"]] = row
@@ -297,9 +305,23 @@ class Store:
                 insert = self._dialect.insert(execution_history).on_conflict_do_nothing(
                     index_elements=["execution_id"]
                 )
-                conn.execute(insert, run_rows)
-            for update_ in updates.values():
-                self._upsert_collector(conn, update_)
+                # Only runs really inserted count in the collectors' totals: a
+                # batch retried after a lost commit acknowledgement adds nothing.
+                stored = set(conn.execute(insert.returning(_H.execution_id), run_rows).scalars())
+                updates: dict[str, CollectorUpdate] = {}
+                for run in runs:
+                    if run.execution_id not in stored:
+                        continue
+                    name = run.collector_type
+                    update_ = updates.get(name)
+                    if update_ is None:
+                        update_ = updates[name] = CollectorUpdate(
+                            clean_text(name, NAME_LENGTH) or ""
+                        )
+                        update_.health_status, update_.health_score = health.get(name, (None, None))
+                    update_.add(run)
+                for update_ in updates.values():
+                    self._upsert_collector(conn, update_)
             if latest:
                 conn.execute(self._alert_upsert(), list(latest.values()))
             if metrics:
@@ -390,7 +412,15 @@ class Store:
                 else_=new.consecutive_failures,
             )
         else:
-            streak = _M.consecutive_failures + new.consecutive_failures
+            # Failures that all ended before the stored last success (a late
+            # batch from another process) do not extend the streak it ended.
+            streak = case(
+                (
+                    and_(_M.last_success.is_not(None), new.last_failure < _M.last_success),
+                    _M.consecutive_failures,
+                ),
+                else_=_M.consecutive_failures + new.consecutive_failures,
+            )
         conn.execute(
             insert.on_conflict_do_update(
                 index_elements=["collector_type"],
@@ -528,11 +558,23 @@ class Store:
         with self.engine.connect() as conn:
             return sorted(conn.execute(select(_M.collector_type)).scalars())
 
-    def collectors(self, service_name: str | None = None) -> list[CollectorRow]:
-        """``collection_metadata`` rows (of one service, when given), by collector type."""
+    def collectors(
+        self, service_name: str | None = None, names: Iterable[str] = ()
+    ) -> list[CollectorRow]:
+        """``collection_metadata`` rows, by collector type.
+
+        With ``service_name``, the rows that service wrote last plus those
+        listed in ``names`` (collectors it ran recently whose row another
+        service wrote last).
+        """
         query = select(collection_metadata).order_by(_M.collector_type)
         if service_name is not None:
-            query = query.where(_M.service_name == service_name)
+            wanted = list(names)
+            query = query.where(
+                (_M.service_name == service_name) | _M.collector_type.in_(wanted)
+                if wanted
+                else _M.service_name == service_name
+            )
         with self.engine.connect() as conn:
             return [CollectorRow(**row._mapping) for row in conn.execute(query)]
 
@@ -604,17 +646,17 @@ class Store:
             ]
 
     def latest_runs(
-        self, collector_types: Iterable[str], per_collector: int
+        self, collector_types: Iterable[str], per_collector: int, service_name: str | None = None
     ) -> dict[str, list[FinishedRun]]:
-        """The newest ``per_collector`` runs of each collector, oldest first."""
+        """The newest ``per_collector`` runs of each collector (of one service), oldest first."""
         out: dict[str, list[FinishedRun]] = {}
         with self.engine.connect() as conn:
             for name in collector_types:
+                query = select(execution_history).where(_H.collector_type == name)
+                if service_name is not None:
+                    query = query.where(_H.service_name == service_name)
                 rows = conn.execute(
-                    select(execution_history)
-                    .where(_H.collector_type == name)
-                    .order_by(_H.start_time.desc(), _H.id.desc())
-                    .limit(per_collector)
+                    query.order_by(_H.start_time.desc(), _H.id.desc()).limit(per_collector)
                 ).all()
                 out[name] = [FinishedRun.from_record(_record(row)) for row in reversed(rows)]
         return out

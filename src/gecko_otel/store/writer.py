@@ -115,10 +115,12 @@ class StoreWriter:
         self.failures = 0
         self.last_error: str | None = None
         self.available = True
+        self._inflight = 0
         self._maintenance: Callable[[], None] | None = None
         self._maintenance_interval = 0.0
         self._next_maintenance = 0.0
-        self._last_log = 0.0
+        self._last_log = -LOG_EVERY
+        self._last_drop_log = -LOG_EVERY
         self._unlogged = 0
         at_fork_in_child(self, "_after_fork")
         atexit.register(_flush_at_exit, weakref.ref(self))
@@ -146,8 +148,8 @@ class StoreWriter:
         self.put(ALERT, row)
 
     def pending(self) -> int:
-        """Items waiting to be written."""
-        return len(self._queue)
+        """Items not yet written: queued, and in the batch being written or retried."""
+        return len(self._queue) + self._inflight
 
     def flush(self, timeout: float | None = 30.0) -> bool:
         """Wait until everything queued before this call is written (or lost).
@@ -176,6 +178,7 @@ class StoreWriter:
         if thread is not None and thread is not threading.current_thread():
             thread.join(timeout=max(1.0, timeout))
         lost = self._count_left()
+        self._report_drops(time.monotonic())
         if lost:
             logger.error(
                 "gecko_otel: store %s unreachable at shutdown; %d items not written (%s)",
@@ -198,7 +201,7 @@ class StoreWriter:
         """Backlog, writes and the last failure, for ``Monitor.export()``."""
         return {
             "available": self.available,
-            "pending": len(self._queue),
+            "pending": self.pending(),
             "written_runs": self.written[RUN],
             "written_alerts": self.written[ALERT],
             "written_metrics": self.written[METRIC],
@@ -257,18 +260,24 @@ class StoreWriter:
         self.dropped[kind] = self.dropped.get(kind, 0) + n
         self._unlogged += n
         now = time.monotonic()
-        if now - self._last_log >= LOG_EVERY:
-            self._last_log = now
-            logger.error(
-                "gecko_otel: store queue full (%d items) or closed; dropped %d items "
-                "since the last report (totals: %s). The database %s is unreachable or slower "
-                "than the runs: raise MonitorConfig.store_queue_size or fix the database.",
-                self._max,
-                self._unlogged,
-                self.dropped,
-                self.store.describe(),
-            )
-            self._unlogged = 0
+        if now - self._last_drop_log >= LOG_EVERY:
+            self._report_drops(now)
+
+    def _report_drops(self, now: float) -> None:
+        """Log the drops not yet reported (the first at once, then once a minute)."""
+        if not self._unlogged:
+            return
+        self._last_drop_log = now
+        logger.error(
+            "gecko_otel: store queue full (%d items) or closed; dropped %d items "
+            "since the last report (totals: %s). The database %s is unreachable or slower "
+            "than the runs: raise MonitorConfig.store_queue_size or fix the database.",
+            self._max,
+            self._unlogged,
+            self.dropped,
+            self.store.describe(),
+        )
+        self._unlogged = 0
 
     def _count_left(self) -> int:
         lost = 0
@@ -335,6 +344,7 @@ class StoreWriter:
     def _loop(self) -> bool:
         """One pass: write one batch (retrying while the database is down). False to stop."""
         items, markers = self._take()
+        self._inflight = len(items)
         backoff = BACKOFF_START
         while items:
             try:
@@ -357,13 +367,16 @@ class StoreWriter:
                 if self._stopping.wait(backoff):
                     # Shutting down: keep the batch for shutdown() to count.
                     self._queue.extendleft(reversed(items))
+                    self._inflight = 0
                     return False
                 backoff = min(backoff * 2, BACKOFF_MAX)
                 continue
             if not self.available:
                 logger.warning("gecko_otel: store %s available again", self.store.describe())
                 self.available = True
+                self._report_drops(time.monotonic())
             break
+        self._inflight = 0
         for marker in markers:
             marker.set()
         return True

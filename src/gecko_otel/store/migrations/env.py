@@ -1,9 +1,9 @@
 """Alembic environment: run by :func:`gecko_otel.store.engine.migrate` with a connection.
 
 It is not meant for the ``alembic`` command line with an ``alembic.ini``:
-gecko-otel applies its migrations itself, on start or with
-``gecko_otel.store.migrate(url)``, on the connection it passes in
-``config.attributes["connection"]``.
+gecko-otel applies its migrations itself, on start, with
+``gecko_otel.store.migrate(engine)`` or ``python -m gecko_otel.store migrate URL``,
+on the connection it passes in ``config.attributes["connection"]``.
 """
 
 from __future__ import annotations
@@ -15,7 +15,8 @@ from gecko_otel.store.schema import VERSION_TABLE, metadata
 connection = context.config.attributes.get("connection")
 if connection is None:  # pragma: no cover - only reachable from a hand-run alembic
     raise RuntimeError(
-        "gecko-otel migrations run through gecko_otel.store.migrate(url), not the alembic CLI"
+        "gecko-otel migrations run through gecko_otel.store.migrate(engine) or "
+        "'python -m gecko_otel.store migrate URL', not the alembic CLI"
     )
 
 context.configure(
