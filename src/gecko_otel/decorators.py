@@ -46,6 +46,11 @@ def _check_collector_type(collector_type: object) -> str:
             f"collector_type must be a non-empty string, got {collector_type!r}; "
             "pass a name such as 'pool_collector', or omit it to use the function's name"
         )
+    if "\x00" in collector_type:
+        raise ConfigError(
+            f"collector_type {collector_type!r} contains a NUL character; remove it "
+            "(databases and exporters cannot store it)"
+        )
     if len(collector_type) > MAX_COLLECTOR_TYPE_LENGTH:
         raise ConfigError(
             f"collector_type is {len(collector_type)} characters long; use at most "

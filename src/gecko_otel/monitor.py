@@ -130,6 +130,12 @@ class Monitor:
         metric_exporter: StoreMetricExporter | None = None,
     ) -> None:
         self.config = config if config is not None else MonitorConfig()
+        self._db_error: type[Exception] = _NoStore
+        if database is None:
+            database = self.config.database_url
+        # The store is opened (and its schema checked) first, so a refused
+        # database leaves nothing running behind the ConfigError.
+        opened = self._open_store(database, tracer_provider) if database is not None else None
         self.instrumentation = Instrumentation(tracer_provider, meter_provider, self.config)
         self._history = History(self.config)
         self._alerting = Alerting(
@@ -163,49 +169,70 @@ class Monitor:
         self._observables = observables_for(meter_provider, self.instrumentation.meter)
         self._observables.monitor = self
         self._custom_metrics: dict[str, Any] = {}
-        #: What a failed store query raises (SQLAlchemy's DBAPIError once a
-        #: store is open; SQLAlchemy is imported only then).
-        self._db_error: type[Exception] = _NoStore
         self._last_fallback_log = -FALLBACK_LOG_EVERY
         self._store: Store | None = None
         self._writer: StoreWriter | None = None
-        if database is None:
-            database = self.config.database_url
-        if database is not None:
-            self._open_store(database, tracer_provider, metric_exporter)
+        if opened is not None:
+            self._start_store(*opened, metric_exporter)
 
     def _open_store(
-        self,
-        database: str | Engine,
-        tracer_provider: TracerProvider,
-        metric_exporter: StoreMetricExporter | None,
-    ) -> None:
+        self, database: str | Engine, tracer_provider: TracerProvider
+    ) -> tuple[Store, bool]:
+        """The Store, and whether its schema is current; before anything else starts.
+
+        Raises:
+            ConfigError: As the class documents; nothing is left running.
+        """
         from sqlalchemy import Engine  # noqa: PLC0415 - SQLAlchemy loads only with a store
         from sqlalchemy.exc import DBAPIError  # noqa: PLC0415
 
         from gecko_otel.store.engine import configure_sqlite, create_store_engine  # noqa: PLC0415
         from gecko_otel.store.store import Store  # noqa: PLC0415
-        from gecko_otel.store.writer import StoreWriter, is_transient  # noqa: PLC0415
+        from gecko_otel.store.writer import is_transient  # noqa: PLC0415
 
         self._db_error = DBAPIError
-
         if isinstance(database, Engine):
-            configure_sqlite(database)
             engine, owned = database, False
         else:
             engine, owned = create_store_engine(database), True
         resource = getattr(tracer_provider, "resource", None)
         attributes = getattr(resource, "attributes", None) or {}
-        store = Store(
-            engine,
-            service_name=str(attributes.get("service.name") or "unknown_service"),
-            service_instance_id=(
-                str(attributes["service.instance.id"])
-                if attributes.get("service.instance.id")
-                else None
-            ),
-            owns_engine=owned,
-        )
+        try:
+            store = Store(
+                engine,
+                service_name=str(attributes.get("service.name") or "unknown_service"),
+                service_instance_id=(
+                    str(attributes["service.instance.id"])
+                    if attributes.get("service.instance.id")
+                    else None
+                ),
+                owns_engine=owned,
+            )
+            configure_sqlite(engine)
+            store.ensure_schema()
+        except DBAPIError as exc:
+            if not is_transient(exc):
+                store.close()
+                raise
+            logger.warning(
+                "gecko_otel: store %s unreachable at start (%s); runs are kept in the "
+                "queue and written when it is back, but health and alerts start empty",
+                store.describe(),
+                str(exc).splitlines()[0][:200],
+            )
+            return store, False
+        except Exception:
+            if owned:
+                engine.dispose()
+            raise
+        return store, True
+
+    def _start_store(
+        self, store: Store, ready: bool, metric_exporter: StoreMetricExporter | None
+    ) -> None:
+        """The writer, the restore, and the hooks that feed the store."""
+        from gecko_otel.store.writer import StoreWriter  # noqa: PLC0415
+
         config = self.config
         writer = StoreWriter(
             store,
@@ -214,8 +241,11 @@ class Monitor:
             interval=seconds(config.store_flush_interval),
             health_of=self._stored_health,
         )
-        writer.maintain(seconds(config.retention_interval), self._retention)
+        writer.available = ready  # reads answer from memory until a write succeeds
         self._store, self._writer = store, writer
+        if ready:
+            self._restore()
+        writer.maintain(seconds(config.retention_interval), self._retention)
         if metric_exporter is not None:
             metric_exporter.bind(store, writer)
         else:
@@ -223,20 +253,6 @@ class Monitor:
                 "gecko_otel: metric points are not stored (performance_metrics): the "
                 "MeterProvider was not created by setup(); see store_metric_reader()"
             )
-        try:
-            store.ensure_schema()
-        except self._db_error as exc:
-            if not is_transient(exc):
-                raise
-            writer.available = False  # reads answer from memory until a write succeeds
-            logger.warning(
-                "gecko_otel: store %s unreachable at start (%s); runs are kept in the "
-                "queue and written when it is back, but health and alerts start empty",
-                store.describe(),
-                str(exc).splitlines()[0][:200],
-            )
-        else:
-            self._restore()
         self._alerting.engine.on_change = self._alert_changed
 
     def _alert_changed(self, alert: Alert, notified_level: AlertLevel) -> None:

@@ -67,7 +67,9 @@ class UTCDateTime(TypeDecorator[datetime]):
         moment: datetime = (
             datetime.fromisoformat(value) if isinstance(value, str) else value
         )  # text: raw SQLite from an untyped expression
-        return moment.replace(tzinfo=timezone.utc) if moment.tzinfo is None else moment
+        if moment.tzinfo is None:
+            return moment.replace(tzinfo=timezone.utc)
+        return moment.astimezone(timezone.utc)  # PostgreSQL answers in the session's zone
 
 
 #: Surrogate keys: BIGINT on PostgreSQL, INTEGER (the rowid) on SQLite.

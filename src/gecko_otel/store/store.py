@@ -23,6 +23,7 @@ import uuid
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
+from types import MappingProxyType
 from typing import IO, Any, Final
 
 from sqlalchemy import (
@@ -810,7 +811,9 @@ def _record(row: Any) -> ExecutionRecord:
         int(m["records_collected"]),
         tuple(m["errors"] or ()),
         tuple(m["warnings"] or ()),
-        dict(m["metadata"] or {}),
+        MappingProxyType(
+            {k: tuple(v) if isinstance(v, list) else v for k, v in (m["metadata"] or {}).items()}
+        ),
         m["error_type"],
         m["error_message"],
         m["trace_id"],
