@@ -19,6 +19,8 @@ from __future__ import annotations
 import importlib.util
 import logging
 import os
+import sqlite3
+import time
 from importlib import resources
 from typing import Any, Final
 
@@ -150,7 +152,7 @@ def configure_sqlite(engine: Engine) -> None:
         cursor = dbapi_connection.cursor()
         try:
             cursor.execute(f"PRAGMA busy_timeout = {int(SQLITE_BUSY_TIMEOUT * 1000)}")
-            cursor.execute("PRAGMA journal_mode = WAL")
+            _set_wal(cursor)
             cursor.execute("PRAGMA synchronous = NORMAL")
             cursor.execute("PRAGMA foreign_keys = ON")
         finally:
@@ -162,6 +164,22 @@ def configure_sqlite(engine: Engine) -> None:
         connection.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
 
     engine._gecko_otel_sqlite = True  # type: ignore[attr-defined]
+
+
+def _set_wal(cursor: Any) -> None:
+    """``journal_mode = WAL``, retried: on a new file, connections opening it
+    together can get "database is locked" at once, without the busy timeout."""
+    deadline = time.monotonic() + SQLITE_BUSY_TIMEOUT
+    delay = 0.005
+    while True:
+        try:
+            cursor.execute("PRAGMA journal_mode = WAL")
+            return
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or time.monotonic() >= deadline:
+                raise
+            time.sleep(delay)
+            delay = min(delay * 2, 0.2)
 
 
 def current_revision(connection: Connection) -> str | None:
