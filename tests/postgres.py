@@ -194,11 +194,11 @@ def _can_reach(path: Path, user: _RunAs, want: int = 0) -> bool:
 
 
 def _open_ancestors(path: Path, user: _RunAs) -> None:
-    """Add o+rx to the ancestors of ``path`` that ``user`` cannot traverse (as pgserver does)."""
+    """Add o+x (traverse, not list) to the ancestors of ``path`` that ``user`` cannot traverse."""
     for parent in reversed(path.resolve().parents):
         st = parent.stat()
         if not _allowed(st, user, 1):
-            parent.chmod(stat.S_IMODE(st.st_mode) | stat.S_IROTH | stat.S_IXOTH)
+            parent.chmod(stat.S_IMODE(st.st_mode) | stat.S_IXOTH)
 
 
 def _open_tree(root: Path, executables: Iterable[Path]) -> None:
