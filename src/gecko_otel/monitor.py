@@ -245,7 +245,8 @@ class Monitor:
         self._store, self._writer = store, writer
         if ready:
             self._restore()
-        writer.maintain(seconds(config.retention_interval), self._retention)
+        writer.maintain("retention", seconds(config.retention_interval), self._retention)
+        writer.maintain("alert sync", seconds(config.watchdog_interval), self._sync_alerts)
         if metric_exporter is not None:
             metric_exporter.bind(store, writer)
         else:
@@ -432,6 +433,28 @@ class Monitor:
             return memory
         before = datetime.now(timezone.utc) - timedelta(seconds=age)
         return store.cleanup(runs_before=before, metrics_before=before, alerts_before=before)
+
+    def _sync_alerts(self) -> None:
+        """Apply acknowledgements and resolutions made in the store by others.
+
+        Runs on the writer thread every ``watchdog_interval``: an alert this
+        Monitor owns that another process (or the command line) acknowledged
+        or resolved in the database is acknowledged or resolved here too, so
+        repeats stop and handlers hear of the resolution.
+        """
+        store = self._store
+        alerting = self._alerting
+        if store is None:
+            return
+        local = {
+            alert.id: alert.state
+            for alert in alerting.alerts(level=None, collector_type=None, active_only=True)
+        }
+        for alert_id, state in store.alert_states(local).items():
+            if state is AlertState.RESOLVED:
+                alerting.resolve(alert_id)
+            elif state is AlertState.ACKNOWLEDGED and local[alert_id] is AlertState.FIRING:
+                alerting.acknowledge(alert_id)
 
     def _retention(self) -> None:
         """The automatic cleanup, run by the store writer every ``retention_interval``."""
@@ -671,7 +694,7 @@ class Monitor:
         """Acknowledge an active alert: no more repeats. False for an unknown or handled id.
 
         With a store, an alert of another process is acknowledged in the
-        database (its process keeps its own view until it restarts).
+        database, and its process applies it within ``watchdog_interval``.
         """
         if self._alerting.acknowledge(alert_id):
             return True

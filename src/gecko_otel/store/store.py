@@ -378,10 +378,39 @@ class Store:
 
     def _alert_upsert(self) -> Any:
         insert = self._dialect.insert(system_alerts)
-        return insert.on_conflict_do_update(
-            index_elements=["id"],
-            set_={c.name: insert.excluded[c.name] for c in system_alerts.c if c.name != "id"},
+        new = insert.excluded
+        set_: dict[str, Any] = {c.name: new[c.name] for c in system_alerts.c if c.name != "id"}
+        # An acknowledgement or resolution made elsewhere (another process,
+        # the command line) is not undone by the owner's next snapshot: a
+        # resolved row stays resolved, an acknowledged one stays acknowledged
+        # unless the alert escalates. The owner picks the change up itself.
+        resolved = _A.state == AlertState.RESOLVED.value
+        keep_ack = and_(
+            _A.state == AlertState.ACKNOWLEDGED.value,
+            new.state == AlertState.FIRING.value,
+            new.level == _A.level,
         )
+        set_["state"] = case((resolved, _A.state), (keep_ack, _A.state), else_=new.state)
+        set_["acknowledged_at"] = case(
+            (resolved, _A.acknowledged_at),
+            (keep_ack, _A.acknowledged_at),
+            else_=new.acknowledged_at,
+        )
+        set_["resolved_at"] = case((resolved, _A.resolved_at), else_=new.resolved_at)
+        return insert.on_conflict_do_update(index_elements=["id"], set_=set_)
+
+    def alert_states(self, ids: Iterable[str]) -> dict[str, AlertState]:
+        """The stored state of each of these alerts (ids not stored are left out)."""
+        wanted = list(ids)
+        if not wanted:
+            return {}
+        with self.engine.connect() as conn:
+            return {
+                alert_id: AlertState(state)
+                for alert_id, state in conn.execute(
+                    select(_A.id, _A.state).where(_A.id.in_(wanted))
+                )
+            }
 
     def _upsert_collector(self, conn: Connection, u: CollectorUpdate) -> None:
         insert = self._dialect.insert(collection_metadata).values(

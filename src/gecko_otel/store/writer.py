@@ -116,9 +116,8 @@ class StoreWriter:
         self.last_error: str | None = None
         self.available = True
         self._inflight = 0
-        self._maintenance: Callable[[], None] | None = None
-        self._maintenance_interval = 0.0
-        self._next_maintenance = 0.0
+        #: Periodic tasks: [name, interval, task, next due (monotonic)].
+        self._tasks: list[list[Any]] = []
         self._last_log = -LOG_EVERY
         self._last_drop_log = -LOG_EVERY
         self._unlogged = 0
@@ -209,30 +208,34 @@ class StoreWriter:
             "last_error": self.last_error,
         }
 
-    def maintain(self, interval: float, task: Callable[[], None]) -> None:
-        """Run ``task`` on the writer thread every ``interval`` seconds (retention)."""
-        self._maintenance = task
-        self._maintenance_interval = interval
-        self._next_maintenance = time.monotonic() + interval
+    def maintain(self, name: str, interval: float, task: Callable[[], None]) -> None:
+        """Run ``task`` on the writer thread every ``interval`` seconds (retention, alert sync).
+
+        ``name`` is what a log line calls it when the database is unavailable.
+        """
+        self._tasks.append([name, interval, task, time.monotonic() + interval])
         if self._thread is None:
             self._start()
 
     def _maintain(self) -> None:
-        task = self._maintenance
-        if task is None or time.monotonic() < self._next_maintenance:
-            return
-        self._next_maintenance = time.monotonic() + self._maintenance_interval
-        try:
-            task()
-        except Exception as exc:  # noqa: BLE001 - retention must not stop the writer
-            if is_transient(exc):
-                logger.warning(
-                    "gecko_otel: retention skipped, store unavailable (%s); next try in %.0f s",
-                    str(exc).splitlines()[0][:200],
-                    self._maintenance_interval,
-                )
-            else:
-                report_internal_error("StoreWriter retention", exc)
+        for entry in self._tasks:
+            name, interval, task, due = entry
+            now = time.monotonic()
+            if now < due:
+                continue
+            entry[3] = now + interval
+            try:
+                task()
+            except Exception as exc:  # noqa: BLE001 - a task must not stop the writer
+                if is_transient(exc):
+                    logger.warning(
+                        "gecko_otel: %s skipped, store unavailable (%s); next try in %.0f s",
+                        name,
+                        str(exc).splitlines()[0][:200],
+                        interval,
+                    )
+                else:
+                    report_internal_error(f"StoreWriter {name}", exc)
 
     # -- internals ---------------------------------------------------------------------
 
