@@ -633,7 +633,11 @@ class Store:
             return [_alert(row) for row in conn.execute(query)]
 
     def window_buckets(
-        self, since: datetime, width: float, service_name: str | None = None
+        self,
+        since: datetime,
+        width: float,
+        service_name: str | None = None,
+        longest_run: float = 86400.0,
     ) -> list[WindowBucket]:
         """Runs ended since ``since`` grouped per collector into ``width``-second buckets.
 
@@ -662,7 +666,13 @@ class Store:
                 func.count(_H.duration_seconds),
                 func.sum(_H.records_collected),
             )
-            .where(ended >= since, _H.status.not_in(_NOT_STARTED))
+            .where(
+                # The start bound lets the index narrow the scan; only a run
+                # longer than `longest_run` that ended after `since` is missed.
+                _H.start_time >= since - timedelta(seconds=longest_run),
+                ended >= since,
+                _H.status.not_in(_NOT_STARTED),
+            )
             .group_by(_H.collector_type, "bucket")
         )
         if service_name is not None:
