@@ -13,6 +13,7 @@ from __future__ import annotations
 import os
 import random
 import threading
+import time
 from collections.abc import Callable, Mapping
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any, Final
@@ -40,8 +41,15 @@ if hasattr(os, "register_at_fork"):
 
 
 def new_execution_id() -> str:
-    """A random 128-bit id as 32 hex digits (the form of a trace id)."""
-    return f"{_rng.getrandbits(128):032x}"
+    """A 128-bit id as 32 hex digits (the form of a trace id), ordered by time.
+
+    48 bits of Unix milliseconds, then 80 random bits (the layout of a
+    UUIDv7, without its version bits): ids made one after another sort one
+    after another, so the store's unique index on them grows at one end
+    instead of touching a random page per run (a third of a write's cost,
+    once the index outgrows the page cache).
+    """
+    return f"{time.time_ns() // 1_000_000:012x}{_rng.getrandbits(80):020x}"
 
 
 class Instrumentation:

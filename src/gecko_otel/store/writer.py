@@ -116,6 +116,9 @@ class StoreWriter:
         self.last_error: str | None = None
         self.available = True
         self._inflight = 0
+        #: flush() calls waiting: partial batches are written at once until they are done.
+        self._flushes = 0
+        self._flush_lock = threading.Lock()
         #: Periodic tasks: [name, interval, task, next due (monotonic)].
         self._tasks: list[list[Any]] = []
         self._last_log = -LOG_EVERY
@@ -159,6 +162,8 @@ class StoreWriter:
         if self._closed or (self._thread is None and not self._queue):
             return not self._queue
         done = threading.Event()
+        with self._flush_lock:
+            self._flushes += 1
         self._queue.append((_FLUSH, done))  # markers pass even when the queue is full
         if self._thread is None:
             self._start()
@@ -251,6 +256,8 @@ class StoreWriter:
 
     def _after_fork(self) -> None:
         # The parent writes what was queued; the child must not write it twice.
+        self._flushes = 0
+        self._flush_lock = threading.Lock()
         self._queue = deque()
         self._wake = threading.Event()
         self._stopping = threading.Event()
@@ -287,7 +294,7 @@ class StoreWriter:
         while self._queue:
             kind, item = self._queue.popleft()
             if kind == _FLUSH:
-                item.set()
+                self._flushed([item])
             else:
                 self.dropped[kind] = self.dropped.get(kind, 0) + 1
                 lost += 1
@@ -380,9 +387,15 @@ class StoreWriter:
                 self._report_drops(time.monotonic())
             break
         self._inflight = 0
-        for marker in markers:
-            marker.set()
+        self._flushed(markers)
         return True
+
+    def _flushed(self, markers: list[threading.Event]) -> None:
+        if markers:
+            with self._flush_lock:
+                self._flushes -= len(markers)
+            for marker in markers:
+                marker.set()
 
 
 #: Seconds the interpreter's exit waits for a writer that still has items.
@@ -396,8 +409,15 @@ def _flush_at_exit(ref: weakref.ref[StoreWriter]) -> None:
 
 
 def _run_writer(ref: weakref.ref[StoreWriter]) -> None:
-    """The writer thread: sleep an interval (or until woken), then write all that waits."""
+    """The writer thread: write batches as they fill, and what waits every interval.
+
+    A partial batch is written only when an interval passed without a batch
+    filling, or when a flush or shutdown waits for it: a writer that keeps up
+    must not fall into writing runs a few at a time, since most of what a
+    batch costs (transaction, collector upserts, health) is per batch.
+    """
     token = attach(set_value(_SUPPRESS_INSTRUMENTATION_KEY, True))
+    partial = False  # an interval passed: write what waits, full batch or not
     try:
         while True:
             writer = ref()
@@ -405,7 +425,13 @@ def _run_writer(ref: weakref.ref[StoreWriter]) -> None:
                 return  # the Monitor was collected
             wake, stopping, interval = writer._wake, writer._stopping, writer._interval
             wake.clear()  # before draining: a put() from now on wakes the next wait
-            while writer._queue:
+            while writer._queue and (
+                partial
+                or writer._flushes
+                or stopping.is_set()
+                or len(writer._queue) >= writer._batch
+            ):
+                partial = False
                 try:
                     if not writer._loop():
                         return
@@ -415,7 +441,7 @@ def _run_writer(ref: weakref.ref[StoreWriter]) -> None:
                 return
             writer._maintain()
             del writer  # hold the Monitor only weakly while asleep
-            wake.wait(interval)
+            partial = not wake.wait(interval)
     finally:
         with contextlib.suppress(Exception):
             detach(token)
