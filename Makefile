@@ -38,6 +38,7 @@ bench: $(BIN)/.installed
 	$(BIN)/python benchmarks/overhead.py
 	$(BIN)/python benchmarks/health.py
 	$(BIN)/python benchmarks/scheduled.py
+	$(BIN)/python benchmarks/store.py --quick
 
 clean:
 	rm -rf $(VENV) build dist src/*.egg-info .pytest_cache .mypy_cache .ruff_cache gecko_otel_demo.db gecko_otel_demo.db-wal gecko_otel_demo.db-shm
