@@ -449,6 +449,26 @@ def test_collector_type_from_a_mapping_or_a_callable(
         instrument_scheduler(first, monitor=captured.monitor)
 
 
+def test_job_ids_no_collector_type_could_hold_are_made_usable(
+    captured: CapturedRuns, schedulers: Callable[..., BackgroundScheduler]
+) -> None:
+    """A job id with NUL or over 255 characters still gets traced, under a usable name."""
+    long_id, other_long_id = "j" * 300, "j" * 299 + "k"
+    scheduler = schedulers()
+    for job_id in (long_id, other_long_id, "nul\x00id"):
+        scheduler.add_job(lambda: "ok", "interval", seconds=0.05, id=job_id)
+    instrument_scheduler(scheduler, monitor=captured.monitor)
+    scheduler.start()
+    runs_of(captured, "nul\ufffdid")
+    wait_until(lambda: len({r.collector_type for r in captured.runs}) == 3, what="three jobs")
+    scheduler.shutdown(wait=True)
+    names = {run.collector_type for run in captured.runs}
+    assert "nul\ufffdid" in names
+    long_names = sorted(n for n in names if n.startswith("jjj"))
+    assert len(long_names) == 2  # cut to the limit, kept apart by a hash of the whole id
+    assert all(len(n) == 255 for n in long_names)
+
+
 def test_broken_collector_type_callable_never_reaches_the_job(
     captured: CapturedRuns,
     schedulers: Callable[..., BackgroundScheduler],

@@ -87,10 +87,11 @@ def setup(
         config = config if config is not None else MonitorConfig.from_env()
         if isinstance(database_url, str):
             config = config.replace(database_url=database_url)
-        if config.database_url is not None:
-            from gecko_otel.store.engine import check_url  # noqa: PLC0415
+        database = database_url if database_url is not None else config.database_url
+        if database is not None:
+            from gecko_otel.store.engine import preflight  # noqa: PLC0415
 
-            check_url(config.database_url)  # a bad URL fails before any provider exists
+            preflight(database)  # a refused database fails before any provider exists
         alert_handlers = list(alert_handlers)
         for handler in alert_handlers:  # before any provider is created or installed
             if not callable(handler):
@@ -119,7 +120,7 @@ def setup(
             config=config,
             alert_handlers=alert_handlers,
             owned_providers=owned,
-            database=database_url if database_url is not None else config.database_url,
+            database=database,
             metric_exporter=store_metrics,
         )
         _state.install(monitor)

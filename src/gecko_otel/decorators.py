@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import contextvars
 import functools
+import hashlib
 import inspect
 from collections.abc import AsyncGenerator, Callable, Generator, Mapping
 from types import TracebackType
@@ -58,6 +59,19 @@ def _check_collector_type(collector_type: object) -> str:
             f"{collector_type[:40]!r}..."
         )
     return collector_type
+
+
+def usable_collector_type(name: str) -> str:
+    """``name`` made acceptable as a collector type (for names we did not choose, like job ids).
+
+    NUL characters become U+FFFD; a name over the limit is cut and ends in a
+    hash of the whole name, so two long names stay apart.
+    """
+    name = name.replace("\x00", "\ufffd")
+    if len(name) <= MAX_COLLECTOR_TYPE_LENGTH:
+        return name
+    digest = hashlib.sha256(name.encode("utf-8", "surrogatepass")).hexdigest()[:16]
+    return f"{name[: MAX_COLLECTOR_TYPE_LENGTH - 17]}~{digest}"
 
 
 def _check_attributes(attributes: object) -> Mapping[str, Any] | None:

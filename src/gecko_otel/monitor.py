@@ -442,10 +442,14 @@ class Monitor:
         or resolved in the database is acknowledged or resolved here too, so
         repeats stop and handlers hear of the resolution.
         """
-        store = self._store
+        store, writer = self._store, self._writer
         alerting = self._alerting
-        if store is None:
+        if store is None or writer is None:
             return
+        if not writer.available and not writer.pending():
+            # Unreachable at start and nothing written since: is it back?
+            store.ensure_schema()
+            writer.available = True
         local = {
             alert.id: alert.state
             for alert in alerting.alerts(level=None, collector_type=None, active_only=True)

@@ -32,7 +32,7 @@ from apscheduler.executors.pool import ProcessPoolExecutor
 
 from gecko_otel import _state, semconv
 from gecko_otel._internal import report_internal_error
-from gecko_otel.decorators import track_collection
+from gecko_otel.decorators import track_collection, usable_collector_type
 from gecko_otel.errors import ConfigError
 from gecko_otel.scheduling import _apscheduler_runs as runs
 from gecko_otel.scheduling._apscheduler_triggers import Schedule, crontab_of, schedule_of
@@ -135,23 +135,29 @@ class SchedulerHooks:
         return Plan(func, job.trigger, self._collector_type_of(job), False, attributes)
 
     def _collector_type_of(self, job: Any) -> str:
+        # Job ids and names chosen elsewhere may hold anything: made usable
+        # (NUL replaced, long ones cut with a hash) rather than refused.
+        job_id = usable_collector_type(str(job.id)) or "job"
         option = self.collector_type
         if option is None:
-            return str(job.id)
+            return job_id
         if isinstance(option, Mapping):
-            return option.get(job.id, str(job.id))
+            chosen = option.get(job.id)
+            if isinstance(chosen, str) and chosen.strip():
+                return usable_collector_type(chosen)
+            return job_id
         try:
             name = option(job)
         except Exception as exc:  # noqa: BLE001 - the user's callable; fall back to the id
             report_internal_error(f"collector_type callable for job {job.id!r}", exc)
-            return str(job.id)
+            return job_id
         if not isinstance(name, str) or not name.strip():
             report_internal_error(
                 f"collector_type callable for job {job.id!r}",
                 ConfigError(f"it returned {name!r}; it must return a non-empty string"),
             )
-            return str(job.id)
-        return name
+            return job_id
+        return usable_collector_type(name)
 
     def job_view(self, job: Any, plan: Plan, run_time: datetime, coroutine: bool) -> JobView:
         """``job`` with its function wrapped in a run for the scheduled time ``run_time``.
@@ -242,9 +248,10 @@ class SchedulerHooks:
         if job is not None:
             return self.plan(job).collector_type
         option = self.collector_type
-        if isinstance(option, Mapping):
-            return option.get(event.job_id, str(event.job_id))
-        return str(event.job_id)
+        chosen = option.get(event.job_id) if isinstance(option, Mapping) else None
+        if isinstance(chosen, str) and chosen.strip():
+            return usable_collector_type(chosen)
+        return usable_collector_type(str(event.job_id)) or "job"
 
     # -- expectations --
 

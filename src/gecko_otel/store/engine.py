@@ -182,6 +182,32 @@ def _set_wal(cursor: Any) -> None:
             delay = min(delay * 2, 0.2)
 
 
+def preflight(database: str | URL | Engine) -> None:
+    """Check a store before anything is built around it (``setup()`` calls this first).
+
+    The URL, the driver, and the schema (migrated now, so a database written
+    by a newer gecko-otel is refused here). An unreachable database is not
+    an error: the Monitor starts and its writer waits for it.
+
+    Raises:
+        ConfigError: The store cannot be used (see :func:`check_url`, :func:`migrate`).
+    """
+    from sqlalchemy.exc import DBAPIError  # noqa: PLC0415
+
+    from gecko_otel.store.writer import is_transient  # noqa: PLC0415
+
+    engine = database if isinstance(database, Engine) else create_store_engine(database)
+    try:
+        configure_sqlite(engine)
+        migrate(engine)
+    except DBAPIError as exc:
+        if not is_transient(exc):
+            raise
+    finally:
+        if engine is not database:
+            engine.dispose()
+
+
 def current_revision(connection: Connection) -> str | None:
     """The schema revision recorded in the database, or None for an empty one."""
     from alembic.runtime.migration import MigrationContext  # noqa: PLC0415 - Alembic is slow to import

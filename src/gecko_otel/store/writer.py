@@ -116,6 +116,7 @@ class StoreWriter:
         self.last_error: str | None = None
         self.available = True
         self._inflight = 0
+        self._inflight_items: list[tuple[str, Any]] = []
         #: flush() calls waiting: partial batches are written at once until they are done.
         self._flushes = 0
         self._flush_lock = threading.Lock()
@@ -182,6 +183,11 @@ class StoreWriter:
         if thread is not None and thread is not threading.current_thread():
             thread.join(timeout=max(1.0, timeout))
         lost = self._count_left()
+        if thread is not None and thread.is_alive() and self._inflight:
+            # Still stuck writing (a lock held elsewhere): that batch is lost too.
+            for kind, _ in self._inflight_items:
+                self.dropped[kind] = self.dropped.get(kind, 0) + 1
+                lost += 1
         self._report_drops(time.monotonic())
         if lost:
             logger.error(
@@ -355,6 +361,7 @@ class StoreWriter:
         """One pass: write one batch (retrying while the database is down). False to stop."""
         items, markers = self._take()
         self._inflight = len(items)
+        self._inflight_items = items
         backoff = BACKOFF_START
         while items:
             try:
