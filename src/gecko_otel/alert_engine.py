@@ -249,8 +249,12 @@ class AlertEngine:
                     ):
                         self._deliver(live, Notification.REPEAT, now)
 
-    def restore(self, alerts: Iterable[tuple[Alert, AlertLevel | None]]) -> int:
-        """Take back active alerts from the store after a restart; how many.
+    def restore(self, alerts: Iterable[tuple[Alert, AlertLevel | None]]) -> tuple[int, list[str]]:
+        """Take back active alerts from the store after a restart.
+
+        Returns how many were taken back, and the ids of older alerts of
+        the same (collector, rule) that the newest one replaced (replicas
+        of one service can each have fired it): the caller resolves those.
 
         They keep their id, level, state, times and notification count, so
         a condition that still holds updates the same alert instead of
@@ -258,6 +262,7 @@ class AlertEngine:
         Resolved alerts and (collector, rule) pairs already active are skipped.
         """
         restored = 0
+        superseded: list[str] = []
         with self._lock:
             for alert, notified_level in sorted(alerts, key=lambda a: a[0].timestamp):
                 if alert.state is AlertState.RESOLVED or alert.id in self._by_id:
@@ -281,10 +286,12 @@ class AlertEngine:
                 previous = group.get(alert.rule)
                 if previous is not None:
                     self._by_id.pop(previous.id, None)  # the newer one wins
+                    superseded.append(previous.id)
+                    restored -= 1
                 group[alert.rule] = live
                 self._by_id[live.id] = live
                 restored += 1
-        return restored
+        return restored, superseded
 
     # -- user actions ------------------------------------------------------------
 

@@ -208,6 +208,7 @@ class HealthEvaluator:
         last_failure: float | None,
         consecutive_failures: int,
         total_executions: int,
+        skipped_at: float | None = None,
     ) -> bool:
         """Rebuild a collector's state from the store after a restart.
 
@@ -223,6 +224,12 @@ class HealthEvaluator:
         with state.lock:
             if state.total_executions:
                 return False
+            if first_seen is not None:
+                # A configured collector's state exists from the start, with
+                # the Monitor's start as first seen; the stored one is older.
+                state.first_seen = min(state.first_seen, first_seen)
+            if skipped_at is not None:
+                state.skipped, state.skipped_at = True, skipped_at
             current = int(now // self._width)
             for bucket, total, ok, dur_sum, dur_count, records in sorted(buckets):
                 if bucket <= current - BUCKETS or bucket > current:

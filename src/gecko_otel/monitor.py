@@ -14,6 +14,7 @@ import os
 import re
 import threading
 import time
+import weakref
 from collections.abc import Callable, Iterable, Mapping
 from datetime import datetime, timedelta, timezone, tzinfo
 from types import MappingProxyType
@@ -72,6 +73,32 @@ _INSTRUMENT_NAME: Final = re.compile(r"[A-Za-z][A-Za-z0-9_.\-/]{0,254}")
 
 class _NoStore(Exception):
     """Stands for the database error type while no store is open."""
+
+
+def _weak_method(obj: object, name: str) -> Callable[[], None]:
+    """``obj.<name>()`` without keeping ``obj`` alive (a no-op once it is gone)."""
+    ref = weakref.ref(obj)
+
+    def call() -> None:
+        target = ref()
+        if target is not None:
+            getattr(target, name)()
+
+    return call
+
+
+def _open_overlap(runs: list[FinishedRun]) -> float | None:
+    """When the last skip happened, if no run started after it (unix seconds), else None."""
+    skipped = [r.start_ns for r in runs if r.status is ExecutionStatus.SKIPPED]
+    if not skipped:
+        return None
+    last = max(skipped)
+    if any(
+        r.start_ns > last and r.status not in (ExecutionStatus.MISSED, ExecutionStatus.SKIPPED)
+        for r in runs
+    ):
+        return None
+    return last / 1e9
 
 
 def _timestamp(moment: datetime | None) -> float | None:
@@ -172,6 +199,7 @@ class Monitor:
         self._last_fallback_log = -FALLBACK_LOG_EVERY
         self._store: Store | None = None
         self._writer: StoreWriter | None = None
+        self._metric_exporter: StoreMetricExporter | None = None
         if opened is not None:
             self._start_store(*opened, metric_exporter)
 
@@ -244,9 +272,18 @@ class Monitor:
         writer.available = ready  # reads answer from memory until a write succeeds
         self._store, self._writer = store, writer
         if ready:
-            self._restore()
+            try:
+                self._restore()
+            except self._db_error as exc:
+                logger.warning(
+                    "gecko_otel: could not rebuild health and alerts from %s (%s); starting empty",
+                    store.describe(),
+                    str(exc).splitlines()[0][:200],
+                )
         writer.maintain("retention", seconds(config.retention_interval), self._retention)
         writer.maintain("alert sync", seconds(config.watchdog_interval), self._sync_alerts)
+        self._metric_exporter = metric_exporter
+        writer.before_exit = _weak_method(self, "_before_store_exit")
         if metric_exporter is not None:
             metric_exporter.bind(store, writer)
         else:
@@ -255,6 +292,15 @@ class Monitor:
                 "MeterProvider was not created by setup(); see store_metric_reader()"
             )
         self._alerting.engine.on_change = self._alert_changed
+
+    def _before_store_exit(self) -> None:
+        """At interpreter exit, before the writer's last flush: collect the last metric
+        points into it, then stop taking more (providers shut down after us would
+        otherwise hand their final collection to a closed writer)."""
+        if not self._shutdown:
+            self._flush(5_000, store=False)
+        if self._metric_exporter is not None:
+            self._metric_exporter.shutdown()
 
     def _alert_changed(self, alert: Alert, notified_level: AlertLevel) -> None:
         store, writer = self._store, self._writer
@@ -288,8 +334,11 @@ class Monitor:
             # This service's collectors: the rows it wrote last, and those it
             # ran within the window even if another service wrote last.
             rows = store.collectors(service_name=service, names=buckets)
+            per_collector = min(self.config.max_history_per_collector, RESTORED_RUNS)
+            latest = store.latest_runs([r.collector_type for r in rows], per_collector, service)
             restored = []
             for row in rows:
+                runs = latest.get(row.collector_type, [])
                 if evaluator.restore(
                     row.collector_type,
                     now=now,
@@ -299,12 +348,19 @@ class Monitor:
                     last_failure=_timestamp(row.last_failure),
                     consecutive_failures=row.consecutive_failures,
                     total_executions=row.total_executions,
+                    skipped_at=_open_overlap(runs),
                 ):
                     restored.append(row.collector_type)
-            per_collector = min(self.config.max_history_per_collector, RESTORED_RUNS)
-            for runs in store.latest_runs(restored, per_collector, service).values():
-                self._history.restore(runs)
-            alerts = alerting.engine.restore(store.alerts(active_only=True, service_name=service))
+                    self._history.restore(runs)
+            alerts, superseded = alerting.engine.restore(
+                store.alerts(active_only=True, service_name=service)
+            )
+        for alert_id in superseded:
+            # Two replicas fired the same rule: the older alert must not stay
+            # active in the store for ever once the survivor resolves.
+            store.set_alert_state(
+                alert_id, AlertState.RESOLVED, datetime.fromtimestamp(now, timezone.utc)
+            )
         if restored or alerts:
             logger.info(
                 "gecko_otel: restored %d collectors and %d active alerts from %s",
@@ -451,13 +507,19 @@ class Monitor:
             store.ensure_schema()
             writer.available = True
         local = {
-            alert.id: alert.state
+            alert.id: alert
             for alert in alerting.alerts(level=None, collector_type=None, active_only=True)
         }
-        for alert_id, state in store.alert_states(local).items():
+        for alert_id, (state, level) in store.alert_states(local).items():
+            mine = local[alert_id]
             if state is AlertState.RESOLVED:
                 alerting.resolve(alert_id)
-            elif state is AlertState.ACKNOWLEDGED and local[alert_id] is AlertState.FIRING:
+            elif (
+                state is AlertState.ACKNOWLEDGED
+                and mine.state is AlertState.FIRING
+                # An escalation not yet written is not what was acknowledged.
+                and level is mine.level
+            ):
                 alerting.acknowledge(alert_id)
 
     def _retention(self) -> None:
@@ -986,6 +1048,8 @@ class Monitor:
             # Last: the final metric collection and alert changes are queued by now.
             self._writer.shutdown(STORE_SHUTDOWN_TIMEOUT)
             self._store.close()
+            if self._metric_exporter is not None:
+                self._metric_exporter.shutdown()  # later collections have nowhere to go
 
     @property
     def is_shutdown(self) -> bool:

@@ -44,6 +44,11 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    path = engine.url.database if engine.dialect.name == "sqlite" else None
+    if args.command == "current" and path and not os.path.exists(path):
+        engine.dispose()  # a mistyped path must not leave an empty database behind
+        print(f"error: no database file at {path}", file=sys.stderr)
+        return 1
     try:
         if args.command == "migrate":
             revision = migrate(engine)

@@ -19,6 +19,7 @@ import csv
 import functools
 import json
 import logging
+import math
 import sqlite3
 import threading
 import uuid
@@ -29,10 +30,10 @@ from types import MappingProxyType
 from typing import IO, Any, Final
 
 from sqlalchemy import (
+    BigInteger,
     ColumnElement,
     Connection,
     Engine,
-    Integer,
     Select,
     String,
     and_,
@@ -42,6 +43,8 @@ from sqlalchemy import (
     cast,
     delete,
     func,
+    literal,
+    or_,
     select,
     update,
 )
@@ -117,6 +120,11 @@ def clean_text(value: str | None, limit: int | None = None) -> str | None:
     """Text a database accepts: NUL characters replaced (PostgreSQL refuses them), cut."""
     if value is None:
         return None
+    if not value.isascii():
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:  # lone surrogates, e.g. from os.fsdecode()
+            value = value.encode("utf-8", "replace").decode("utf-8")
     if "\x00" in value:
         value = value.replace("\x00", "\ufffd")
     return value[:limit] if limit is not None and len(value) > limit else value
@@ -125,6 +133,8 @@ def clean_text(value: str | None, limit: int | None = None) -> str | None:
 def _clean_json(value: Any) -> Any:
     if isinstance(value, str):
         return clean_text(value)
+    if isinstance(value, float) and not math.isfinite(value):
+        return repr(value)  # JSON has no NaN or Infinity; PostgreSQL refuses them
     if isinstance(value, Mapping):
         return {clean_text(str(k)): _clean_json(v) for k, v in value.items()}
     if isinstance(value, list | tuple):
@@ -337,14 +347,19 @@ class Store:
                         update_.health_status, update_.health_score = health.get(name, (None, None))
                     update_.add(run)
                 now = datetime.now(timezone.utc)
+                # Sorted, so two writers lock the rows in the same order.
+                ordered = sorted(updates.values(), key=lambda u: u.collector_type)
                 for reset in (False, True):  # one executemany per kind of upsert
-                    rows = [
-                        self._collector_row(u, now)
-                        for u in updates.values()
-                        if u.reset_streak is reset
-                    ]
+                    rows = [self._collector_row(u, now) for u in ordered if u.reset_streak is reset]
                     if rows:
                         conn.execute(self._statement("reset" if reset else "add"), rows)
+                if ordered:
+                    # Batches of several processes interleave: the streak is
+                    # what the stored runs say, failures after the last success
+                    # (two short index range scans per collector).
+                    conn.execute(
+                        self._statement("streak"), [{"c": u.collector_type} for u in ordered]
+                    )
             if latest:
                 conn.execute(self._alert_upsert(), list(latest.values()))
             if metrics:
@@ -489,16 +504,16 @@ class Store:
         set_["resolved_at"] = case((resolved, _A.resolved_at), else_=new.resolved_at)
         return insert.on_conflict_do_update(index_elements=["id"], set_=set_)
 
-    def alert_states(self, ids: Iterable[str]) -> dict[str, AlertState]:
-        """The stored state of each of these alerts (ids not stored are left out)."""
+    def alert_states(self, ids: Iterable[str]) -> dict[str, tuple[AlertState, AlertLevel]]:
+        """The stored state and level of each of these alerts (ids not stored are left out)."""
         wanted = list(ids)
         if not wanted:
             return {}
         with self.engine.connect() as conn:
             return {
-                alert_id: AlertState(state)
-                for alert_id, state in conn.execute(
-                    select(_A.id, _A.state).where(_A.id.in_(wanted))
+                alert_id: (AlertState(state), AlertLevel(level))
+                for alert_id, state, level in conn.execute(
+                    select(_A.id, _A.state, _A.level).where(_A.id.in_(wanted))
                 )
             }
 
@@ -510,6 +525,8 @@ class Store:
                 statement = self._dialect.insert(execution_history).on_conflict_do_nothing(
                     index_elements=["execution_id"]
                 )
+            elif name == "streak":
+                statement = _streak_update()
             else:
                 statement = self._collector_upsert(reset_streak=name == "reset")
             self._statements[name] = statement
@@ -751,16 +768,18 @@ class Store:
         the evaluator leaves them out.
         """
         ended = func.coalesce(_H.end_time, _H.start_time)
+        bucket: ColumnElement[Any]
         if self.backend == "postgresql":
-            epoch: ColumnElement[Any] = func.extract("epoch", ended)
+            bucket = cast(func.floor(func.extract("epoch", ended) / width), BigInteger)
         else:
-            epoch = (func.julianday(ended) - 2440587.5) * 86400.0
-        # Unix times are positive, so truncating is flooring.
-        bucket = (
-            cast(func.floor(epoch / width), Integer)
-            if self.backend == "postgresql"
-            else (cast(epoch / width, Integer))
-        )
+            # Exact microseconds from the stored text ('YYYY-MM-DD HH:MM:SS.ffffff'):
+            # julianday() is a double, a few microseconds off, which moved runs
+            # ending on a bucket boundary into the bucket before. Integer division
+            # of positive integers floors.
+            epoch_us = cast(func.strftime("%s", ended), BigInteger) * 1_000_000 + cast(
+                func.substr(ended, 21, 6), BigInteger
+            )
+            bucket = epoch_us // max(1, round(width * 1_000_000))
         query = (
             select(
                 _H.collector_type,
@@ -951,8 +970,45 @@ def _json_text(value: Any, empty: str) -> str:
     if not value:
         return empty
     text = json.dumps(value)
-    # json.dumps escapes NUL as \u0000: clean only when there is one.
-    return json.dumps(_clean_json(value)) if "\\u0000" in text else text
+    # json.dumps escapes NUL as \u0000 and writes NaN/Infinity bare: clean
+    # only when there is one.
+    if "\\u0000" in text or "NaN" in text or "Infinity" in text:
+        return json.dumps(_clean_json(value))
+    return text
+
+
+def _streak_update() -> Any:
+    """Set ``consecutive_failures`` of collector ``:c`` from its stored runs."""
+    ok = execution_history.alias("ok")
+    last_success = (
+        select(ok.c.start_time)
+        .where(
+            ok.c.collector_type == bindparam("c"),
+            or_(*(ok.c.status == v for v in _OK_STATUSES)),
+        )
+        .order_by(ok.c.start_time.desc())
+        .limit(1)
+        .scalar_subquery()
+    )
+    failures = (
+        select(func.count())
+        .select_from(execution_history)
+        .where(
+            _H.collector_type == bindparam("c"),
+            # No IN (...): its expanding parameters cannot be used with executemany.
+            or_(*(_H.status == v for v in _ERROR_STATUSES)),
+            _H.start_time > func.coalesce(last_success, literal(_EPOCH_UTC, UTCDateTime())),
+        )
+        .scalar_subquery()
+    )
+    return (
+        update(collection_metadata)
+        .where(_M.collector_type == bindparam("c"))
+        .values(consecutive_failures=failures)
+    )
+
+
+_EPOCH_UTC: Final = datetime(1970, 1, 1, tzinfo=timezone.utc)
 
 
 def _earliest(current: Any, new: Any) -> ColumnElement[Any]:

@@ -26,6 +26,7 @@ from __future__ import annotations
 import atexit
 import contextlib
 import logging
+import multiprocessing.util
 import os
 import threading
 import time
@@ -61,6 +62,16 @@ BACKOFF_START: Final = 0.1
 BACKOFF_MAX: Final = 30.0
 #: Seconds between log lines about losses and outages (the counters count all).
 LOG_EVERY: Final = 60.0
+
+
+class _Flush(threading.Event):
+    """A flush marker: set when what was queued before it is written, or given up."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        #: False when the items before it were counted as lost instead.
+        self.stored = True
+
 
 HealthOf = Callable[[str], tuple[str | None, float | None]]
 
@@ -116,7 +127,10 @@ class StoreWriter:
         self.last_error: str | None = None
         self.available = True
         self._inflight = 0
-        self._inflight_items: list[tuple[str, Any]] = []
+        self._count_lock = threading.Lock()
+        self._creator_pid = os.getpid()
+        #: Called before the exit flush (the Monitor collects its last metric points).
+        self.before_exit: Callable[[], None] | None = None
         #: flush() calls waiting: partial batches are written at once until they are done.
         self._flushes = 0
         self._flush_lock = threading.Lock()
@@ -162,14 +176,14 @@ class StoreWriter:
         """
         if self._closed or (self._thread is None and not self._queue):
             return not self._queue
-        done = threading.Event()
+        done = _Flush()
         with self._flush_lock:
             self._flushes += 1
         self._queue.append((_FLUSH, done))  # markers pass even when the queue is full
         if self._thread is None:
             self._start()
         self._wake.set()
-        return done.wait(timeout)
+        return done.wait(timeout) and done.stored
 
     def shutdown(self, timeout: float = 10.0) -> bool:
         """Flush for at most ``timeout`` seconds, then stop; what is left is counted as lost."""
@@ -182,12 +196,9 @@ class StoreWriter:
         thread = self._thread
         if thread is not None and thread is not threading.current_thread():
             thread.join(timeout=max(1.0, timeout))
+        # A batch still being written when the wait ended is the thread's to
+        # count: it may yet be stored (a lock released late), or come back.
         lost = self._count_left()
-        if thread is not None and thread.is_alive() and self._inflight:
-            # Still stuck writing (a lock held elsewhere): that batch is lost too.
-            for kind, _ in self._inflight_items:
-                self.dropped[kind] = self.dropped.get(kind, 0) + 1
-                lost += 1
         self._report_drops(time.monotonic())
         if lost:
             logger.error(
@@ -254,6 +265,13 @@ class StoreWriter:
         with self._start_lock:
             if self._thread is not None or self._closed:
                 return
+            if os.getpid() != self._creator_pid:
+                # A multiprocessing child ends with os._exit(): no atexit. Its
+                # finalizers run, and the registry is cleared as it starts, so
+                # the flush is registered here, when the child first writes.
+                multiprocessing.util.Finalize(
+                    self, _flush_at_exit, args=(weakref.ref(self),), exitpriority=10
+                )
             thread = threading.Thread(
                 target=_run_writer, args=(weakref.ref(self),), name="gecko-otel-store", daemon=True
             )
@@ -270,6 +288,11 @@ class StoreWriter:
         self._start_lock = threading.Lock()
         self._thread = None
         self._pid = os.getpid()
+        self._count_lock = threading.Lock()
+        # The child's own figures: the parent's stay the parent's.
+        self.dropped = dict.fromkeys(self.dropped, 0)
+        self.written = dict.fromkeys(self.written, 0)
+        self.rejected = self.failures = self._inflight = self._unlogged = 0
         self.store.after_fork()
 
     def _drop(self, kind: str, n: int) -> None:
@@ -300,7 +323,7 @@ class StoreWriter:
         while self._queue:
             kind, item = self._queue.popleft()
             if kind == _FLUSH:
-                self._flushed([item])
+                self._flushed([item], stored=False)
             else:
                 self.dropped[kind] = self.dropped.get(kind, 0) + 1
                 lost += 1
@@ -319,10 +342,10 @@ class StoreWriter:
             str(exc).splitlines()[0][:300],
         )
 
-    def _take(self) -> tuple[list[tuple[str, Any]], list[threading.Event]]:
+    def _take(self) -> tuple[list[tuple[str, Any]], list[_Flush]]:
         """Up to one batch of items, and the flush markers met before the next item."""
         items: list[tuple[str, Any]] = []
-        markers: list[threading.Event] = []
+        markers: list[_Flush] = []
         queue = self._queue
         while len(items) < self._batch:
             try:
@@ -345,14 +368,17 @@ class StoreWriter:
         except Exception as exc:
             if is_transient(exc) or len(items) == 1:
                 raise
-            # One bad row must not cost the batch: write them one by one.
-            for one in items:
+            # One bad row must not cost the batch: write them one by one,
+            # consuming the list, so a retry after a transient error repeats
+            # none of the rows already written or refused.
+            while items:
                 try:
-                    self._write([one])
+                    self._write([items[0]])
                 except Exception as single:
                     if is_transient(single):
                         raise
-                    self._reject(one[0], 1, single)
+                    self._reject(items[0][0], 1, single)
+                del items[0]
             return
         for kind, n in ((RUN, len(runs)), (ALERT, len(alerts)), (METRIC, len(metrics))):
             self.written[kind] += n
@@ -361,7 +387,6 @@ class StoreWriter:
         """One pass: write one batch (retrying while the database is down). False to stop."""
         items, markers = self._take()
         self._inflight = len(items)
-        self._inflight_items = items
         backoff = BACKOFF_START
         while items:
             try:
@@ -382,9 +407,13 @@ class StoreWriter:
                     )
                 self.available = False
                 if self._stopping.wait(backoff):
-                    # Shutting down: keep the batch for shutdown() to count.
+                    # Shutting down: the batch goes back, to be counted as lost
+                    # (here if shutdown() stopped waiting for this thread).
                     self._queue.extendleft(reversed(items))
                     self._inflight = 0
+                    self._flushed(markers, stored=False)
+                    if self._closed:
+                        self._count_left()
                     return False
                 backoff = min(backoff * 2, BACKOFF_MAX)
                 continue
@@ -397,11 +426,12 @@ class StoreWriter:
         self._flushed(markers)
         return True
 
-    def _flushed(self, markers: list[threading.Event]) -> None:
+    def _flushed(self, markers: list[_Flush], *, stored: bool = True) -> None:
         if markers:
             with self._flush_lock:
                 self._flushes -= len(markers)
             for marker in markers:
+                marker.stored = stored
                 marker.set()
 
 
@@ -411,8 +441,15 @@ EXIT_TIMEOUT: Final = 10.0
 
 def _flush_at_exit(ref: weakref.ref[StoreWriter]) -> None:
     writer = ref()
-    if writer is not None and not writer._closed and writer._pid == os.getpid():
-        writer.shutdown(EXIT_TIMEOUT)
+    if writer is None or writer._closed or writer._pid != os.getpid():
+        return
+    before = writer.before_exit
+    if before is not None:
+        try:
+            before()
+        except Exception as exc:  # noqa: BLE001 - the flush below matters more
+            report_internal_error("StoreWriter exit flush", exc)
+    writer.shutdown(EXIT_TIMEOUT)
 
 
 def _run_writer(ref: weakref.ref[StoreWriter]) -> None:
