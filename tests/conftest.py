@@ -8,8 +8,10 @@ from pathlib import Path
 from uuid import uuid4
 
 import pytest
+from sqlalchemy import Engine
 
 from gecko_otel import _internal, _state
+from gecko_otel.store.engine import create_store_engine
 from gecko_otel.testing import CapturedRuns, capture_runs
 from postgres import PostgresServer, find_binaries
 
@@ -134,3 +136,13 @@ def private_postgres(tmp_path: Path) -> Iterator[PostgresServer]:
     bin_dir = _postgres_binaries()
     with PostgresServer(tmp_path / "postgres", bin_dir=bin_dir) as server:
         yield server
+
+
+@pytest.fixture
+def engine(store_url: str) -> Iterator[Engine]:
+    """Our own engine on the test's database, to read (and plant) rows directly."""
+    own = create_store_engine(store_url)
+    try:
+        yield own
+    finally:
+        own.dispose()

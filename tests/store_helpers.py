@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import json
+import subprocess
+import sys
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from datetime import datetime, timedelta, timezone
@@ -222,3 +225,34 @@ class StatementLog:
     def count(self, prefix: str) -> int:
         """Statements starting with ``prefix`` (case-insensitive)."""
         return sum(s.upper().startswith(prefix.upper()) for s in self.statements)
+
+
+_SETUP_IN_A_CHILD = """
+import json, sys, gecko_otel
+from opentelemetry import metrics, trace
+error = None
+try:
+    gecko_otel.setup("svc", database_url=sys.argv[1])
+except gecko_otel.ConfigError as exc:
+    error = str(exc)
+print(json.dumps({
+    "error": error,
+    "tracer": type(trace.get_tracer_provider()).__name__,
+    "meter": type(metrics.get_meter_provider()).__name__,
+}))
+"""
+
+
+def setup_in_a_child(url: str) -> dict[str, Any]:
+    """``gecko_otel.setup(database_url=url)`` in a fresh interpreter: the ConfigError
+    it raised (or None) and the types of the global providers afterwards."""
+    done = subprocess.run(
+        [sys.executable, "-c", _SETUP_IN_A_CHILD, url],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    result: dict[str, Any] = json.loads(done.stdout.strip().splitlines()[-1])
+    return result

@@ -13,12 +13,8 @@ import csv
 import io
 import json
 import re
-import subprocess
-import sys
-import textwrap
 import time
 from collections import Counter
-from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
@@ -34,7 +30,6 @@ import gecko_otel
 from gecko_otel import AlertState, ConfigError, ExecutionStatus, track_collection
 from gecko_otel.history import duration_key
 from gecko_otel.records import utc_ns
-from gecko_otel.store.engine import create_store_engine
 from gecko_otel.store.schema import (
     VERSION_TABLE,
     collection_metadata,
@@ -54,6 +49,7 @@ from store_helpers import (
     finished,
     metric_point,
     rows,
+    setup_in_a_child,
     stored_monitor,
     utc,
 )
@@ -62,16 +58,6 @@ OK = ExecutionStatus.SUCCESS
 HEX32 = re.compile(r"[0-9a-f]{32}")
 HEX16 = re.compile(r"[0-9a-f]{16}")
 TABLES = {"execution_history", "performance_metrics", "system_alerts", "collection_metadata"}
-
-
-@pytest.fixture
-def engine(store_url: str) -> Iterator[Engine]:
-    """Our own engine on the test's database, to read (and plant) rows directly."""
-    own = create_store_engine(store_url)
-    try:
-        yield own
-    finally:
-        own.dispose()
 
 
 @pytest.fixture
@@ -995,27 +981,7 @@ def test_setup_rejects_unusable_database_urls(url: str, message: str) -> None:
 
 def test_setup_with_an_unusable_database_leaves_no_providers_behind(tmp_path: Path) -> None:
     """The error comes before setup() creates and installs providers of its own."""
-    code = textwrap.dedent(
-        """
-        import json, sys, gecko_otel
-        from opentelemetry import metrics, trace
-        try:
-            gecko_otel.setup("svc", database_url=sys.argv[1])
-        except gecko_otel.ConfigError as exc:
-            error = str(exc)
-        print(json.dumps({
-            "error": error,
-            "tracer": type(trace.get_tracer_provider()).__name__,
-            "meter": type(metrics.get_meter_provider()).__name__,
-        }))
-        """
-    )
-    url = f"sqlite:///{tmp_path / 'missing' / 'gecko.db'}"
-    done = subprocess.run(
-        [sys.executable, "-c", code, url], capture_output=True, text=True, timeout=60, check=False
-    )
-    assert done.returncode == 0, done.stderr
-    out = json.loads(done.stdout.strip().splitlines()[-1])
+    out = setup_in_a_child(f"sqlite:///{tmp_path / 'missing' / 'gecko.db'}")
     assert "does not exist" in out["error"]
     assert out["tracer"] == "ProxyTracerProvider"
     assert out["meter"] == "_ProxyMeterProvider"

@@ -10,7 +10,6 @@ from __future__ import annotations
 import gc
 import threading
 import time
-from collections.abc import Iterator
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
@@ -35,15 +34,6 @@ from store_helpers import StatementLog, metric_point, rows, stored_monitor
 
 TABLES = ["collection_metadata", "execution_history", "performance_metrics", "system_alerts"]
 T0 = datetime(2025, 6, 1, 12, 0, tzinfo=timezone.utc)
-
-
-@pytest.fixture
-def engine(store_url: str) -> Iterator[Engine]:
-    own = create_store_engine(store_url)
-    try:
-        yield own
-    finally:
-        own.dispose()
 
 
 def versions(engine: Engine) -> list[str]:

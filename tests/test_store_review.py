@@ -11,7 +11,6 @@ import sys
 import textwrap
 import threading
 import time
-from collections.abc import Iterator
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
@@ -39,15 +38,6 @@ from gecko_otel.testing import FakeClock
 from runs import run
 from store_helpers import direct_store, finished, metric_point, rows, stored_monitor
 from store_procs import build_monitor, one_run, sql_rows
-
-
-@pytest.fixture
-def engine(store_url: str) -> Iterator[Engine]:
-    own = create_store_engine(store_url)
-    try:
-        yield own
-    finally:
-        own.dispose()
 
 
 def test_nan_metadata_run_is_stored(store_url: str, engine: Engine) -> None:

@@ -2,10 +2,6 @@
 
 from __future__ import annotations
 
-import json
-import subprocess
-import sys
-import textwrap
 import time
 from pathlib import Path
 
@@ -18,24 +14,7 @@ import gecko_otel
 from gecko_otel.store.engine import migrate
 from postgres import PostgresServer
 from runs import run
-from store_helpers import stored_monitor
-
-_SETUP_IN_A_CHILD = textwrap.dedent(
-    """
-    import json, sys, gecko_otel
-    from opentelemetry import metrics, trace
-    error = None
-    try:
-        gecko_otel.setup("svc", database_url=sys.argv[1])
-    except gecko_otel.ConfigError as exc:
-        error = str(exc)
-    print(json.dumps({
-        "error": error,
-        "tracer": type(trace.get_tracer_provider()).__name__,
-        "meter": type(metrics.get_meter_provider()).__name__,
-    }))
-    """
-)
+from store_helpers import setup_in_a_child, stored_monitor
 
 
 def test_a_newer_schema_is_refused_before_setup_creates_providers(tmp_path: Path) -> None:
@@ -47,15 +26,7 @@ def test_a_newer_schema_is_refused_before_setup_creates_providers(tmp_path: Path
             conn.execute(text("UPDATE gecko_otel_schema_version SET version_num = '9999'"))
     finally:
         engine.dispose()
-    done = subprocess.run(
-        [sys.executable, "-c", _SETUP_IN_A_CHILD, url],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
-    assert done.returncode == 0, done.stderr
-    out = json.loads(done.stdout.strip().splitlines()[-1])
+    out = setup_in_a_child(url)
     assert "newer version" in out["error"]
     assert out["tracer"] == "ProxyTracerProvider"
     assert out["meter"] == "_ProxyMeterProvider"
