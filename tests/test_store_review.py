@@ -72,12 +72,13 @@ def test_undecodable_path_in_error_message_is_stored(
         assert m.system_health().dropped["store_rejected"] == 0
         [record] = m.history("files")
         assert record.status is ExecutionStatus.FAILURE
+        assert record.error_message == "no such file: /data/pools-\ufffd.csv"
     assert internal_errors == []
     assert len(rows(engine, execution_history)) == 1
 
 
 def test_runs_at_shutdown_while_sqlite_is_locked_are_stored_or_counted_once(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
     """Another connection holds the write lock (a backup, a long migration) at shutdown,
     and lets go just after: the writer, still inside its BEGIN IMMEDIATE, then writes the
@@ -104,6 +105,8 @@ def test_runs_at_shutdown_while_sqlite_is_locked_are_stored_or_counted_once(
         locker.close()
     [(count,)] = sql_rows(url, "SELECT count(*) FROM execution_history")
     assert count + dropped == 20, f"{count} stored and {dropped} counted as lost, of 20"
+    if dropped:  # every loss at shutdown is logged, whoever counted it
+        assert any("not written" in r.getMessage() for r in caplog.records)
 
 
 def test_a_retried_batch_after_a_split_does_not_duplicate_metric_points(

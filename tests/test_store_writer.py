@@ -2,12 +2,18 @@
 
 from __future__ import annotations
 
+import sqlite3
+import time
+from pathlib import Path
 from typing import Any
 
+import pytest
 from opentelemetry import context
 from opentelemetry.context import _SUPPRESS_INSTRUMENTATION_KEY
 from sqlalchemy import event
 
+import gecko_otel.monitor
+import gecko_otel.store.engine
 from gecko_otel.store.engine import create_store_engine
 from runs import run
 from store_helpers import stored_monitor
@@ -46,3 +52,32 @@ def test_a_full_queue_drops_and_counts_without_blocking(store_url: str) -> None:
         assert m.system_health().dropped["store_dropped_runs"] == 30
         assert m.force_flush()
         assert len(m.history("pools")) == 50
+
+
+def test_runs_lost_at_shutdown_are_counted_and_logged(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The database stays locked through shutdown: the writer, between retries, gives its
+    batch up; every run is counted once and the loss is logged."""
+    monkeypatch.setattr(gecko_otel.store.engine, "SQLITE_BUSY_TIMEOUT", 0.1)
+    monkeypatch.setattr(gecko_otel.monitor, "STORE_SHUTDOWN_TIMEOUT", 0.5)
+    path = tmp_path / "locked.db"
+    locker = sqlite3.connect(path, isolation_level=None, timeout=10)
+    try:
+        with stored_monitor(f"sqlite:///{path}", store_flush_interval=0.05) as sm:
+            m, writer = sm.monitor, sm.monitor._writer
+            assert writer is not None
+            assert m.force_flush()
+            locker.execute("BEGIN EXCLUSIVE")
+            for _ in range(5):
+                run("pools", monitor=m)
+            deadline = time.monotonic() + 10
+            while writer.failures == 0:  # the writer has the batch and is retrying
+                assert time.monotonic() < deadline
+                time.sleep(0.01)
+            m.shutdown()
+            assert m.system_health().dropped["store_dropped_runs"] == 5
+        locker.execute("ROLLBACK")
+    finally:
+        locker.close()
+    assert any("5 items not written" in r.getMessage() for r in caplog.records)

@@ -197,6 +197,10 @@ def preflight(database: str | URL | Engine) -> None:
     from gecko_otel.store.writer import is_transient  # noqa: PLC0415
 
     engine = database if isinstance(database, Engine) else create_store_engine(database)
+    if engine.dialect.name not in ("sqlite", "postgresql"):
+        raise ConfigError(
+            f"the store supports SQLite and PostgreSQL engines, not {engine.dialect.name!r}"
+        )
     try:
         configure_sqlite(engine)
         migrate(engine)

@@ -20,6 +20,7 @@ import functools
 import json
 import logging
 import math
+import re
 import sqlite3
 import threading
 import uuid
@@ -116,6 +117,9 @@ EXPORT_COLUMNS: Final = (
 )
 
 
+_SURROGATE: Final = re.compile("[\ud800-\udfff]")
+
+
 def clean_text(value: str | None, limit: int | None = None) -> str | None:
     """Text a database accepts: NUL characters replaced (PostgreSQL refuses them), cut."""
     if value is None:
@@ -124,7 +128,7 @@ def clean_text(value: str | None, limit: int | None = None) -> str | None:
         try:
             value.encode("utf-8")
         except UnicodeEncodeError:  # lone surrogates, e.g. from os.fsdecode()
-            value = value.encode("utf-8", "replace").decode("utf-8")
+            value = _SURROGATE.sub("\ufffd", value)
     if "\x00" in value:
         value = value.replace("\x00", "\ufffd")
     return value[:limit] if limit is not None and len(value) > limit else value

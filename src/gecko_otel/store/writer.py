@@ -189,6 +189,7 @@ class StoreWriter:
         """Flush for at most ``timeout`` seconds, then stop; what is left is counted as lost."""
         if self._closed:
             return True
+        dropped_before = sum(self.dropped.values())
         flushed = self.flush(timeout)
         self._closed = True
         self._stopping.set()
@@ -198,8 +199,10 @@ class StoreWriter:
             thread.join(timeout=max(1.0, timeout))
         # A batch still being written when the wait ended is the thread's to
         # count: it may yet be stored (a lock released late), or come back.
-        lost = self._count_left()
+        self._count_left()
         self._report_drops(time.monotonic())
+        # Counted here, or by the writer thread as it gave up its batch.
+        lost = sum(self.dropped.values()) - dropped_before
         if lost:
             logger.error(
                 "gecko_otel: store %s unreachable at shutdown; %d items not written (%s)",
@@ -250,12 +253,14 @@ class StoreWriter:
                 task()
             except Exception as exc:  # noqa: BLE001 - a task must not stop the writer
                 if is_transient(exc):
-                    logger.warning(
-                        "gecko_otel: %s skipped, store unavailable (%s); next try in %.0f s",
-                        name,
-                        str(exc).splitlines()[0][:200],
-                        interval,
-                    )
+                    if now - self._last_log >= LOG_EVERY:  # the outage is logged once a minute
+                        self._last_log = now
+                        logger.warning(
+                            "gecko_otel: %s skipped, store unavailable (%s); retried every %.0f s",
+                            name,
+                            str(exc).splitlines()[0][:200],
+                            interval,
+                        )
                 else:
                     report_internal_error(f"StoreWriter {name}", exc)
 
@@ -293,6 +298,7 @@ class StoreWriter:
         self.dropped = dict.fromkeys(self.dropped, 0)
         self.written = dict.fromkeys(self.written, 0)
         self.rejected = self.failures = self._inflight = self._unlogged = 0
+        self.available, self.last_error = True, None
         self.store.after_fork()
 
     def _drop(self, kind: str, n: int) -> None:
