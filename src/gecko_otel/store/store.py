@@ -160,10 +160,6 @@ class CollectorUpdate:
     successful_executions: int = 0
     failed_executions: int = 0
     total_records: int = 0
-    #: Failures at the end of the batch (after its last success, if any).
-    consecutive_failures: int = 0
-    #: The batch had a success: the stored streak restarts from the batch's.
-    reset_streak: bool = False
     health_status: str | None = None
     health_score: float | None = None
 
@@ -180,13 +176,10 @@ class CollectorUpdate:
             self.last_status = status.value
         if status.is_successful:
             self.successful_executions += 1
-            self.consecutive_failures = 0
-            self.reset_streak = True
             if self.last_success is None or ended > self.last_success:
                 self.last_success = ended
         elif status.is_error:
             self.failed_executions += 1
-            self.consecutive_failures += 1
             if self.last_failure is None or ended > self.last_failure:
                 self.last_failure = ended
 
@@ -353,11 +346,11 @@ class Store:
                 now = datetime.now(timezone.utc)
                 # Sorted, so two writers lock the rows in the same order.
                 ordered = sorted(updates.values(), key=lambda u: u.collector_type)
-                for reset in (False, True):  # one executemany per kind of upsert
-                    rows = [self._collector_row(u, now) for u in ordered if u.reset_streak is reset]
-                    if rows:
-                        conn.execute(self._statement("reset" if reset else "add"), rows)
                 if ordered:
+                    conn.execute(
+                        self._statement("collectors"),
+                        [self._collector_row(u, now) for u in ordered],
+                    )
                     # Batches of several processes interleave: the streak is
                     # what the stored runs say, failures after the last success
                     # (two short index range scans per collector).
@@ -532,7 +525,7 @@ class Store:
             elif name == "streak":
                 statement = _streak_update()
             else:
-                statement = self._collector_upsert(reset_streak=name == "reset")
+                statement = self._collector_upsert()
             self._statements[name] = statement
         return statement
 
@@ -548,37 +541,21 @@ class Store:
             "successful_executions": u.successful_executions,
             "failed_executions": u.failed_executions,
             "total_records": u.total_records,
-            "consecutive_failures": u.consecutive_failures,
+            "consecutive_failures": 0,  # set from the stored runs right after
             "health_status": u.health_status,
             "health_score": u.health_score,
             "service_name": self.service_name,
             "updated_at": now,
         }
 
-    def _collector_upsert(self, *, reset_streak: bool) -> Any:
-        """The ``collection_metadata`` upsert, executed with one parameter set per collector."""
+    def _collector_upsert(self) -> Any:
+        """The ``collection_metadata`` upsert, executed with one parameter set per collector.
+
+        Totals add to what is stored; ``consecutive_failures`` is left to
+        :func:`_streak_update`, run after it in the same transaction.
+        """
         insert = self._dialect.insert(collection_metadata)
         new = insert.excluded
-        if reset_streak:
-            # The batch's success ends the stored streak, unless another
-            # process stored a failure after it.
-            streak: ColumnElement[Any] = case(
-                (
-                    and_(_M.last_failure.is_not(None), _M.last_failure > new.last_success),
-                    _M.consecutive_failures + new.consecutive_failures,
-                ),
-                else_=new.consecutive_failures,
-            )
-        else:
-            # Failures that all ended before the stored last success (a late
-            # batch from another process) do not extend the streak it ended.
-            streak = case(
-                (
-                    and_(_M.last_success.is_not(None), new.last_failure < _M.last_success),
-                    _M.consecutive_failures,
-                ),
-                else_=_M.consecutive_failures + new.consecutive_failures,
-            )
         return insert.on_conflict_do_update(
             index_elements=["collector_type"],
             set_={
@@ -595,7 +572,6 @@ class Store:
                 "successful_executions": _M.successful_executions + new.successful_executions,
                 "failed_executions": _M.failed_executions + new.failed_executions,
                 "total_records": _M.total_records + new.total_records,
-                "consecutive_failures": streak,
                 "health_status": new.health_status,
                 "health_score": new.health_score,
                 "service_name": new.service_name,
