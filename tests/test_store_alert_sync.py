@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import time
+from typing import Any
 
 from sqlalchemy import select
 
-from gecko_otel import AlertState, Notification
+from gecko_otel import Alert, AlertState, Notification
 from gecko_otel.store.schema import system_alerts
 from gecko_otel.testing import FakeClock
 from runs import run
@@ -23,6 +24,15 @@ def _stored_state(monitor: object, alert_id: str) -> str:
         )
 
 
+def _fire(monitor: Any) -> Alert:
+    """Three failed runs: the owner's consecutive_failures alert, stored."""
+    for _ in range(3):
+        run("pools", fail=True, monitor=monitor)
+    assert monitor.force_flush()
+    [alert] = monitor.alerts()
+    return alert
+
+
 def test_acknowledge_and_resolve_from_another_process(store_url: str) -> None:
     clock = FakeClock()
     with (
@@ -30,10 +40,7 @@ def test_acknowledge_and_resolve_from_another_process(store_url: str) -> None:
         stored_monitor(store_url, service_name="operator", instance="instance-b") as other,
     ):
         a, b = owner.monitor, other.monitor
-        for _ in range(3):
-            run("pools", fail=True, monitor=a)
-        assert a.force_flush()
-        [alert] = a.alerts()
+        alert = _fire(a)
         assert [n.notification for n in owner.notifications] == [Notification.FIRING]
 
         # The operator's Monitor does not own it: the row is acknowledged.
@@ -70,10 +77,7 @@ def test_a_resolved_row_is_never_reopened_by_the_owner(store_url: str) -> None:
         stored_monitor(store_url, service_name="operator", instance="instance-b") as other,
     ):
         a, b = owner.monitor, other.monitor
-        for _ in range(3):
-            run("pools", fail=True, monitor=a)
-        assert a.force_flush()
-        [alert] = a.alerts()
+        alert = _fire(a)
         assert b.resolve_alert(alert.id) is True
         # Before the owner syncs, its snapshots keep coming: the row stays resolved.
         run("pools", fail=True, monitor=a)
@@ -87,10 +91,7 @@ def test_the_writer_syncs_on_its_own(store_url: str) -> None:
         stored_monitor(store_url, service_name="operator", instance="instance-b") as other,
     ):
         a, b = owner.monitor, other.monitor
-        for _ in range(3):
-            run("pools", fail=True, monitor=a)
-        assert a.force_flush()
-        [alert] = a.alerts()
+        alert = _fire(a)
         assert b.acknowledge_alert(alert.id) is True
         deadline = time.monotonic() + 10
         while a.alerts()[0].state is not AlertState.ACKNOWLEDGED:
