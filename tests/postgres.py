@@ -30,7 +30,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from psycopg import sql
@@ -584,31 +584,22 @@ class PostgresServer:
         # pipe would then never reach EOF.
         with tempfile.TemporaryFile("w+", encoding="utf-8", errors="replace") as out:
             try:
-                if user is not None:
-                    completed = subprocess.run(
-                        args,
-                        stdin=subprocess.DEVNULL,
-                        stdout=out,
-                        stderr=subprocess.STDOUT,
-                        cwd=self._layout(),
-                        env=env,
-                        timeout=timeout,
-                        check=False,
-                        user=user.uid,
-                        group=user.gid,
-                        extra_groups=sorted(user.groups),
-                    )
-                else:
-                    completed = subprocess.run(
-                        args,
-                        stdin=subprocess.DEVNULL,
-                        stdout=out,
-                        stderr=subprocess.STDOUT,
-                        cwd=self._layout(),
-                        env=env,
-                        timeout=timeout,
-                        check=False,
-                    )
+                as_user: dict[str, Any] = (
+                    {"user": user.uid, "group": user.gid, "extra_groups": sorted(user.groups)}
+                    if user is not None
+                    else {}
+                )
+                completed = subprocess.run(
+                    args,
+                    stdin=subprocess.DEVNULL,
+                    stdout=out,
+                    stderr=subprocess.STDOUT,
+                    cwd=self._layout(),
+                    env=env,
+                    timeout=timeout,
+                    check=False,
+                    **as_user,
+                )
                 code = completed.returncode
             except subprocess.TimeoutExpired:
                 code = -1
