@@ -10,7 +10,7 @@ from uuid import uuid4
 import pytest
 from sqlalchemy import Engine
 
-from gecko_otel import _internal, _state
+from gecko_otel import _guard, _state
 from gecko_otel.store.engine import create_store_engine
 from gecko_otel.testing import CapturedRuns, capture_runs
 from postgres import PostgresServer, find_binaries
@@ -40,11 +40,11 @@ class InternalErrors:
 def _fail_on_internal_errors() -> Iterator[InternalErrors]:
     """Our hooks swallow their own errors in production; here each one fails the test."""
     errors = InternalErrors()
-    _internal.add_internal_error_listener(errors)
+    _guard.add_internal_error_listener(errors)
     try:
         yield errors
     finally:
-        _internal.remove_internal_error_listener(errors)
+        _guard.remove_internal_error_listener(errors)
     if errors.seen and not errors.expected:
         where, exc = errors.seen[0]
         pytest.fail(f"gecko-otel internal error in {where}: {exc!r}", pytrace=False)

@@ -26,8 +26,8 @@ from sqlalchemy import create_engine, text
 from sqlalchemy.pool import NullPool
 
 from gecko_otel import Alert, MonitorConfig, track_collection
-from gecko_otel._internal import internal_error_count
-from gecko_otel.monitor import Monitor
+from gecko_otel._guard import internal_error_count
+from gecko_otel._monitor import Monitor
 from gecko_otel.testing import FakeClock
 
 #: Seconds a child may take before it is killed and the test fails.

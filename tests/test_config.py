@@ -16,7 +16,7 @@ from opentelemetry.sdk.trace import TracerProvider
 
 import gecko_otel
 from gecko_otel import CollectorThresholds, ConfigError, MonitorConfig
-from gecko_otel.config import ENV_VARS
+from gecko_otel._config import ENV_VARS
 
 
 @pytest.mark.parametrize(

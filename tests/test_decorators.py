@@ -637,7 +637,7 @@ def test_messages_are_bounded(captured: CapturedRuns) -> None:
 def test_internal_error_never_reaches_user_code(
     captured: CapturedRuns, internal_errors: list[tuple[str, BaseException]], monkeypatch: Any
 ) -> None:
-    from gecko_otel.run import Run
+    from gecko_otel._capture.run import Run
 
     def broken_start(self: Run) -> None:
         raise RuntimeError("plugin bug")

@@ -32,9 +32,10 @@ from typing import Any
 import pytest
 
 from conftest import skip_or_fail
-from gecko_otel.alerts import Alert, AlertLevel, AlertState, Notification
-from gecko_otel.attributes import MetadataSanitizer
-from gecko_otel.config import MonitorConfig, seconds
+from gecko_otel._alerts.values import Alert, AlertLevel, AlertState, Notification
+from gecko_otel._capture.metadata import MetadataSanitizer
+from gecko_otel._config import MonitorConfig, seconds
+from gecko_otel._version import __version__
 from gecko_otel.errors import ConfigError
 from gecko_otel.handlers import (
     AlertDeliveryError,
@@ -45,7 +46,6 @@ from gecko_otel.handlers import (
     load_alert_handler,
 )
 from gecko_otel.handlers.webhook import display_url
-from gecko_otel.version import __version__
 
 SECRET = "hunter2"
 AM_READY_TIMEOUT = 20.0

@@ -17,8 +17,8 @@ from gecko_otel import (
     semconv,
     track_collection,
 )
-from gecko_otel.config import Thresholds
-from gecko_otel.health import health_score
+from gecko_otel._config import Thresholds
+from gecko_otel._health.values import health_score
 from gecko_otel.testing import CapturedRuns, FakeClock, capture_runs
 from runs import run
 
@@ -264,7 +264,7 @@ def test_health_gauges(watched: CapturedRuns, clock: FakeClock) -> None:
 def test_runs_that_never_started_count_but_not_in_the_success_rate(
     watched: CapturedRuns,
 ) -> None:
-    from gecko_otel.records import ExecutionRecord, FinishedRun
+    from gecko_otel._history.records import ExecutionRecord, FinishedRun
 
     monitor = watched.monitor
     record = ExecutionRecord(

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from gecko_otel import ExecutionStatus, MonitorConfig
-from gecko_otel.ingest import BATCH
+from gecko_otel._pipeline.ingest import BATCH
 from gecko_otel.testing import FakeClock, capture_runs
 from runs import run
 

@@ -8,7 +8,7 @@ import pytest
 
 import gecko_otel
 from gecko_otel import MonitorConfig, semconv, track_collection
-from gecko_otel.attributes import REDACTED, MetadataSanitizer
+from gecko_otel._capture.metadata import REDACTED, MetadataSanitizer
 from gecko_otel.testing import CapturedRuns, capture_runs
 
 

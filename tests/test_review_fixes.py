@@ -14,7 +14,7 @@ from opentelemetry.sdk.trace import ReadableSpan, SpanProcessor, TracerProvider
 
 import gecko_otel
 from gecko_otel import Alert, MonitorConfig, track_collection
-from gecko_otel.dispatch import AlertDispatcher
+from gecko_otel._alerts.dispatcher import AlertDispatcher
 from gecko_otel.testing import FakeClock, capture_runs
 from runs import run
 
@@ -200,7 +200,7 @@ def test_notifications_lost_at_shutdown_are_counted() -> None:
     release = threading.Event()
     dispatcher = AlertDispatcher(timeout=30, queue_size=10)
     dispatcher.add(lambda alert: release.wait(5))
-    from gecko_otel.alerts import AlertLevel
+    from gecko_otel._alerts.values import AlertLevel
 
     alert = Alert(
         id="x",

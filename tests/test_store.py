@@ -28,8 +28,8 @@ from sqlalchemy.engine import make_url
 
 import gecko_otel
 from gecko_otel import AlertState, ConfigError, ExecutionStatus, track_collection
-from gecko_otel.history import duration_key
-from gecko_otel.records import utc_ns
+from gecko_otel._history.memory import duration_key
+from gecko_otel._history.records import utc_ns
 from gecko_otel.store.schema import (
     VERSION_TABLE,
     collection_metadata,

@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from gecko_otel import Alert, AlertState, CollectionStatus, MonitorConfig, Notification
-from gecko_otel._internal import internal_error_count
+from gecko_otel._guard import internal_error_count
 from gecko_otel.testing import FakeClock
 from store_procs import (
     CHILD_TIMEOUT,

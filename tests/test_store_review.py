@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 from sqlalchemy import Engine
 
-import gecko_otel.monitor
+import gecko_otel._monitor
 import gecko_otel.store.engine
 from gecko_otel import (
     AlertLevel,
@@ -29,7 +29,7 @@ from gecko_otel import (
     MonitorConfig,
     track_collection,
 )
-from gecko_otel.monitor import Monitor
+from gecko_otel._monitor import Monitor
 from gecko_otel.store.engine import create_store_engine
 from gecko_otel.store.schema import execution_history, performance_metrics
 from gecko_otel.store.store import Store
@@ -84,7 +84,7 @@ def test_runs_at_shutdown_while_sqlite_is_locked_are_stored_or_counted_once(
     and lets go just after: the writer, still inside its BEGIN IMMEDIATE, then writes the
     batch that shutdown() already counted as lost."""
     monkeypatch.setattr(gecko_otel.store.engine, "SQLITE_BUSY_TIMEOUT", 3.0)
-    monkeypatch.setattr(gecko_otel.monitor, "STORE_SHUTDOWN_TIMEOUT", 0.5)
+    monkeypatch.setattr(gecko_otel._monitor, "STORE_SHUTDOWN_TIMEOUT", 0.5)
     path = tmp_path / "locked.db"
     url = f"sqlite:///{path}"
     locker = sqlite3.connect(path, isolation_level=None, timeout=10)
@@ -305,7 +305,7 @@ _EXIT_SCRIPT = textwrap.dedent(
     from opentelemetry.sdk.metrics import MeterProvider
     from opentelemetry.sdk.trace import TracerProvider
     from gecko_otel import track_collection
-    from gecko_otel.monitor import Monitor
+    from gecko_otel._monitor import Monitor
     from gecko_otel.store.metrics import store_metric_reader
 
     # As store_metric_reader's docs say for a MeterProvider of your own (SDK defaults:
@@ -399,7 +399,7 @@ def test_a_flush_waiting_when_shutdown_gives_up_returns_at_shutdown(
     """force_flush() on one thread while the database is locked; shutdown() on another
     gives up on the batch. The waiting flush must not sit out its whole timeout."""
     monkeypatch.setattr(gecko_otel.store.engine, "SQLITE_BUSY_TIMEOUT", 0.1)
-    monkeypatch.setattr(gecko_otel.monitor, "STORE_SHUTDOWN_TIMEOUT", 0.5)
+    monkeypatch.setattr(gecko_otel._monitor, "STORE_SHUTDOWN_TIMEOUT", 0.5)
     path = tmp_path / "marker.db"
     locker = sqlite3.connect(path, isolation_level=None, timeout=10)
     result: list[tuple[bool, float]] = []

@@ -12,7 +12,7 @@ from opentelemetry import context
 from opentelemetry.context import _SUPPRESS_INSTRUMENTATION_KEY
 from sqlalchemy import event
 
-import gecko_otel.monitor
+import gecko_otel._monitor
 import gecko_otel.store.engine
 from gecko_otel.store.engine import create_store_engine
 from runs import run
@@ -60,7 +60,7 @@ def test_runs_lost_at_shutdown_are_counted_and_logged(
     """The database stays locked through shutdown: the writer, between retries, gives its
     batch up; every run is counted once and the loss is logged."""
     monkeypatch.setattr(gecko_otel.store.engine, "SQLITE_BUSY_TIMEOUT", 0.1)
-    monkeypatch.setattr(gecko_otel.monitor, "STORE_SHUTDOWN_TIMEOUT", 0.5)
+    monkeypatch.setattr(gecko_otel._monitor, "STORE_SHUTDOWN_TIMEOUT", 0.5)
     path = tmp_path / "locked.db"
     locker = sqlite3.connect(path, isolation_level=None, timeout=10)
     try:

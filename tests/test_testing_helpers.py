@@ -33,7 +33,7 @@ def test_capture_runs_installs_and_restores_the_global_monitor() -> None:
 
 def test_plugin_is_registered_as_pytest11_entry_point() -> None:
     names = {ep.name: ep.value for ep in entry_points(group="pytest11")}
-    assert names.get("gecko_otel") == "gecko_otel.pytest_plugin"
+    assert names.get("gecko_otel") == "gecko_otel._pytest_plugin"
 
 
 def test_fixture_in_a_users_test_suite(pytester: pytest.Pytester) -> None:

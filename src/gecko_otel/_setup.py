@@ -17,9 +17,9 @@ from opentelemetry.sdk.trace import TracerProvider as SDKTracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter
 
 from gecko_otel import _state
-from gecko_otel.config import MonitorConfig, seconds
+from gecko_otel._config import MonitorConfig, seconds
+from gecko_otel._monitor import Monitor
 from gecko_otel.errors import ConfigError
-from gecko_otel.monitor import Monitor
 from gecko_otel.typing import AlertHandler
 
 if TYPE_CHECKING:

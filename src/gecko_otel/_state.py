@@ -8,14 +8,14 @@ from typing import TYPE_CHECKING, Any
 
 from opentelemetry import metrics, trace
 
-from gecko_otel.config import MonitorConfig
+from gecko_otel._config import MonitorConfig
 
 if TYPE_CHECKING:
     from datetime import tzinfo
 
-    from gecko_otel.instrumentation import Instrumentation
-    from gecko_otel.monitor import Monitor
-    from gecko_otel.schedule import Expectation
+    from gecko_otel._capture.instruments import Instrumentation
+    from gecko_otel._health.expectations import Expectation
+    from gecko_otel._monitor import Monitor
 
 _lock = threading.RLock()
 _monitor: Monitor | None = None
@@ -98,7 +98,7 @@ def instrumentation() -> Instrumentation:
 
 def _build_default() -> Instrumentation:
     global _default  # noqa: PLW0603
-    from gecko_otel.instrumentation import Instrumentation  # noqa: PLC0415 - import cycle
+    from gecko_otel._capture.instruments import Instrumentation  # noqa: PLC0415 - import cycle
 
     with _lock:
         if _default is None:

@@ -19,7 +19,7 @@ from __future__ import annotations
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
-from gecko_otel.monitor import Monitor
+from gecko_otel._monitor import Monitor
 
 
 class SchedulerMonitoring:

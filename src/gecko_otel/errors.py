@@ -3,7 +3,7 @@
 :class:`ConfigError` is raised at configuration time; :class:`AlertDeliveryError`
 by an alert handler on the dispatcher thread, which counts it. Neither is ever
 raised into a collector's run: instrumentation errors are logged and counted
-instead (see :mod:`gecko_otel._internal`).
+instead (see :mod:`gecko_otel._guard`).
 """
 
 from __future__ import annotations

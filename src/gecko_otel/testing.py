@@ -33,10 +33,10 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from opentelemetry.sdk.trace.sampling import Sampler
 
 from gecko_otel import _state
-from gecko_otel.alerts import Alert
-from gecko_otel.config import MonitorConfig
-from gecko_otel.monitor import Monitor
-from gecko_otel.records import ExecutionRecord
+from gecko_otel._alerts.values import Alert
+from gecko_otel._config import MonitorConfig
+from gecko_otel._history.records import ExecutionRecord
+from gecko_otel._monitor import Monitor
 
 
 class FakeClock:

@@ -9,7 +9,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
 if TYPE_CHECKING:
-    from gecko_otel.alerts import Alert
+    from gecko_otel._alerts.values import Alert
 
 
 @runtime_checkable

@@ -20,9 +20,9 @@ from dataclasses import dataclass
 from http.client import HTTPException
 from typing import Final
 
-from gecko_otel.attributes import REDACTED, MetadataSanitizer
+from gecko_otel._capture.metadata import REDACTED, MetadataSanitizer
+from gecko_otel._version import __version__
 from gecko_otel.errors import ConfigError
-from gecko_otel.version import __version__
 
 __all__ = [
     "USER_AGENT",

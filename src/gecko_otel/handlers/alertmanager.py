@@ -22,15 +22,15 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from typing import TYPE_CHECKING, Any, Final
 
-from gecko_otel._internal import at_fork_in_child, report_internal_error
-from gecko_otel.alerts import AlertState, Notification
-from gecko_otel.attributes import AttributeValue, MetadataSanitizer
-from gecko_otel.config import check_seconds
+from gecko_otel._alerts.values import AlertState, Notification
+from gecko_otel._capture.metadata import AttributeValue, MetadataSanitizer
+from gecko_otel._config import check_seconds
+from gecko_otel._guard import at_fork_in_child, report_internal_error
 from gecko_otel.errors import AlertDeliveryError, ConfigError
 from gecko_otel.handlers._http import Endpoint, build_opener, display_url, post_json
 
 if TYPE_CHECKING:
-    from gecko_otel.alerts import Alert
+    from gecko_otel._alerts.values import Alert
 
 __all__ = ["AlertmanagerAlertHandler"]
 

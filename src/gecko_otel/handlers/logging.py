@@ -6,12 +6,12 @@ import logging
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Final
 
-from gecko_otel.alerts import AlertLevel, Notification
-from gecko_otel.attributes import MetadataSanitizer
+from gecko_otel._alerts.values import AlertLevel, Notification
+from gecko_otel._capture.metadata import MetadataSanitizer
 from gecko_otel.errors import ConfigError
 
 if TYPE_CHECKING:
-    from gecko_otel.alerts import Alert
+    from gecko_otel._alerts.values import Alert
 
 __all__ = ["DEFAULT_LEVEL_MAP", "LoggingAlertHandler"]
 
@@ -62,7 +62,7 @@ class LoggingAlertHandler:
     safe to call from several threads at once (``logging`` locks).
 
     Args:
-        logger: A logger or a logger name; ``gecko_otel.alerts`` by default.
+        logger: A logger or a logger name; ``gecko_otel._alerts.values`` by default.
         level_map: Logging levels (numbers or names) for some or all alert
             levels (``AlertLevel`` or their names); the rest keep the default.
 

@@ -15,7 +15,7 @@ from collections.abc import Mapping
 from datetime import timedelta
 from typing import TYPE_CHECKING, Final
 
-from gecko_otel.config import check_seconds
+from gecko_otel._config import check_seconds
 from gecko_otel.errors import AlertDeliveryError, ConfigError
 from gecko_otel.handlers._http import (
     Endpoint,
@@ -27,7 +27,7 @@ from gecko_otel.handlers._http import (
 )
 
 if TYPE_CHECKING:
-    from gecko_otel.alerts import Alert
+    from gecko_otel._alerts.values import Alert
 
 # AlertDeliveryError and display_url lived here before; re-exported so imports keep working.
 __all__ = ["AlertDeliveryError", "WebhookAlertHandler", "display_url"]
@@ -66,7 +66,7 @@ class WebhookAlertHandler:
           }
         }
 
-    ``alert`` is :meth:`Alert.to_dict() <gecko_otel.alerts.Alert.to_dict>`;
+    ``alert`` is :meth:`Alert.to_dict() <gecko_otel._alerts.values.Alert.to_dict>`;
     ``version`` changes only if the envelope changes incompatibly. Headers
     sent: ``Content-Type``, ``User-Agent: gecko-otel/<version>``,
     ``Authorization: Basic ...`` when the URL has userinfo, then ``headers``
@@ -86,7 +86,7 @@ class WebhookAlertHandler:
     Worst case, a call takes every attempt's ``timeout`` plus the backoff
     waits: ``(retries + 1) * timeout + backoff * (2**retries - 1)`` seconds,
     16.5 s with the defaults (3 x 5 s + 0.5 s + 1 s). That must stay under
-    :attr:`MonitorConfig.handler_timeout <gecko_otel.config.MonitorConfig.handler_timeout>`
+    :attr:`MonitorConfig.handler_timeout <gecko_otel._config.MonitorConfig.handler_timeout>`
     (30 s by default), or the dispatcher abandons calls still retrying and
     counts them; raise ``handler_timeout`` before raising ``timeout``,
     ``retries`` or ``backoff``. (``timeout`` bounds each blocking socket

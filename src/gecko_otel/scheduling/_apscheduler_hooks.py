@@ -31,14 +31,14 @@ from apscheduler.events import (
 from apscheduler.executors.pool import ProcessPoolExecutor
 
 from gecko_otel import _state, semconv
-from gecko_otel._internal import report_internal_error
-from gecko_otel.decorators import track_collection, usable_collector_type
+from gecko_otel._capture.decorators import track_collection, usable_collector_type
+from gecko_otel._guard import report_internal_error
 from gecko_otel.errors import ConfigError
 from gecko_otel.scheduling import _apscheduler_runs as runs
 from gecko_otel.scheduling._apscheduler_triggers import Schedule, crontab_of, schedule_of
 
 if TYPE_CHECKING:
-    from gecko_otel.monitor import Monitor
+    from gecko_otel._monitor import Monitor
 
 logger = logging.getLogger("gecko_otel.scheduling.apscheduler")
 

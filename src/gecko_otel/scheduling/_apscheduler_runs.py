@@ -22,7 +22,7 @@ from collections.abc import Callable
 from types import ModuleType
 from typing import TYPE_CHECKING, Any, Final
 
-from gecko_otel._internal import report_internal_error
+from gecko_otel._guard import report_internal_error
 
 if TYPE_CHECKING:
     from gecko_otel.scheduling._apscheduler_hooks import Plan, SchedulerHooks

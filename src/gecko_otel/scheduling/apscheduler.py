@@ -65,7 +65,7 @@ from opentelemetry.instrumentation.instrumentor import (  # type: ignore[attr-de
 )
 
 from gecko_otel import _state
-from gecko_otel._internal import report_internal_error
+from gecko_otel._guard import report_internal_error
 from gecko_otel.errors import ConfigError
 from gecko_otel.scheduling import _apscheduler_runs as runs
 from gecko_otel.scheduling._apscheduler_hooks import (
@@ -77,7 +77,7 @@ from gecko_otel.scheduling._apscheduler_hooks import (
 )
 
 if TYPE_CHECKING:
-    from gecko_otel.monitor import Monitor
+    from gecko_otel._monitor import Monitor
 
 __all__ = [
     "APSchedulerInstrumentor",

@@ -43,7 +43,7 @@ from opentelemetry.sdk.metrics.export import (
 from opentelemetry.sdk.metrics.export import Histogram as HistogramData
 
 from gecko_otel import semconv
-from gecko_otel._internal import report_internal_error
+from gecko_otel._guard import report_internal_error
 from gecko_otel.store.schema import NAME_LENGTH
 from gecko_otel.store.store import _clean_json, clean_text
 from gecko_otel.store.writer import METRIC

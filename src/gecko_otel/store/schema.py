@@ -41,7 +41,7 @@ HEAD_REVISION: Final = "0002"
 VERSION_TABLE: Final = "gecko_otel_schema_version"
 #: Longest collector type, rule, error type and service name stored (longer
 #: values are cut; collector types are refused beyond it when declared, see
-#: gecko_otel.decorators.MAX_COLLECTOR_TYPE_LENGTH).
+#: gecko_otel._capture.decorators.MAX_COLLECTOR_TYPE_LENGTH).
 NAME_LENGTH: Final = 255
 
 
@@ -87,7 +87,7 @@ execution_history = Table(
     Column("start_time", UTCDateTime(), nullable=False),
     Column("end_time", UTCDateTime()),
     Column("duration_seconds", Float),
-    # Log-bucket key of the duration (gecko_otel.history.duration_key), so
+    # Log-bucket key of the duration (gecko_otel._history.memory.duration_key), so
     # percentiles come from a GROUP BY instead of a sort.
     Column("duration_bucket", Integer),
     Column("records_collected", BigInteger, nullable=False, default=0),

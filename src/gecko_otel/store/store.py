@@ -52,10 +52,9 @@ from sqlalchemy import (
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.dialects.postgresql import ARRAY
 
-from gecko_otel.alerts import Alert, AlertLevel, AlertState
-from gecko_otel.errors import ConfigError
-from gecko_otel.history import _STATUS_INDEX, Aggregate, duration_key
-from gecko_otel.records import (
+from gecko_otel._alerts.values import Alert, AlertLevel, AlertState
+from gecko_otel._history.memory import _STATUS_INDEX, Aggregate, duration_key
+from gecko_otel._history.records import (
     ExecutionRecord,
     ExecutionStatistics,
     ExecutionStatus,
@@ -64,6 +63,7 @@ from gecko_otel.records import (
     to_ns,
     utc_ns,
 )
+from gecko_otel.errors import ConfigError
 from gecko_otel.store.engine import WRITE, migrate
 from gecko_otel.store.schema import (
     NAME_LENGTH,

@@ -44,10 +44,10 @@ from sqlalchemy.exc import (
     TimeoutError,
 )
 
-from gecko_otel._internal import at_fork_in_child, report_internal_error
+from gecko_otel._guard import at_fork_in_child, report_internal_error
 
 if TYPE_CHECKING:
-    from gecko_otel.records import FinishedRun
+    from gecko_otel._history.records import FinishedRun
     from gecko_otel.store.store import Store
 
 logger = logging.getLogger("gecko_otel.store")

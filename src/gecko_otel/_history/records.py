@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from typing import Any, Final, NamedTuple
 
-from gecko_otel.attributes import AttributeValue
+from gecko_otel._capture.metadata import AttributeValue
 
 
 class ExecutionStatus(str, enum.Enum):

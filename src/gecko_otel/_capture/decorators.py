@@ -3,7 +3,7 @@
 Work is split as Logfire's ``instrument`` splits it: at decoration time we
 validate, pick the wrapper for the function's kind (sync, coroutine,
 generator, async generator) and note what the span needs; per call we start
-a :class:`~gecko_otel.run.Run`, make it current, run the user's code, and
+a :class:`~gecko_otel._capture.run.Run`, make it current, run the user's code, and
 finish the run with whatever came out. The user's return value, exception
 (same object, traceback intact), generator protocol and cancellation pass
 through unchanged. If gecko-otel itself fails to start a run, the user's
@@ -23,16 +23,16 @@ from typing import TYPE_CHECKING, Any, Final, ParamSpec, TypeVar, cast, overload
 from opentelemetry import context
 
 from gecko_otel import _state
-from gecko_otel._internal import report_internal_error
+from gecko_otel._capture.run import Run
+from gecko_otel._guard import report_internal_error
+from gecko_otel._health.expectations import make_expectation
 from gecko_otel.errors import ConfigError
-from gecko_otel.run import Run
-from gecko_otel.schedule import make_expectation
 
 if TYPE_CHECKING:
     from datetime import timedelta, tzinfo
 
-    from gecko_otel.instrumentation import Prepared
-    from gecko_otel.monitor import Monitor
+    from gecko_otel._capture.instruments import Prepared
+    from gecko_otel._monitor import Monitor
 
 #: Longest collector type accepted (the store's column width).
 MAX_COLLECTOR_TYPE_LENGTH: Final = 255
@@ -513,8 +513,8 @@ def _detached_run(collector_type: str) -> Run:
     from opentelemetry.metrics import NoOpMeterProvider  # noqa: PLC0415 - rare error path
     from opentelemetry.trace import NoOpTracerProvider  # noqa: PLC0415
 
-    from gecko_otel.config import MonitorConfig  # noqa: PLC0415
-    from gecko_otel.instrumentation import Instrumentation  # noqa: PLC0415
+    from gecko_otel._capture.instruments import Instrumentation  # noqa: PLC0415
+    from gecko_otel._config import MonitorConfig  # noqa: PLC0415
 
     instr = Instrumentation(NoOpTracerProvider(), NoOpMeterProvider(), MonitorConfig())
     return Run(instr.prepare(collector_type))

@@ -1,7 +1,7 @@
 """Health values: collector statuses, the rules' conditions, health and its score.
 
 The rules themselves and the per-run state behind them live in
-:mod:`gecko_otel.evaluator`.
+:mod:`gecko_otel._health.rules`.
 
 Health score (0-100) = 50 x success rate (fraction, window) + 30 x duration
 score + 20 x records score, where the duration score is 1 while the window
@@ -18,9 +18,9 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Final
 
-from gecko_otel.alerts import AlertLevel
-from gecko_otel.config import Thresholds
-from gecko_otel.records import iso
+from gecko_otel._alerts.values import AlertLevel
+from gecko_otel._config import Thresholds
+from gecko_otel._history.records import iso
 
 RULE_CONSECUTIVE_FAILURES: Final = "consecutive_failures"
 RULE_LOW_SUCCESS_RATE: Final = "low_success_rate"

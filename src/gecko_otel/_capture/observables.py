@@ -24,13 +24,13 @@ from typing import TYPE_CHECKING, Final
 from opentelemetry.metrics import CallbackOptions, MeterProvider, Observation
 
 from gecko_otel import semconv
-from gecko_otel._internal import report_internal_error
+from gecko_otel._guard import report_internal_error
 
 if TYPE_CHECKING:
     from opentelemetry.metrics import Meter
 
-    from gecko_otel.health import CollectorHealth
-    from gecko_otel.monitor import Monitor
+    from gecko_otel._health.values import CollectorHealth
+    from gecko_otel._monitor import Monitor
 
 #: Health is read once per collection for the four per-collector gauges.
 _HEALTH_TTL: Final = 1.0

@@ -7,7 +7,7 @@ window's success rate, average duration and throughput O(1) to read. Rules
 are checked against that state when a run ends and, for the time-based ones
 (``stale``), when the watchdog ticks.
 
-Rules, with the alert each raises (see :class:`~gecko_otel.config.MonitorConfig`
+Rules, with the alert each raises (see :class:`~gecko_otel._config.MonitorConfig`
 for the thresholds):
 
 =====================  ==========  ============================================
@@ -32,10 +32,10 @@ from collections.abc import Sequence
 from datetime import datetime, timezone
 from typing import Final
 
-from gecko_otel._internal import at_fork_in_child
-from gecko_otel.alerts import AlertLevel
-from gecko_otel.config import MonitorConfig, Thresholds, seconds
-from gecko_otel.health import (
+from gecko_otel._alerts.values import AlertLevel
+from gecko_otel._config import MonitorConfig, Thresholds, seconds
+from gecko_otel._guard import at_fork_in_child
+from gecko_otel._health.values import (
     RULE_CONSECUTIVE_FAILURES,
     RULE_LOW_SUCCESS_RATE,
     RULE_LOW_THROUGHPUT,
@@ -48,7 +48,7 @@ from gecko_otel.health import (
     health_score,
     span_text,
 )
-from gecko_otel.records import ExecutionStatus, utc_seconds
+from gecko_otel._history.records import ExecutionStatus, utc_seconds
 
 #: The window is kept as this many buckets, so a run may leave the window up
 #: to 1/BUCKETS of the window early (15 minutes of 24 hours).

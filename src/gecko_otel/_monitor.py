@@ -24,33 +24,33 @@ from opentelemetry.metrics import MeterProvider
 from opentelemetry.trace import TracerProvider
 
 from gecko_otel import _state
-from gecko_otel._internal import internal_error_count, report_internal_error
-from gecko_otel.alerting import Alerting
-from gecko_otel.alerts import Alert, AlertLevel, AlertState
-from gecko_otel.config import MonitorConfig, check_seconds, seconds
-from gecko_otel.errors import ConfigError
-from gecko_otel.evaluator import BUCKETS
-from gecko_otel.health import CollectorHealth, SystemHealth
-from gecko_otel.history import (
+from gecko_otel._alerts.values import Alert, AlertLevel, AlertState
+from gecko_otel._capture.instruments import Instrumentation, new_execution_id
+from gecko_otel._capture.observables import observables_for
+from gecko_otel._capture.run import Run
+from gecko_otel._capture.span_processor import HistorySpanProcessor
+from gecko_otel._config import MonitorConfig, check_seconds, seconds
+from gecko_otel._guard import internal_error_count, report_internal_error
+from gecko_otel._health.expectations import Expectation, make_expectation
+from gecko_otel._health.rules import BUCKETS
+from gecko_otel._health.values import CollectorHealth, SystemHealth
+from gecko_otel._history.memory import (
     History,
     _check_limit,
     _check_since,
     _check_status,
     _check_window,
 )
-from gecko_otel.ingest import RunIngest
-from gecko_otel.instrumentation import Instrumentation, new_execution_id
-from gecko_otel.observables import observables_for
-from gecko_otel.processor import HistorySpanProcessor
-from gecko_otel.records import (
+from gecko_otel._history.records import (
     ExecutionRecord,
     ExecutionStatistics,
     ExecutionStatus,
     FinishedRun,
     to_ns,
 )
-from gecko_otel.run import Run
-from gecko_otel.schedule import Expectation, make_expectation
+from gecko_otel._pipeline.alerting import Alerting
+from gecko_otel._pipeline.ingest import RunIngest
+from gecko_otel.errors import ConfigError
 from gecko_otel.typing import AlertHandler
 
 if TYPE_CHECKING:

@@ -17,10 +17,9 @@ from collections.abc import Iterable, Iterator
 from datetime import datetime, timedelta, timezone
 from typing import Final
 
-from gecko_otel._internal import at_fork_in_child
-from gecko_otel.config import MonitorConfig, check_seconds
-from gecko_otel.errors import ConfigError
-from gecko_otel.records import (
+from gecko_otel._config import MonitorConfig, check_seconds
+from gecko_otel._guard import at_fork_in_child
+from gecko_otel._history.records import (
     ExecutionRecord,
     ExecutionStatistics,
     ExecutionStatus,
@@ -28,6 +27,7 @@ from gecko_otel.records import (
     to_ns,
     utc_ns,
 )
+from gecko_otel.errors import ConfigError
 
 _STATUSES: Final = tuple(ExecutionStatus)
 _STATUS_INDEX: Final = {status: i for i, status in enumerate(_STATUSES)}

@@ -3,7 +3,7 @@
 Threading contract (as the OpenTelemetry SDK's own processors state it):
 ``on_start`` and ``on_end`` are called synchronously on the thread that
 starts or ends the span, so they do O(1) work, no I/O, and never raise. Any
-internal error is logged and counted by :mod:`gecko_otel._internal`.
+internal error is logged and counted by :mod:`gecko_otel._guard`.
 """
 
 from __future__ import annotations
@@ -16,14 +16,14 @@ from opentelemetry.sdk.trace import ReadableSpan, SpanProcessor
 from opentelemetry.sdk.trace import Span as SDKSpan
 from opentelemetry.trace import INVALID_SPAN
 
-from gecko_otel._internal import at_fork_in_child, report_internal_error
-from gecko_otel.run import RUN_KEY, Run
+from gecko_otel._capture.run import RUN_KEY, Run
+from gecko_otel._guard import at_fork_in_child, report_internal_error
 
 if TYPE_CHECKING:
     from collections.abc import Callable
 
-    from gecko_otel.instrumentation import Instrumentation
-    from gecko_otel.records import FinishedRun
+    from gecko_otel._capture.instruments import Instrumentation
+    from gecko_otel._history.records import FinishedRun
 
 
 class HistorySpanProcessor(SpanProcessor):
@@ -37,7 +37,7 @@ class HistorySpanProcessor(SpanProcessor):
         instrumentation: The Monitor's instrumentation; runs of other Monitors
             sharing the same TracerProvider are left to their own processor.
         on_record: Called on the ending thread with each
-            :class:`~gecko_otel.records.FinishedRun` (history, health and
+            :class:`~gecko_otel._history.records.FinishedRun` (history, health and
             alerts take it from there); must be O(1) and must not block.
     """
 

@@ -18,7 +18,7 @@ from datetime import timedelta
 from types import MappingProxyType
 from typing import Any, Final
 
-from gecko_otel.attributes import DEFAULT_SENSITIVE_KEYS
+from gecko_otel._capture.metadata import DEFAULT_SENSITIVE_KEYS
 from gecko_otel.errors import ConfigError
 
 #: Seconds, given as a number or a ``timedelta``; stored as float seconds.

@@ -22,14 +22,14 @@ from opentelemetry.metrics import MeterProvider
 from opentelemetry.trace import TracerProvider
 
 from gecko_otel import semconv
-from gecko_otel.attributes import REDACTED, AttributeValue, MetadataSanitizer
-from gecko_otel.config import MonitorConfig
-from gecko_otel.records import ExecutionStatus
-from gecko_otel.sampling import record_all_runs
-from gecko_otel.version import __version__
+from gecko_otel._capture.metadata import REDACTED, AttributeValue, MetadataSanitizer
+from gecko_otel._capture.sampling import record_all_runs
+from gecko_otel._config import MonitorConfig
+from gecko_otel._history.records import ExecutionStatus
+from gecko_otel._version import __version__
 
 if TYPE_CHECKING:
-    from gecko_otel.run import Run
+    from gecko_otel._capture.run import Run
 
 _MAX_CACHED_ATTRIBUTE_SETS: Final = 256
 

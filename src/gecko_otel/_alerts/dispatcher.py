@@ -18,8 +18,8 @@ import time
 from collections.abc import Callable
 from typing import Final
 
-from gecko_otel._internal import at_fork_in_child, report_internal_error
-from gecko_otel.alerts import Alert
+from gecko_otel._alerts.values import Alert
+from gecko_otel._guard import at_fork_in_child, report_internal_error
 from gecko_otel.typing import AlertHandler
 
 logger = logging.getLogger("gecko_otel.dispatch")

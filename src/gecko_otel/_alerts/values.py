@@ -4,7 +4,7 @@ An alert is keyed by (collector type, rule): while a rule's condition holds
 for a collector there is one alert, whose lifecycle is
 ``firing -> acknowledged -> resolved`` (acknowledging is optional). Handlers
 receive immutable :class:`Alert` snapshots; the alert engine
-(:mod:`gecko_otel.alert_engine`) owns the live state.
+(:mod:`gecko_otel._alerts.engine`) owns the live state.
 """
 
 from __future__ import annotations
@@ -15,8 +15,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+from gecko_otel._history.records import iso
 from gecko_otel.errors import ConfigError
-from gecko_otel.records import iso
 
 
 class AlertLevel(str, enum.Enum):

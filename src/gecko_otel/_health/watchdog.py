@@ -13,7 +13,7 @@ import os
 import threading
 from collections.abc import Callable
 
-from gecko_otel._internal import at_fork_in_child, report_internal_error
+from gecko_otel._guard import at_fork_in_child, report_internal_error
 
 # Bumped in every forked child: a watchdog compares it with the value it saw
 # when it started its thread, which is much cheaper per run than is_alive().

@@ -16,19 +16,25 @@ from collections.abc import Callable, Iterable
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
-from gecko_otel._internal import at_fork_in_child, report_internal_error
-from gecko_otel.alert_engine import AlertEngine
-from gecko_otel.alerts import Alert, AlertLevel
-from gecko_otel.config import MonitorConfig, check_seconds, seconds
-from gecko_otel.dispatch import AlertDispatcher
+from gecko_otel._alerts.dispatcher import AlertDispatcher
+from gecko_otel._alerts.engine import AlertEngine
+from gecko_otel._alerts.values import Alert, AlertLevel
+from gecko_otel._config import MonitorConfig, check_seconds, seconds
+from gecko_otel._guard import at_fork_in_child, report_internal_error
+from gecko_otel._health.expectations import Schedules
+from gecko_otel._health.rules import BUCKETS, HealthEvaluator
+from gecko_otel._health.values import (
+    CollectionStatus,
+    CollectorHealth,
+    Condition,
+    SystemHealth,
+    worst,
+)
+from gecko_otel._health.watchdog import Watchdog
+from gecko_otel._history.memory import History
+from gecko_otel._history.records import FinishedRun
 from gecko_otel.errors import ConfigError
-from gecko_otel.evaluator import BUCKETS, HealthEvaluator
-from gecko_otel.health import CollectionStatus, CollectorHealth, Condition, SystemHealth, worst
-from gecko_otel.history import History
-from gecko_otel.records import FinishedRun
-from gecko_otel.schedule import Schedules
 from gecko_otel.typing import AlertHandler
-from gecko_otel.watchdog import Watchdog
 
 Clock = Callable[[], float]
 

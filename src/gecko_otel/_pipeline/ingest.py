@@ -28,12 +28,12 @@ from __future__ import annotations
 from collections import deque
 from typing import TYPE_CHECKING, Final
 
-from gecko_otel.records import FinishedRun
+from gecko_otel._history.records import FinishedRun
 
 if TYPE_CHECKING:
-    from gecko_otel.alerting import Alerting
-    from gecko_otel.config import MonitorConfig
-    from gecko_otel.history import History
+    from gecko_otel._config import MonitorConfig
+    from gecko_otel._history.memory import History
+    from gecko_otel._pipeline.alerting import Alerting
 
 #: Quiet runs that may wait before a batch is processed.
 BATCH: Final = 64

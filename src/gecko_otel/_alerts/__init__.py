@@ -1,0 +1,1 @@
+"""Alerts: alert values, the alert engine (lifecycle, repeats, inhibition) and dispatch."""

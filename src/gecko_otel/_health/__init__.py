@@ -1,0 +1,1 @@
+"""Health: per-collector state, the rules, schedule expectations and the watchdog clock."""

@@ -1,0 +1,1 @@
+"""History: the values a finished run becomes, and the bounded in-memory history."""

@@ -1,0 +1,1 @@
+"""The run pipeline: each finished run through history, health rules and the alert engine."""
