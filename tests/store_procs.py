@@ -196,7 +196,7 @@ def failing_then_killed(
         monitor.system_health()  # the extra runs are counted (alert updated) and queued
         no_internal_errors()
         ready = Path(out + ".ready")
-        pending = monitor._writer.pending() if monitor._writer else -1
+        pending = monitor._store.writer.pending() if hasattr(monitor._store, "writer") else -1
         ready.with_suffix(".tmp").write_text(json.dumps({"pending": pending}), encoding="utf-8")
         os.replace(ready.with_suffix(".tmp"), ready)  # the parent never reads half a file
         time.sleep(CHILD_TIMEOUT)  # killed long before this ends

@@ -275,7 +275,7 @@ def test_runs_that_never_started_count_but_not_in_the_success_rate(
         end_time=None,
         duration_seconds=None,
     )
-    monitor._on_record(FinishedRun.from_record(record))
+    monitor._pipeline.add(FinishedRun.from_record(record))
     h = health(watched, "scheduled")
     assert h.total_executions == 1
     assert h.runs_in_window == 0  # missed/skipped runs have rules of their own

@@ -12,7 +12,7 @@ from runs import run
 
 def test_quiet_runs_wait_and_any_query_sees_them() -> None:
     with capture_runs(watchdog=False) as captured:
-        ingest = captured.monitor._ingest
+        ingest = captured.monitor._pipeline._ingest
         run("pools")  # a first run is processed at once: it registers the collector
         assert len(ingest._pending) == 0
         for _ in range(5):
@@ -24,7 +24,7 @@ def test_quiet_runs_wait_and_any_query_sees_them() -> None:
 
 def test_a_full_batch_is_processed_by_the_run_that_fills_it() -> None:
     with capture_runs(watchdog=False) as captured:
-        ingest = captured.monitor._ingest
+        ingest = captured.monitor._pipeline._ingest
         run("pools")
         for _ in range(BATCH - 1):
             run("pools")
@@ -42,14 +42,14 @@ def test_runs_that_matter_go_through_at_once_after_those_waiting() -> None:
         run("pools")  # waits
         run("pools", fail=True)  # processed now, after the waiting success
         run("pools", fail=True)
-        assert len(monitor._ingest._pending) == 0
-        [alert] = monitor._alerting.engine.alerts(
+        assert len(monitor._pipeline._ingest._pending) == 0
+        [alert] = monitor._pipeline.engine.alerts(
             level=None, collector_type=None, active_only=True, now=clock.now
         )
         assert alert.rule == "consecutive_failures"
         run("pools")  # the collector has an active alert: at once, and it resolves
-        assert len(monitor._ingest._pending) == 0
-        assert monitor._alerting.engine.has_active("pools") is False
+        assert len(monitor._pipeline._ingest._pending) == 0
+        assert monitor._pipeline.engine.has_active("pools") is False
         statuses = [r.status for r in reversed(monitor.history("pools"))]
         assert statuses == [
             ExecutionStatus.SUCCESS,
@@ -71,13 +71,13 @@ def test_no_batching_when_a_success_can_raise_an_alert(config: MonitorConfig) ->
     with capture_runs(config, watchdog=False) as captured:
         for _ in range(3):
             run("pools")
-        assert len(captured.monitor._ingest._pending) == 0
+        assert len(captured.monitor._pipeline._ingest._pending) == 0
 
 
 def test_the_watchdog_tick_drains() -> None:
     with capture_runs(watchdog=False) as captured:
         run("pools")
         run("pools")
-        assert len(captured.monitor._ingest._pending) == 1
+        assert len(captured.monitor._pipeline._ingest._pending) == 1
         captured.monitor.evaluate()
-        assert len(captured.monitor._ingest._pending) == 0
+        assert len(captured.monitor._pipeline._ingest._pending) == 0

@@ -33,7 +33,7 @@ def wait_child(pid: int, seconds: float = 10.0) -> int | None:
 
 def test_fork_while_a_drain_holds_the_lock_does_not_deadlock_the_child() -> None:
     with capture_runs(watchdog=False) as captured:
-        lock = captured.monitor._alerting.lock
+        lock = captured.monitor._pipeline.lock
         held, release = threading.Event(), threading.Event()
 
         def hold() -> None:
@@ -63,7 +63,7 @@ def test_watchdog_thread_restarts_in_a_forked_child() -> None:
             run("pools")  # the child's first run restarts its watchdog
             clock.advance(120)
             deadline = time.monotonic() + 5
-            while not captured.monitor._alerting.engine.has_active("pools"):
+            while not captured.monitor._pipeline.engine.has_active("pools"):
                 if time.monotonic() > deadline:
                     os._exit(1)
                 time.sleep(0.02)
@@ -93,7 +93,7 @@ def test_a_tick_never_overwrites_a_run_processed_meanwhile() -> None:
     with capture_runs(MonitorConfig(min_runs_for_rate=1000), clock=clock, watchdog=False) as c:
         for _ in range(3):
             run("pools", fail=True)
-        evaluator = c.monitor._alerting.evaluator
+        evaluator = c.monitor._pipeline.evaluator
         original = evaluator.conditions
         in_tick = threading.Event()
 
@@ -122,7 +122,7 @@ def test_batched_runs_keep_the_time_they_ended() -> None:
         ended = clock.now + 10
         clock.advance(10)
         run("pools")  # quiet: waits in the batch
-        assert len(captured.monitor._ingest._pending) == 1
+        assert len(captured.monitor._pipeline._ingest._pending) == 1
         clock.advance(3000)  # processed much later, by this query
         health = captured.monitor.health("pools")["pools"]
         assert health.last_success is not None
@@ -135,7 +135,7 @@ def test_a_success_that_moves_the_window_is_processed_at_once() -> None:
         run("pools")
         clock.advance(3600)  # a later bucket
         run("pools")
-        assert len(captured.monitor._ingest._pending) == 0
+        assert len(captured.monitor._pipeline._ingest._pending) == 0
 
 
 class RaisingProcessor(SpanProcessor):

@@ -108,7 +108,7 @@ def test_runs_round_trip_through_monitor_and_sql(store_url: str, engine: Engine)
         assert m.force_flush() is True
 
         history = m.history()
-        memory = m._history.records()  # the same runs as the Monitor holds them in memory
+        memory = m._pipeline._history.records()  # the same runs as the Monitor holds them in memory
         assert [r.to_dict() for r in history] == [r.to_dict() for r in memory]
         # record_not_started stamps its scheduled time, so it sorts first here
         assert [(r.collector_type, r.status.value) for r in reversed(history)] == [
@@ -200,7 +200,7 @@ def test_history_records_equal_memory_records(store_url: str) -> None:
             r.set_metadata("tags", ["a", "b"])
             r.set_metadata("ids", [1, 2, 3])
         [stored] = sm.monitor.history()
-        [memory] = sm.monitor._history.records()
+        [memory] = sm.monitor._pipeline._history.records()
     assert memory.metadata == {"tags": ("a", "b"), "ids": (1, 2, 3)}
     assert stored == memory
     assert dict(stored.metadata) == dict(memory.metadata)
@@ -410,8 +410,8 @@ def test_statistics_from_the_store_equal_memory_statistics(store_url: str) -> No
     with stored_monitor(store_url) as stored, stored_monitor(None) as memory:
         for record in fed:
             # What the span processor hands each Monitor: the same runs, to both.
-            stored.monitor._on_record(record)
-            memory.monitor._on_record(record)
+            stored.monitor._pipeline.add(record)
+            memory.monitor._pipeline.add(record)
         with direct_store(store_url) as store:
             store.write(old, [], [])  # older than the window: only in the store
         for collector in ("pools", "trades", None):

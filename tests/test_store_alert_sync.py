@@ -15,7 +15,7 @@ from store_helpers import stored_monitor
 
 
 def _stored_state(monitor: object, alert_id: str) -> str:
-    store = monitor._store  # type: ignore[attr-defined]
+    store = monitor._store.store  # type: ignore[attr-defined]
     with store.engine.connect() as conn:
         return str(
             conn.execute(
@@ -52,7 +52,7 @@ def test_acknowledge_and_resolve_from_another_process(store_url: str) -> None:
         assert a.force_flush()
         assert _stored_state(a, alert.id) == "acknowledged"
         # ...and the owner takes it over: no repeat after the cooldown.
-        a._sync_alerts()
+        a._store._sync_alerts()
         assert a.alerts()[0].state is AlertState.ACKNOWLEDGED
         clock.advance(120)
         a.evaluate()
@@ -61,7 +61,7 @@ def test_acknowledge_and_resolve_from_another_process(store_url: str) -> None:
 
         # Resolved elsewhere: the owner resolves it and tells its handlers.
         assert b.resolve_alert(alert.id) is True
-        a._sync_alerts()
+        a._store._sync_alerts()
         assert a.force_flush()
         assert a.alerts() == []
         assert [n.notification for n in owner.notifications] == [

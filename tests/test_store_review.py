@@ -90,7 +90,7 @@ def test_runs_at_shutdown_while_sqlite_is_locked_are_stored_or_counted_once(
     locker = sqlite3.connect(path, isolation_level=None, timeout=10)
     try:
         with stored_monitor(url, store_flush_interval=3600) as sm:
-            m, writer = sm.monitor, sm.monitor._writer
+            m, writer = sm.monitor, sm.monitor._store.writer
             assert writer is not None and m.force_flush() is True
             locker.execute("BEGIN EXCLUSIVE")
             for _ in range(20):
@@ -120,17 +120,21 @@ def test_a_retried_batch_after_a_split_does_not_duplicate_metric_points(
     store = Store(create_store_engine(f"sqlite:///{path}"), service_name="split")
     calls = 0
 
-    def health_of(_name: str) -> tuple[str | None, float | None]:
-        # Called by every Store.write that has runs, before it connects.
-        nonlocal calls
-        calls += 1
-        if calls == 2:  # the single write of the run, after the split
-            locker.execute("BEGIN EXCLUSIVE")
-        elif calls == 3:  # the retry of the whole batch
-            locker.execute("COMMIT")
-        return None, None
+    write = store.write
 
-    writer = StoreWriter(store, queue_size=100, batch_size=100, interval=3600, health_of=health_of)
+    def locking_write(runs: Any, *args: Any) -> None:
+        # Counts every Store.write that has runs, before it connects.
+        nonlocal calls
+        if runs:
+            calls += 1
+            if calls == 2:  # the single write of the run, after the split
+                locker.execute("BEGIN EXCLUSIVE")
+            elif calls == 3:  # the retry of the whole batch
+                locker.execute("COMMIT")
+        write(runs, *args)
+
+    monkeypatch.setattr(store, "write", locking_write)
+    writer = StoreWriter(store, queue_size=100, batch_size=100, interval=3600)
     try:
         store.ensure_schema()
         now = datetime.now(timezone.utc)
@@ -263,7 +267,7 @@ def test_alert_sync_does_not_reacknowledge_an_escalation_still_queued(
     locker = sqlite3.connect(path, isolation_level=None, timeout=10)
     try:
         with stored_monitor(f"sqlite:///{path}", clock=clock, **settings) as sm:
-            m, writer = sm.monitor, sm.monitor._writer
+            m, writer = sm.monitor, sm.monitor._store.writer
             assert writer is not None
             run("pools", monitor=m)
             clock.advance(3600)
@@ -283,7 +287,7 @@ def test_alert_sync_does_not_reacknowledge_an_escalation_still_queued(
                 time.sleep(0.01)
             clock.advance(3600)  # twice stale_after: escalates to critical, firing again
             m.evaluate()
-            [alert] = m._alerting.alerts()
+            [alert] = m._pipeline.alerts()
             assert (alert.level, alert.state) == (AlertLevel.CRITICAL, AlertState.FIRING)
             locker.execute("COMMIT")
             deadline = time.monotonic() + 10
@@ -405,7 +409,7 @@ def test_a_flush_waiting_when_shutdown_gives_up_returns_at_shutdown(
     result: list[tuple[bool, float]] = []
     try:
         with stored_monitor(f"sqlite:///{path}", store_flush_interval=3600) as sm:
-            m, writer = sm.monitor, sm.monitor._writer
+            m, writer = sm.monitor, sm.monitor._store.writer
             assert writer is not None and m.force_flush()
             locker.execute("BEGIN EXCLUSIVE")
             run("pools", monitor=m)

@@ -59,11 +59,11 @@ def test_a_database_down_at_start_is_read_again_once_back(
     private_postgres.stop()
     with stored_monitor(url, watchdog_interval=0.1) as sm:
         m = sm.monitor
-        assert m._writer is not None
-        assert m._writer.available is False
+        assert m._store.writer is not None
+        assert m._store.writer.available is False
         private_postgres.start()
         deadline = time.monotonic() + 20
-        while not m._writer.available:
+        while not m._store.writer.available:
             assert time.monotonic() < deadline, "the store was never found again"
             time.sleep(0.05)
         other = create_engine(url)

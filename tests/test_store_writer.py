@@ -43,7 +43,7 @@ def test_writes_run_with_instrumentation_suppressed(store_url: str) -> None:
 def test_a_full_queue_drops_and_counts_without_blocking(store_url: str) -> None:
     with stored_monitor(store_url, store_queue_size=50, store_flush_interval=60) as sm:
         m = sm.monitor
-        writer = m._writer
+        writer = m._store.writer
         assert writer is not None
         writer.flush()  # the writer is idle; nothing is written for a minute now
         for _ in range(80):
@@ -65,7 +65,7 @@ def test_runs_lost_at_shutdown_are_counted_and_logged(
     locker = sqlite3.connect(path, isolation_level=None, timeout=10)
     try:
         with stored_monitor(f"sqlite:///{path}", store_flush_interval=0.05) as sm:
-            m, writer = sm.monitor, sm.monitor._writer
+            m, writer = sm.monitor, sm.monitor._store.writer
             assert writer is not None
             assert m.force_flush()
             locker.execute("BEGIN EXCLUSIVE")

@@ -308,6 +308,36 @@ def seconds(value: Duration) -> float:
     return value.total_seconds() if isinstance(value, timedelta) else float(value)
 
 
+#: Longest collector type: it names metric series, alerts and stored rows.
+MAX_COLLECTOR_TYPE_LENGTH: Final = 255
+
+
+def check_collector_type(collector_type: object) -> str:
+    """``collector_type`` if it is a usable collector name: the one rule, applied everywhere.
+
+    Raises:
+        ConfigError: Not a non-empty string, a NUL character, or longer than
+            ``MAX_COLLECTOR_TYPE_LENGTH``.
+    """
+    if not isinstance(collector_type, str) or not collector_type.strip():
+        raise ConfigError(
+            f"collector_type must be a non-empty string, got {collector_type!r}; "
+            "pass a name such as 'pool_collector'"
+        )
+    if "\x00" in collector_type:
+        raise ConfigError(
+            f"collector_type {collector_type!r} contains a NUL character; remove it "
+            "(databases and exporters cannot store it)"
+        )
+    if len(collector_type) > MAX_COLLECTOR_TYPE_LENGTH:
+        raise ConfigError(
+            f"collector_type is {len(collector_type)} characters long; use at most "
+            f"{MAX_COLLECTOR_TYPE_LENGTH} (it names metrics, alerts and stored rows): "
+            f"{collector_type[:40]!r}..."
+        )
+    return collector_type
+
+
 def check_seconds(name: str, value: object, *, allow_zero: bool = False) -> float:
     """Validate a duration given as seconds (a number) or a ``timedelta``.
 

@@ -1,26 +1,89 @@
-"""Accounting for gecko-otel's own failures.
+"""The one guard for gecko-otel's own failures.
 
 The plugin must never raise into, block or slow a collector, so every hook
-catches its own errors and reports them here: a log line with the traceback
-and a counter that ``Monitor.export()`` shows. Our own test suite installs a
-listener that turns any reported error into a test failure (see
-``tests/conftest.py``), so swallowing never hides a bug from us.
+runs its work under :class:`guarded` (a ``with`` block or a decorator): an
+error is logged with its traceback and counted (``Monitor.export()`` and
+``system_health().dropped`` show it), never raised. In *strict* mode, which
+our own test suite turns on and users can turn on in theirs
+(:func:`gecko_otel.testing.strict_internal_errors`), the guard re-raises
+after reporting, so swallowing never hides a bug from a test.
 """
 
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
 import os
 import threading
 import weakref
 from collections.abc import Callable
+from types import TracebackType
+from typing import ParamSpec, TypeVar
 
 logger = logging.getLogger("gecko_otel")
 
 _lock = threading.Lock()
 _count = 0
 _listeners: list[Callable[[str, BaseException], None]] = []
+_strict = False
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+
+def set_strict(strict: bool) -> bool:
+    """Make :class:`guarded` re-raise after reporting (for test suites); returns the old mode."""
+    global _strict
+    previous, _strict = _strict, strict
+    return previous
+
+
+def is_strict() -> bool:
+    """Whether :class:`guarded` re-raises."""
+    return _strict
+
+
+class guarded:
+    """Report an internal error raised in a block or a function instead of raising it.
+
+    ``with guarded("Monitor.force_flush"): ...`` or ``@guarded("hook")``.
+    ``Exception`` subclasses are reported (logged and counted) and swallowed;
+    ``BaseException`` (``KeyboardInterrupt``, ``SystemExit``) passes through.
+    In strict mode the error is reported and then re-raised.
+
+    Threading: safe from any thread; holds no state between uses.
+    """
+
+    __slots__ = ("_where",)
+
+    def __init__(self, where: str) -> None:
+        self._where = where
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> bool:
+        if exc is None or not isinstance(exc, Exception):
+            return False
+        report_internal_error(self._where, exc)
+        return not _strict
+
+    def __call__(self, function: Callable[P, R | None]) -> Callable[P, R | None]:
+        where = self._where
+
+        @functools.wraps(function)
+        def wrapper(*args: P.args, **kwargs: P.kwargs) -> R | None:
+            with guarded(where):
+                return function(*args, **kwargs)
+            return None
+
+        return wrapper
 
 
 def report_internal_error(where: str, exc: BaseException) -> None:
@@ -73,9 +136,7 @@ def at_fork_in_child(obj: object, method: str) -> None:
     def reset() -> None:
         target = ref()
         if target is not None:
-            try:
+            with guarded(f"{type(target).__name__}.{method} after fork"):
                 getattr(target, method)()
-            except Exception as exc:  # noqa: BLE001 - a reset must not break the child
-                report_internal_error(f"{type(target).__name__}.{method} after fork", exc)
 
     os.register_at_fork(after_in_child=reset)

@@ -1,15 +1,46 @@
-"""The extension points of gecko-otel, described as Protocols.
+"""The extension points and internal contracts of gecko-otel, as Protocols.
 
 Anything that has the right shape works: a plain function is an alert
 handler. Classes may add a ``close()`` that the Monitor calls on shutdown.
+
+The storage contract (:class:`RunStore`) has two implementations in
+:mod:`gecko_otel.store`: memory (the default) and SQL (SQLite, PostgreSQL).
+The Monitor holds one and never asks which. A store is a consumer of the run
+pipeline like any other: it is handed finished runs, alert changes and health
+snapshots, and reaches the pipeline only through :class:`PipelineHandle`,
+which it is given once, by :meth:`RunStore.start`.
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Protocol, runtime_checkable
+import threading
+from collections.abc import Iterable, Mapping, Sequence
+from datetime import datetime
+from typing import IO, TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 if TYPE_CHECKING:
-    from gecko_otel._alerts.values import Alert
+    from gecko_otel._alerts.values import Alert, AlertLevel, AlertState
+    from gecko_otel._capture.run import Run
+    from gecko_otel._health.values import CollectorHealth
+    from gecko_otel._history.records import (
+        ExecutionRecord,
+        ExecutionStatistics,
+        ExecutionStatus,
+        FinishedRun,
+    )
+
+__all__ = [
+    "AlertHandler",
+    "ClosableAlertHandler",
+    "HealthSnapshot",
+    "MetricReadings",
+    "PipelineHandle",
+    "RunConsumer",
+    "RunStore",
+]
+
+#: Health per collector type: (status value, health score or None).
+HealthSnapshot = Mapping[str, tuple[str, float | None]]
 
 
 @runtime_checkable
@@ -33,3 +64,159 @@ class ClosableAlertHandler(AlertHandler, Protocol):
     """An alert handler with resources to release when the Monitor shuts down."""
 
     def close(self) -> None: ...
+
+
+class RunConsumer(Protocol):
+    """What the run pipeline hands on: finished runs, alert changes, health.
+
+    Threading contract: every method is called synchronously on the thread
+    that produced the event (a collector's thread for runs, the thread
+    holding the pipeline lock for alert changes and health), so each must be
+    O(1), never block on I/O and never raise.
+    """
+
+    def add_run(self, run: FinishedRun) -> None:
+        """A run finished (or was recorded as missed or skipped)."""
+
+    def alert_changed(self, alert: Alert, notified_level: AlertLevel) -> None:
+        """An alert was created or changed; ``notified_level`` is what handlers last heard."""
+
+    def health_changed(self, health: HealthSnapshot) -> None:
+        """Collectors whose health status or score changed since the last snapshot."""
+
+
+class PipelineHandle(Protocol):
+    """What a store may ask of the run pipeline: restore state, apply alert actions."""
+
+    lock: threading.RLock
+
+    def now(self) -> float:
+        """The pipeline's clock (unix seconds)."""
+
+    def drain(self) -> None:
+        """Process the runs waiting in the pipeline (before a flush or a read)."""
+
+    def restore_collector(
+        self,
+        collector_type: str,
+        *,
+        now: float,
+        buckets: Iterable[tuple[int, int, int, float, int, int]],
+        first_seen: float | None,
+        last_success: float | None,
+        last_failure: float | None,
+        consecutive_failures: int,
+        total_executions: int,
+        runs: Sequence[FinishedRun],
+    ) -> bool:
+        """Rebuild one collector's health state and recent history; False if refused."""
+
+    def restore_alerts(
+        self, alerts: Iterable[tuple[Alert, AlertLevel | None]]
+    ) -> tuple[int, list[str]]:
+        """Take back active alerts; how many, and the ids the newest replaced."""
+
+    def active_alerts(self) -> list[Alert]:
+        """This process's active alerts."""
+
+    def acknowledge(self, alert_id: str) -> bool:
+        """Acknowledge one of this process's alerts."""
+
+    def resolve(self, alert_id: str) -> bool:
+        """Resolve one of this process's alerts."""
+
+
+class RunStore(RunConsumer, Protocol):
+    """The storage contract: where runs and alert changes are kept and queried.
+
+    Implemented by :class:`gecko_otel.store.MemoryStore` (the default) and
+    :class:`gecko_otel.store.SQLStore` (SQLite, PostgreSQL). Arguments reach
+    a store already validated by the Monitor.
+
+    Threading contract: the :class:`RunConsumer` methods as documented there;
+    queries may block on I/O (never called on a collector's thread by
+    gecko-otel) and never raise for an unreachable backend: they answer from
+    what the process holds in memory and log the outage.
+    """
+
+    def start(self, pipeline: PipelineHandle) -> None:
+        """Restore state into ``pipeline`` and start background work. Called once."""
+
+    def history(
+        self,
+        collector_type: str | None,
+        *,
+        limit: int | None,
+        status: ExecutionStatus | None,
+        since: datetime | None,
+    ) -> list[ExecutionRecord]:
+        """Finished runs, newest first."""
+
+    def statistics(
+        self, collector_type: str | None, *, window: float | None
+    ) -> ExecutionStatistics:
+        """Aggregate figures over the runs (within ``window`` seconds if given)."""
+
+    def collector_types(self) -> list[str]:
+        """Collectors with at least one stored run, sorted."""
+
+    def alerts(
+        self, *, level: AlertLevel | None, collector_type: str | None, active_only: bool
+    ) -> list[Alert]:
+        """Stored alerts of every process sharing the store (none in memory)."""
+
+    def set_alert_state(self, alert_id: str, state: AlertState, at: datetime) -> bool:
+        """Acknowledge or resolve a stored alert of another process; False if unknown."""
+
+    def cleanup(self, before: datetime) -> dict[str, int]:
+        """Delete runs (and resolved alerts, metric points) older than ``before``; counts."""
+
+    def export_history(
+        self,
+        out: IO[str],
+        *,
+        format: str,
+        collector_type: str | None,
+        since: datetime | None,
+        until: datetime | None,
+        status: ExecutionStatus | None,
+    ) -> int:
+        """Stream runs, oldest first, as JSON lines or CSV; how many were written."""
+
+    def export_state(self) -> dict[str, Any]:
+        """Sections the store adds to ``Monitor.export()`` (empty in memory)."""
+
+    def counts(self) -> dict[str, int]:
+        """Items dropped, by kind (shown in ``system_health().dropped``)."""
+
+    def flush(self, timeout: float | None) -> bool:
+        """Wait until everything handed over so far is stored; False on timeout."""
+
+    def shutdown(self, timeout: float) -> None:
+        """Store what is pending (bounded by ``timeout``) and release resources."""
+
+
+class MetricReadings(Protocol):
+    """What the observable instruments read at collection time (from one Monitor).
+
+    Threading contract: called on the metric reader's thread; each call takes
+    locks briefly and does no I/O.
+    """
+
+    def records_per_collector(self) -> list[tuple[str, int]]:
+        """Records collected so far, per collector type."""
+
+    def collector_types(self) -> list[str]:
+        """Collectors this process has seen finish a run."""
+
+    def active_runs(self) -> Sequence[Run]:
+        """Runs in progress."""
+
+    def health(self) -> Mapping[str, CollectorHealth]:
+        """Health per collector."""
+
+    def active_alert_counts(self) -> Mapping[str, int]:
+        """Active alerts per level."""
+
+    def drop_counts(self) -> Mapping[str, int]:
+        """Items dropped or refused, by reason."""

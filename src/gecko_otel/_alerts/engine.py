@@ -137,9 +137,18 @@ class AlertEngine:
     Args:
         evaluator: Health state (for thresholds and recovery streaks).
         notify: Called with each notification snapshot; must not block.
+        on_change: Called (under the lock) with each alert created or changed and
+            the level handlers last heard (the store keeps the lifecycle); must
+            not block.
     """
 
-    def __init__(self, evaluator: HealthEvaluator, notify: Callable[[Alert], None]) -> None:
+    def __init__(
+        self,
+        evaluator: HealthEvaluator,
+        notify: Callable[[Alert], None],
+        *,
+        on_change: Callable[[Alert, AlertLevel], None] | None = None,
+    ) -> None:
         self._evaluator = evaluator
         self._notify = notify
         self._lock = threading.RLock()
@@ -151,7 +160,7 @@ class AlertEngine:
         #: Called (under the lock) with a snapshot of every alert that is
         #: created or changes, and the level handlers last heard: the store
         #: keeps the lifecycle. Must not block.
-        self.on_change: Callable[[Alert, AlertLevel], None] | None = None
+        self._on_change = on_change
         at_fork_in_child(self, "_reset_lock")
 
     def _reset_lock(self) -> None:
@@ -413,12 +422,12 @@ class AlertEngine:
             notification=kind,
         )
         self._notify(snapshot)
-        if self.on_change is not None:
-            self.on_change(snapshot, live.notified_level)
+        if self._on_change is not None:
+            self._on_change(snapshot, live.notified_level)
 
     def _changed(self, live: _LiveAlert, now: float) -> None:
-        if self.on_change is not None:
-            self.on_change(
+        if self._on_change is not None:
+            self._on_change(
                 live.snapshot(
                     suppressed=self._suppressed(live, now), inhibited=self._inhibited(live)
                 ),

@@ -18,12 +18,13 @@ import hashlib
 import inspect
 from collections.abc import AsyncGenerator, Callable, Generator, Mapping
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, Final, ParamSpec, TypeVar, cast, overload
+from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar, cast, overload
 
 from opentelemetry import context
 
 from gecko_otel import _state
 from gecko_otel._capture.run import Run
+from gecko_otel._config import MAX_COLLECTOR_TYPE_LENGTH, check_collector_type
 from gecko_otel._guard import report_internal_error
 from gecko_otel._health.expectations import make_expectation
 from gecko_otel.errors import ConfigError
@@ -35,30 +36,9 @@ if TYPE_CHECKING:
     from gecko_otel._monitor import Monitor
 
 #: Longest collector type accepted (the store's column width).
-MAX_COLLECTOR_TYPE_LENGTH: Final = 255
 
 P = ParamSpec("P")
 R = TypeVar("R")
-
-
-def _check_collector_type(collector_type: object) -> str:
-    if not isinstance(collector_type, str) or not collector_type.strip():
-        raise ConfigError(
-            f"collector_type must be a non-empty string, got {collector_type!r}; "
-            "pass a name such as 'pool_collector', or omit it to use the function's name"
-        )
-    if "\x00" in collector_type:
-        raise ConfigError(
-            f"collector_type {collector_type!r} contains a NUL character; remove it "
-            "(databases and exporters cannot store it)"
-        )
-    if len(collector_type) > MAX_COLLECTOR_TYPE_LENGTH:
-        raise ConfigError(
-            f"collector_type is {len(collector_type)} characters long; use at most "
-            f"{MAX_COLLECTOR_TYPE_LENGTH} (it names metrics, alerts and stored rows): "
-            f"{collector_type[:40]!r}..."
-        )
-    return collector_type
 
 
 def usable_collector_type(name: str) -> str:
@@ -208,7 +188,7 @@ def collection(
     if callable(collector_type) or isinstance(collector_type, staticmethod | classmethod):
         return _decorate(collector_type, None, None, None)
     if collector_type is not None:
-        _check_collector_type(collector_type)
+        check_collector_type(collector_type)
     _check_metadata(metadata)
 
     def decorator(func: Callable[P, R]) -> Callable[P, R]:
@@ -242,7 +222,7 @@ def _decorate(
     if not callable(func):
         raise ConfigError(f"@collection decorates functions, got {func!r}")
     qualname = getattr(func, "__qualname__", None) or getattr(func, "__name__", None)
-    name = collector_type if collector_type is not None else _check_collector_type(qualname)
+    name = collector_type if collector_type is not None else check_collector_type(qualname)
     module = getattr(func, "__module__", None)
     function_name = f"{module}.{qualname}" if module and qualname else qualname
     target = _Target(name, function_name, metadata, monitor)
@@ -461,7 +441,7 @@ class track_collection:
         attributes: Mapping[str, Any] | None = None,
     ) -> None:
         self._target = _Target(
-            _check_collector_type(collector_type),
+            check_collector_type(collector_type),
             None,
             _check_metadata(metadata),
             monitor,

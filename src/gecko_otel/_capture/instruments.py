@@ -10,26 +10,33 @@ is computed ahead of time.
 
 from __future__ import annotations
 
+import logging
+import math
 import os
 import random
+import re
 import threading
 import time
 from collections.abc import Callable, Mapping
+from datetime import datetime
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any, Final
 
-from opentelemetry.metrics import MeterProvider
+from opentelemetry.metrics import Histogram, MeterProvider
 from opentelemetry.trace import TracerProvider
 
 from gecko_otel import semconv
 from gecko_otel._capture.metadata import REDACTED, AttributeValue, MetadataSanitizer
 from gecko_otel._capture.sampling import record_all_runs
-from gecko_otel._config import MonitorConfig
-from gecko_otel._history.records import ExecutionStatus
+from gecko_otel._config import MonitorConfig, check_collector_type
+from gecko_otel._history.records import ExecutionStatus, FinishedRun, to_ns
 from gecko_otel._version import __version__
+from gecko_otel.errors import ConfigError
 
 if TYPE_CHECKING:
     from gecko_otel._capture.run import Run
+
+logger = logging.getLogger("gecko_otel.monitor")
 
 _MAX_CACHED_ATTRIBUTE_SETS: Final = 256
 
@@ -64,6 +71,8 @@ class Instrumentation:
         tracer_provider: TracerProvider,
         meter_provider: MeterProvider,
         config: MonitorConfig,
+        *,
+        discard_run: Callable[[Run], None] | None = None,
     ) -> None:
         self.config = config
         self.tracer = tracer_provider.get_tracer(semconv.SCOPE_NAME, __version__)
@@ -84,9 +93,9 @@ class Instrumentation:
         )
         self._prepared: dict[str, Prepared] = {}
         self._lock = threading.Lock()
-        #: Set by the Monitor: forget a run whose span ended without our span
-        #: processor seeing it (another processor raised inside ``end()``).
-        self.discard_run: Callable[[Run], None] | None = None
+        #: Forgets a run whose span ended without our span processor seeing
+        #: it (another processor raised inside ``end()``); None without a Monitor.
+        self.discard_run = discard_run
 
     def prepare(
         self,
@@ -171,3 +180,93 @@ class Prepared:
         if len(self._histogram_attributes) < _MAX_CACHED_ATTRIBUTE_SETS:
             self._histogram_attributes[key] = attributes
         return attributes
+
+
+_INSTRUMENT_NAME: Final = re.compile(r"[A-Za-z][A-Za-z0-9_.\-/]{0,254}")
+
+
+class CustomMetrics:
+    """Histograms made by ``Monitor.record_metric``, one per name, on one meter.
+
+    Threading: safe from any thread (creating an instrument twice on a race
+    hands back the SDK's first one).
+    """
+
+    def __init__(self, instrumentation: Instrumentation) -> None:
+        self._instrumentation = instrumentation
+        self._histograms: dict[str, Histogram] = {}
+
+    def record(self, name: str, value: float, labels: Mapping[str, Any] | None) -> None:
+        """Record ``value`` in the histogram ``name`` (see ``Monitor.record_metric``).
+
+        Raises:
+            ConfigError: ``name`` is not a valid OpenTelemetry instrument name.
+        """
+        histogram = self._histograms.get(name)
+        if histogram is None:
+            if not isinstance(name, str) or not _INSTRUMENT_NAME.fullmatch(name):
+                raise ConfigError(
+                    f"metric name {name!r} is invalid: start with a letter, then letters, "
+                    "digits, '_', '.', '-' or '/', at most 255 characters"
+                )
+            histogram = self._instrumentation.meter.create_histogram(
+                name, description=f"Custom measurement {name!r} (Monitor.record_metric)"
+            )
+            self._histograms[name] = histogram
+        try:
+            number = float(value)
+        except (TypeError, ValueError):
+            logger.warning("gecko_otel: record_metric(%r) ignored a non-number %r", name, value)
+            return
+        if not math.isfinite(number):
+            logger.warning("gecko_otel: record_metric(%r) ignored a non-finite %r", name, value)
+            return
+        sanitizer = self._instrumentation.sanitizer
+        histogram.record(number, attributes=sanitizer.sanitize(labels) if labels else None)
+
+
+def not_started_run(
+    sanitizer: MetadataSanitizer,
+    collector_type: str,
+    *,
+    status: ExecutionStatus | str,
+    scheduled_time: datetime,
+    reason: str | None,
+    metadata: Mapping[str, Any] | None,
+) -> FinishedRun:
+    """The record of a scheduled run that never started (see ``Monitor.record_not_started``).
+
+    Raises:
+        ConfigError: ``status`` is not missed or skipped, the collector type
+            is invalid, or ``scheduled_time`` is not an aware datetime.
+    """
+    checked = status if isinstance(status, ExecutionStatus) else None
+    if isinstance(status, str) and status in ("missed", "skipped"):
+        checked = ExecutionStatus(status)
+    if checked not in (ExecutionStatus.MISSED, ExecutionStatus.SKIPPED):
+        raise ConfigError(
+            f"record_not_started() takes status 'missed' or 'skipped', got {status!r}"
+        )
+    check_collector_type(collector_type)
+    if not isinstance(scheduled_time, datetime) or scheduled_time.tzinfo is None:
+        raise ConfigError(
+            f"scheduled_time must be a timezone-aware datetime, got {scheduled_time!r}"
+        )
+    message = sanitizer.text(reason) if reason else None
+    return FinishedRun(
+        collector_type,
+        new_execution_id(),
+        checked,
+        to_ns(scheduled_time),
+        None,
+        None,
+        0,
+        (),
+        (message,) if message else (),
+        MappingProxyType(sanitizer.sanitize(metadata)),
+        None,
+        None,
+        None,
+        None,
+        0,
+    )

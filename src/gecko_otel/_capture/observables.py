@@ -4,7 +4,7 @@ Nothing here runs per collection run: records, active runs, health and
 alerts are read when the metric reader collects. The instruments are created
 once per MeterProvider (the SDK hands back the first instrument when the same
 name is registered again, with the first callbacks), and their callbacks
-read whichever Monitor currently serves that provider, so a Monitor created
+read whichever Monitor currently serves that provider (through its readings), so a Monitor created
 after another one shut down on the same providers still reports.
 
 Threading: callbacks run on the metric reader's thread (or the caller of
@@ -18,7 +18,7 @@ import contextlib
 import threading
 import time
 import weakref
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from typing import TYPE_CHECKING, Final
 
 from opentelemetry.metrics import CallbackOptions, MeterProvider, Observation
@@ -30,7 +30,7 @@ if TYPE_CHECKING:
     from opentelemetry.metrics import Meter
 
     from gecko_otel._health.values import CollectorHealth
-    from gecko_otel._monitor import Monitor
+    from gecko_otel.typing import MetricReadings
 
 #: Health is read once per collection for the four per-collector gauges.
 _HEALTH_TTL: Final = 1.0
@@ -55,12 +55,12 @@ def observables_for(meter_provider: MeterProvider, meter: Meter) -> Observables:
 
 
 class Observables:
-    """Observable instruments whose callbacks read ``monitor``."""
+    """Observable instruments whose callbacks read ``source``."""
 
     def __init__(self, meter: Meter) -> None:
-        #: The Monitor the callbacks read (None: they report nothing).
-        self.monitor: Monitor | None = None
-        self._health: tuple[Monitor, float, dict[str, CollectorHealth]] | None = None
+        #: What the callbacks read: the serving Monitor's readings (None: nothing).
+        self.source: MetricReadings | None = None
+        self._health: tuple[MetricReadings, float, Mapping[str, CollectorHealth]] | None = None
         meter.create_observable_counter(
             semconv.METRIC_RECORDS,
             callbacks=[self._guard(self._records)],
@@ -120,38 +120,38 @@ class Observables:
         )
 
     def _guard(
-        self, read: Callable[[Monitor], list[Observation]]
+        self, read: Callable[[MetricReadings], list[Observation]]
     ) -> Callable[[CallbackOptions], Iterable[Observation]]:
         def callback(options: CallbackOptions) -> Iterable[Observation]:
-            monitor = self.monitor
-            if monitor is None:
+            source = self.source
+            if source is None:
                 return []
             try:
-                return read(monitor)
+                return read(source)
             except Exception as exc:  # noqa: BLE001 - a metric callback must not raise
                 report_internal_error("observable instrument callback", exc)
                 return []
 
         return callback
 
-    def _records(self, monitor: Monitor) -> list[Observation]:
+    def _records(self, source: MetricReadings) -> list[Observation]:
         return [
             Observation(total, {semconv.COLLECTOR_TYPE: name})
-            for name, total in monitor._records_per_collector()
+            for name, total in source.records_per_collector()
         ]
 
-    def _active(self, monitor: Monitor) -> list[Observation]:
-        counts = dict.fromkeys(monitor._local_collector_types(), 0)
-        for run in monitor.active_runs():
+    def _active(self, source: MetricReadings) -> list[Observation]:
+        counts = dict.fromkeys(source.collector_types(), 0)
+        for run in source.active_runs():
             counts[run.collector_type] = counts.get(run.collector_type, 0) + 1
         return [Observation(n, {semconv.COLLECTOR_TYPE: name}) for name, n in counts.items()]
 
     def _per_collector(
         self, read: Callable[[CollectorHealth], float | None], *, refresh: bool
-    ) -> Callable[[Monitor], list[Observation]]:
-        def observe(monitor: Monitor) -> list[Observation]:
+    ) -> Callable[[MetricReadings], list[Observation]]:
+        def observe(source: MetricReadings) -> list[Observation]:
             out = []
-            for name, health in self._health_of(monitor, refresh=refresh).items():
+            for name, health in self._health_of(source, refresh=refresh).items():
                 value = read(health)
                 if value is not None:
                     out.append(Observation(value, {semconv.COLLECTOR_TYPE: name}))
@@ -159,25 +159,25 @@ class Observables:
 
         return observe
 
-    def _health_of(self, monitor: Monitor, *, refresh: bool) -> dict[str, CollectorHealth]:
+    def _health_of(self, source: MetricReadings, *, refresh: bool) -> Mapping[str, CollectorHealth]:
         # One health pass serves the four gauges of a collection: the first
         # gauge's callback computes it, the next three (called right after it
         # in the same collection) reuse it.
         now = time.monotonic()
         cached = self._health
-        if refresh or cached is None or cached[0] is not monitor or now - cached[1] > _HEALTH_TTL:
-            cached = (monitor, now, monitor.health())
+        if refresh or cached is None or cached[0] is not source or now - cached[1] > _HEALTH_TTL:
+            cached = (source, now, source.health())
             self._health = cached
         return cached[2]
 
-    def _alerts(self, monitor: Monitor) -> list[Observation]:
+    def _alerts(self, source: MetricReadings) -> list[Observation]:
         return [
             Observation(count, {semconv.ALERT_LEVEL: level})
-            for level, count in monitor._active_alert_counts().items()
+            for level, count in source.active_alert_counts().items()
         ]
 
-    def _dropped(self, monitor: Monitor) -> list[Observation]:
+    def _dropped(self, source: MetricReadings) -> list[Observation]:
         return [
             Observation(count, {semconv.DROP_REASON: reason})
-            for reason, count in monitor._drop_counts().items()
+            for reason, count in source.drop_counts().items()
         ]

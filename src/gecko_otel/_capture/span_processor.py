@@ -39,22 +39,24 @@ class HistorySpanProcessor(SpanProcessor):
         on_record: Called on the ending thread with each
             :class:`~gecko_otel._history.records.FinishedRun` (history, health and
             alerts take it from there); must be O(1) and must not block.
+        on_run_start: Called on the starting thread with the collector type
+            and execution id of each run that starts (schedule expectations
+            resolve ``missed_run`` there); must be O(1) and must not block.
     """
 
     def __init__(
         self,
         instrumentation: Instrumentation,
         on_record: Callable[[FinishedRun], None],
+        on_run_start: Callable[[str, str], None],
     ) -> None:
         self._on_record = on_record
+        self._on_run_start = on_run_start
         self._instrumentation = instrumentation
         # span_id -> Run. dict get/set/pop are atomic under the GIL, so the
         # hot path takes no lock.
         self._active: dict[int, Run] = {}
         self._shutdown = False
-        #: Called with each collection run that starts, when set (the Monitor
-        #: sets it once a collector declares a schedule expectation).
-        self.on_run_start: Callable[[Run], None] | None = None
         at_fork_in_child(self, "_after_fork")
 
     def _after_fork(self) -> None:
@@ -76,9 +78,7 @@ class HistorySpanProcessor(SpanProcessor):
                 and run._prepared.instr is self._instrumentation
             ):
                 self._active[span.context.span_id] = run
-                hook = self.on_run_start
-                if hook is not None:
-                    hook(run)
+                self._on_run_start(run.collector_type, run.execution_id)
         except Exception as exc:  # noqa: BLE001 - must not raise into span creation
             report_internal_error("HistorySpanProcessor.on_start", exc)
 

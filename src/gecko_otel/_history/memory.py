@@ -225,9 +225,9 @@ class History:
         status: ExecutionStatus | str | None = None,
         since: datetime | None = None,
     ) -> list[FinishedRun]:
-        limit = _check_limit(limit)
-        wanted = _check_status(status)
-        checked = _check_since(since)
+        limit = check_limit(limit)
+        wanted = check_status(status)
+        checked = check_since(since)
         since_ns = to_ns(checked) if checked is not None else None
         groups = []
         for collector in self._select(collector_type):
@@ -247,7 +247,7 @@ class History:
         now: datetime | None = None,
     ) -> ExecutionStatistics:
         """Aggregates over all runs, or over the in-memory runs started within ``window``."""
-        seconds = _check_window(window)
+        seconds = check_window(window)
         total = Aggregate()
         if seconds is None:
             for collector in self._select(collector_type):
@@ -323,13 +323,13 @@ def _utc_ns(ns: int | None) -> datetime | None:
     return None if ns is None else utc_ns(ns)
 
 
-def _check_limit(limit: int | None) -> int | None:
+def check_limit(limit: int | None) -> int | None:
     if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or limit < 0):
         raise ConfigError(f"limit must be a non-negative int or None, got {limit!r}")
     return limit
 
 
-def _check_status(status: ExecutionStatus | str | None) -> ExecutionStatus | None:
+def check_status(status: ExecutionStatus | str | None) -> ExecutionStatus | None:
     if status is None or isinstance(status, ExecutionStatus):
         return status
     try:
@@ -339,7 +339,7 @@ def _check_status(status: ExecutionStatus | str | None) -> ExecutionStatus | Non
         raise ConfigError(f"unknown status {status!r}; use one of: {valid}") from None
 
 
-def _check_since(since: datetime | None) -> datetime | None:
+def check_since(since: datetime | None) -> datetime | None:
     if since is None:
         return None
     if not isinstance(since, datetime):
@@ -351,5 +351,5 @@ def _check_since(since: datetime | None) -> datetime | None:
     return since
 
 
-def _check_window(window: timedelta | float | None) -> float | None:
+def check_window(window: timedelta | float | None) -> float | None:
     return None if window is None else check_seconds("window", window)

@@ -33,7 +33,7 @@ from gecko_otel._history.records import FinishedRun
 if TYPE_CHECKING:
     from gecko_otel._config import MonitorConfig
     from gecko_otel._history.memory import History
-    from gecko_otel._pipeline.alerting import Alerting
+    from gecko_otel._pipeline.pipeline import RunPipeline
 
 #: Quiet runs that may wait before a batch is processed.
 BATCH: Final = 64
@@ -42,7 +42,7 @@ BATCH: Final = 64
 class RunIngest:
     """Feeds finished runs to history and alerting (see the module docs)."""
 
-    def __init__(self, history: History, alerting: Alerting, config: MonitorConfig) -> None:
+    def __init__(self, history: History, alerting: RunPipeline, config: MonitorConfig) -> None:
         self._history = history
         self._alerting = alerting
         self._pending: deque[tuple[FinishedRun, float]] = deque()

@@ -1,34 +1,43 @@
-"""The persistent store: execution history, alerts, collector metadata and metric points.
+"""Storage: the two backends of the storage contract, and the SQL store's parts.
 
-Configure it with ``setup(database_url=...)`` (or ``MonitorConfig.database_url``,
+:class:`MemoryStore` (the default) keeps a bounded history in memory.
+:class:`SQLStore` keeps everything in a database: configure it with
+``setup(database_url=...)`` (or ``MonitorConfig.database_url``,
 ``GECKO_OTEL_DATABASE_URL``): ``sqlite:///path.db`` for one machine,
-``postgresql+psycopg://...`` for a fleet. The Monitor migrates the schema on
-start, rebuilds health and active alerts from it, writes in the background
-and answers ``history()``, ``statistics()`` and ``alerts()`` from it.
+``postgresql+psycopg://...`` for a fleet. It migrates the schema on start,
+rebuilds health and active alerts from it, writes in the background and
+answers ``history()``, ``statistics()`` and ``alerts()`` from it.
 
-Modules: :mod:`~gecko_otel.store.schema` (tables), :mod:`~gecko_otel.store.engine`
-(engines, migrations), :mod:`~gecko_otel.store.store` (reads and writes),
-:mod:`~gecko_otel.store.writer` (the background writer),
-:mod:`~gecko_otel.store.metrics` (the metric exporter).
+Both implement :class:`gecko_otel.typing.RunStore`. Names of the SQL side
+load SQLAlchemy on first use only, so a memory-only process never imports it.
 """
 
 from __future__ import annotations
 
-from gecko_otel.store.engine import (
-    check_url,
-    create_store_engine,
-    current_revision,
-    migrate,
-    parse_url,
-)
-from gecko_otel.store.metrics import StoreMetricExporter, store_metric_reader
-from gecko_otel.store.schema import HEAD_REVISION
-from gecko_otel.store.store import CollectorRow, Store
-from gecko_otel.store.writer import StoreWriter
+import importlib
+from typing import TYPE_CHECKING, Any
+
+from gecko_otel.store.memory import MemoryStore
+
+if TYPE_CHECKING:
+    from gecko_otel.store.engine import (
+        check_url,
+        create_store_engine,
+        current_revision,
+        migrate,
+        parse_url,
+    )
+    from gecko_otel.store.metrics import StoreMetricExporter, store_metric_reader
+    from gecko_otel.store.schema import HEAD_REVISION
+    from gecko_otel.store.sql import SQLStore
+    from gecko_otel.store.store import CollectorRow, Store
+    from gecko_otel.store.writer import StoreWriter
 
 __all__ = [
     "HEAD_REVISION",
     "CollectorRow",
+    "MemoryStore",
+    "SQLStore",
     "Store",
     "StoreMetricExporter",
     "StoreWriter",
@@ -39,3 +48,31 @@ __all__ = [
     "parse_url",
     "store_metric_reader",
 ]
+
+_LAZY = {
+    "HEAD_REVISION": "schema",
+    "CollectorRow": "store",
+    "SQLStore": "sql",
+    "Store": "store",
+    "StoreMetricExporter": "metrics",
+    "StoreWriter": "writer",
+    "check_url": "engine",
+    "create_store_engine": "engine",
+    "current_revision": "engine",
+    "migrate": "engine",
+    "parse_url": "engine",
+    "store_metric_reader": "metrics",
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'gecko_otel.store' has no attribute {name!r}")
+    value = getattr(importlib.import_module(f"gecko_otel.store.{module}"), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(__all__)

@@ -15,7 +15,6 @@ never a scan of rows into Python. Exports stream rows in chunks.
 
 from __future__ import annotations
 
-import csv
 import functools
 import json
 import logging
@@ -24,7 +23,7 @@ import re
 import sqlite3
 import threading
 import uuid
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from types import MappingProxyType
@@ -65,6 +64,7 @@ from gecko_otel._history.records import (
 )
 from gecko_otel.errors import ConfigError
 from gecko_otel.store.engine import WRITE, migrate
+from gecko_otel.store.export import EXPORT_COLUMNS, write_export
 from gecko_otel.store.schema import (
     NAME_LENGTH,
     UTCDateTime,
@@ -94,27 +94,6 @@ _SQLITE_RUNS_PER_INSERT: Final = min(500, _SQLITE_VARIABLES // len(_RUN_COLUMNS)
 _NAIVE_EPOCH: Final = datetime(1970, 1, 1)
 _A = system_alerts.c
 _M = collection_metadata.c
-
-#: Columns of a history export, in order (CSV header, JSON keys).
-EXPORT_COLUMNS: Final = (
-    "execution_id",
-    "collector_type",
-    "status",
-    "start_time",
-    "end_time",
-    "duration_seconds",
-    "records_collected",
-    "error_type",
-    "error_message",
-    "warnings",
-    "errors",
-    "dropped_messages",
-    "metadata",
-    "trace_id",
-    "span_id",
-    "service_name",
-    "service_instance_id",
-)
 
 
 _SURROGATE: Final = re.compile("[\ud800-\udfff]")
@@ -160,8 +139,6 @@ class CollectorUpdate:
     successful_executions: int = 0
     failed_executions: int = 0
     total_records: int = 0
-    health_status: str | None = None
-    health_score: float | None = None
 
     def add(self, run: FinishedRun) -> None:
         start = utc_ns(run.start_ns)
@@ -310,19 +287,19 @@ class Store:
         runs: Sequence[FinishedRun],
         alerts: Sequence[Mapping[str, Any]],
         metrics: Sequence[Mapping[str, Any]],
-        health_of: Callable[[str], tuple[str | None, float | None]] | None = None,
+        health: Mapping[str, tuple[str, float | None]] | None = None,
     ) -> None:
-        """Write one batch in one transaction (see the module docs)."""
+        """Write one batch in one transaction (see the module docs).
+
+        ``health`` is the latest health status and score of collectors,
+        stored in their ``collection_metadata`` rows.
+        """
         self.ensure_schema()
         run_rows: list[Any] = (
             [self._sqlite_run_values(run) for run in runs]
             if self.backend == "sqlite"
             else [self.run_row(run) for run in runs]
         )
-        health: dict[str, tuple[str | None, float | None]] = {}
-        if health_of is not None:
-            for name in {run.collector_type for run in runs}:
-                health[name] = health_of(name)
         latest: dict[str, Mapping[str, Any]] = {}
         for row in alerts:  # the last snapshot of each alert wins
             latest[row["id"]] = row
@@ -341,7 +318,6 @@ class Store:
                         update_ = updates[name] = CollectorUpdate(
                             clean_text(name, NAME_LENGTH) or ""
                         )
-                        update_.health_status, update_.health_score = health.get(name, (None, None))
                     update_.add(run)
                 now = datetime.now(timezone.utc)
                 # Sorted, so two writers lock the rows in the same order.
@@ -357,6 +333,14 @@ class Store:
                     conn.execute(
                         self._statement("streak"), [{"c": u.collector_type} for u in ordered]
                     )
+            if health:
+                conn.execute(
+                    self._statement("health"),
+                    [
+                        {"c": clean_text(name, NAME_LENGTH), "s": status, "h": score}
+                        for name, (status, score) in sorted(health.items())
+                    ],
+                )
             if latest:
                 conn.execute(self._alert_upsert(), list(latest.values()))
             if metrics:
@@ -524,6 +508,12 @@ class Store:
                 )
             elif name == "streak":
                 statement = _streak_update()
+            elif name == "health":
+                statement = (
+                    update(collection_metadata)
+                    .where(_M.collector_type == bindparam("c"))
+                    .values(health_status=bindparam("s"), health_score=bindparam("h"))
+                )
             else:
                 statement = self._collector_upsert()
             self._statements[name] = statement
@@ -542,8 +532,8 @@ class Store:
             "failed_executions": u.failed_executions,
             "total_records": u.total_records,
             "consecutive_failures": 0,  # set from the stored runs right after
-            "health_status": u.health_status,
-            "health_score": u.health_score,
+            "health_status": None,  # set by health snapshots
+            "health_score": None,
             "service_name": self.service_name,
             "updated_at": now,
         }
@@ -572,8 +562,6 @@ class Store:
                 "successful_executions": _M.successful_executions + new.successful_executions,
                 "failed_executions": _M.failed_executions + new.failed_executions,
                 "total_records": _M.total_records + new.total_records,
-                "health_status": new.health_status,
-                "health_score": new.health_score,
                 "service_name": new.service_name,
                 "updated_at": new.updated_at,
             },
@@ -901,33 +889,6 @@ class Store:
                 if deleted < batch:
                     break
         return counts
-
-
-def write_export(out: IO[str], format: str, rows: Iterable[Mapping[str, Any]]) -> int:
-    """Write export rows to ``out`` as JSON lines or CSV (``EXPORT_COLUMNS``); how many."""
-    count = 0
-    if format == "jsonl":
-        for row in rows:
-            line = {k: row.get(k) for k in EXPORT_COLUMNS}
-            out.write(json.dumps(line, ensure_ascii=False, separators=(",", ":")))
-            out.write("\n")
-            count += 1
-        return count
-    writer = csv.DictWriter(
-        out, fieldnames=EXPORT_COLUMNS, lineterminator="\n", extrasaction="ignore"
-    )
-    writer.writeheader()
-    for row in rows:
-        writer.writerow(
-            {
-                k: json.dumps(row.get(k), ensure_ascii=False)
-                if isinstance(row.get(k), list | dict)
-                else row.get(k)
-                for k in EXPORT_COLUMNS
-            }
-        )
-        count += 1
-    return count
 
 
 @functools.lru_cache(maxsize=8)

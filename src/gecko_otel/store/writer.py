@@ -32,7 +32,7 @@ import threading
 import time
 import weakref
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any, Final
 
 from opentelemetry.context import _SUPPRESS_INSTRUMENTATION_KEY, attach, detach, set_value
@@ -55,6 +55,7 @@ logger = logging.getLogger("gecko_otel.store")
 RUN: Final = "runs"
 ALERT: Final = "alerts"
 METRIC: Final = "metrics"
+HEALTH: Final = "health"
 _FLUSH: Final = "flush"
 
 #: Backoff between attempts while the database is unreachable.
@@ -73,9 +74,6 @@ class _Flush(threading.Event):
         self.stored = True
 
 
-HealthOf = Callable[[str], tuple[str | None, float | None]]
-
-
 def is_transient(exc: BaseException) -> bool:
     """Whether a failed write may succeed later (the database is down or busy)."""
     if isinstance(exc, DisconnectionError | TimeoutError | OperationalError):
@@ -92,8 +90,10 @@ class StoreWriter:
             and counted.
         batch_size: Items per transaction; a full batch wakes the thread.
         interval: Seconds between writes when batches do not fill.
-        health_of: Called on the writer thread with a collector type for
-            the health status and score stored in ``collection_metadata``.
+        available: Whether the database answered at start; until a write
+            succeeds, ``available`` is False and queries answer from memory.
+        before_exit: Called at interpreter exit before the last flush (the
+            Monitor collects its last metric points into the queue).
     """
 
     def __init__(
@@ -103,13 +103,13 @@ class StoreWriter:
         queue_size: int,
         batch_size: int,
         interval: float,
-        health_of: HealthOf | None = None,
+        available: bool = True,
+        before_exit: Callable[[], None] | None = None,
     ) -> None:
         self.store = store
         self._max = queue_size
         self._batch = batch_size
         self._interval = interval
-        self._health_of = health_of
         self._queue: deque[tuple[str, Any]] = deque()
         self._wake = threading.Event()
         self._stopping = threading.Event()
@@ -118,19 +118,18 @@ class StoreWriter:
         self._pid = os.getpid()
         self._closed = False
         #: Items lost, by kind (runs, alerts, metrics), and rows refused.
-        self.dropped: dict[str, int] = {RUN: 0, ALERT: 0, METRIC: 0}
+        self.dropped: dict[str, int] = {RUN: 0, ALERT: 0, METRIC: 0, HEALTH: 0}
         self.rejected = 0
         #: Items written, by kind.
-        self.written: dict[str, int] = {RUN: 0, ALERT: 0, METRIC: 0}
+        self.written: dict[str, int] = {RUN: 0, ALERT: 0, METRIC: 0, HEALTH: 0}
         #: Failed attempts to write a batch (each retried), and the last error.
         self.failures = 0
         self.last_error: str | None = None
-        self.available = True
+        self.available = available
         self._inflight = 0
         self._count_lock = threading.Lock()
         self._creator_pid = os.getpid()
-        #: Called before the exit flush (the Monitor collects its last metric points).
-        self.before_exit: Callable[[], None] | None = None
+        self.before_exit = before_exit
         #: flush() calls waiting: partial batches are written at once until they are done.
         self._flushes = 0
         self._flush_lock = threading.Lock()
@@ -164,6 +163,10 @@ class StoreWriter:
         """Queue an alert's ``system_alerts`` row (the newest per alert id is written)."""
         self.put(ALERT, row)
 
+    def put_health(self, health: Mapping[str, tuple[str, float | None]]) -> None:
+        """Queue collectors' health status and score (the newest per collector is written)."""
+        self.put(HEALTH, dict(health))
+
     def pending(self) -> int:
         """Items not yet written: queued, and in the batch being written or retried."""
         return len(self._queue) + self._inflight
@@ -189,7 +192,7 @@ class StoreWriter:
         """Flush for at most ``timeout`` seconds, then stop; what is left is counted as lost."""
         if self._closed:
             return True
-        dropped_before = sum(self.dropped.values())
+        dropped_before = self._data_dropped()
         flushed = self.flush(timeout)
         self._closed = True
         self._stopping.set()
@@ -202,7 +205,7 @@ class StoreWriter:
         self._count_left()
         self._report_drops(time.monotonic())
         # Counted here, or by the writer thread as it gave up its batch.
-        lost = sum(self.dropped.values()) - dropped_before
+        lost = self._data_dropped() - dropped_before
         if lost:
             logger.error(
                 "gecko_otel: store %s unreachable at shutdown; %d items not written (%s)",
@@ -212,12 +215,17 @@ class StoreWriter:
             )
         return flushed and not lost
 
+    def _data_dropped(self) -> int:
+        # Health snapshots are counted apart: a later snapshot replaces a lost one.
+        return sum(n for kind, n in self.dropped.items() if kind != HEALTH)
+
     def counts(self) -> dict[str, int]:
         """Losses, for ``system_health().dropped`` and the ``gecko.monitor.dropped`` metric."""
         return {
             "store_dropped_runs": self.dropped[RUN],
             "store_dropped_alerts": self.dropped[ALERT],
             "store_dropped_metrics": self.dropped[METRIC],
+            "store_dropped_health": self.dropped[HEALTH],
             "store_rejected": self.rejected,
         }
 
@@ -369,8 +377,12 @@ class StoreWriter:
         runs = [item for kind, item in items if kind == RUN]
         alerts = [item for kind, item in items if kind == ALERT]
         metrics = [item for kind, item in items if kind == METRIC]
+        health: dict[str, tuple[str, float | None]] = {}
+        for kind, item in items:
+            if kind == HEALTH:
+                health.update(item)
         try:
-            self.store.write(runs, alerts, metrics, self._health_of)
+            self.store.write(runs, alerts, metrics, health)
         except Exception as exc:
             if is_transient(exc) or len(items) == 1:
                 raise
@@ -386,7 +398,13 @@ class StoreWriter:
                     self._reject(items[0][0], 1, single)
                 del items[0]
             return
-        for kind, n in ((RUN, len(runs)), (ALERT, len(alerts)), (METRIC, len(metrics))):
+        snapshots = len(items) - len(runs) - len(alerts) - len(metrics)
+        for kind, n in (
+            (RUN, len(runs)),
+            (ALERT, len(alerts)),
+            (METRIC, len(metrics)),
+            (HEALTH, snapshots),
+        ):
             self.written[kind] += n
 
     def _loop(self) -> bool:

@@ -1,10 +1,12 @@
-"""Health evaluation and alerting as one component of the Monitor.
+"""The run pipeline: every finished run through history, health rules and alerts.
 
-:class:`Alerting` owns the health evaluator, the alert engine, the handler
-dispatcher and the watchdog, and exposes what the Monitor answers about
-health and alerts. Per finished run it does O(1) work on the run's thread
-(``observe``); everything that waits on a clock runs on the watchdog thread,
-and handlers run on the dispatcher's threads.
+:class:`RunPipeline` owns the run ingest, the health evaluator, the schedule
+expectations, the alert engine, the handler dispatcher and the watchdog, and
+hands what it sees on to one :class:`~gecko_otel.typing.RunConsumer` (the
+store): finished runs as they arrive, alert changes as they happen, health
+snapshots on every watchdog tick and flush. Per finished run it does O(1)
+work on the run's thread; everything that waits on a clock runs on the
+watchdog thread, and handlers run on the dispatcher's threads.
 """
 
 from __future__ import annotations
@@ -12,16 +14,16 @@ from __future__ import annotations
 import math
 import threading
 import time
-from collections.abc import Callable, Iterable
-from datetime import datetime, timedelta, timezone
+from collections.abc import Callable, Iterable, Sequence
+from datetime import datetime, timedelta, timezone, tzinfo
 from typing import Any
 
 from gecko_otel._alerts.dispatcher import AlertDispatcher
 from gecko_otel._alerts.engine import AlertEngine
 from gecko_otel._alerts.values import Alert, AlertLevel
-from gecko_otel._config import MonitorConfig, check_seconds, seconds
+from gecko_otel._config import MonitorConfig, check_collector_type, check_seconds, seconds
 from gecko_otel._guard import at_fork_in_child, report_internal_error
-from gecko_otel._health.expectations import Schedules
+from gecko_otel._health.expectations import Expectation, Schedules
 from gecko_otel._health.rules import BUCKETS, HealthEvaluator
 from gecko_otel._health.values import (
     CollectionStatus,
@@ -32,19 +34,21 @@ from gecko_otel._health.values import (
 )
 from gecko_otel._health.watchdog import Watchdog
 from gecko_otel._history.memory import History
-from gecko_otel._history.records import FinishedRun
+from gecko_otel._history.records import ExecutionStatus, FinishedRun
+from gecko_otel._pipeline.ingest import RunIngest
 from gecko_otel.errors import ConfigError
-from gecko_otel.typing import AlertHandler
+from gecko_otel.typing import AlertHandler, RunConsumer
 
 Clock = Callable[[], float]
 
 
-class Alerting:
-    """Health, alerts, handlers and the watchdog of one Monitor.
+class RunPipeline:
+    """History, health, alerts, handlers and the watchdog of one Monitor.
 
     Args:
         config: Thresholds, cooldowns, timeouts.
-        history: The Monitor's history (for p95 durations in the window).
+        history: The in-memory history runs are added to (and p95 durations read from).
+        consumer: Hears of every run, alert change and health change (the store).
         clock: Unix time in seconds; ``time.time`` by default. Tests pass a
             fake clock to move time without sleeping.
         handlers: Alert handlers to start with.
@@ -56,6 +60,7 @@ class Alerting:
         self,
         config: MonitorConfig,
         history: History,
+        consumer: RunConsumer,
         *,
         clock: Clock | None = None,
         handlers: Iterable[AlertHandler] = (),
@@ -63,12 +68,15 @@ class Alerting:
     ) -> None:
         self._config = config
         self._history = history
+        self._consumer = consumer
         self._clock = clock or time.time
         self.evaluator = HealthEvaluator(config)
         self.dispatcher = AlertDispatcher(
             timeout=seconds(config.handler_timeout), queue_size=config.alert_queue_size
         )
-        self.engine = AlertEngine(self.evaluator, self.dispatcher.submit)
+        self.engine = AlertEngine(
+            self.evaluator, self.dispatcher.submit, on_change=consumer.alert_changed
+        )
         self.schedules = Schedules()
         for handler in handlers:
             self.add_handler(handler)
@@ -85,9 +93,8 @@ class Alerting:
         #: it, so a tick never applies conditions computed before a run that
         #: was processed in the meantime.
         self.lock = threading.RLock()
-        #: Called (under ``lock``) first by every evaluation and health query:
-        #: the Monitor drains the runs waiting in its ingest here.
-        self.before_evaluation: Callable[[], None] = _nothing
+        self._ingest = RunIngest(history, self, config)
+        self._published: dict[str, tuple[str, float | None]] = {}
         at_fork_in_child(self, "_reset_lock")
         if watchdog:
             self._watchdog.ensure_running()
@@ -105,6 +112,20 @@ class Alerting:
     def now(self) -> float:
         """The clock's current reading (unix seconds)."""
         return self._clock()
+
+    def add(self, run: FinishedRun) -> None:
+        """Take a finished run (on the thread that ended it). O(1) amortised, no I/O."""
+        self._ingest.add(run)
+        self._consumer.add_run(run)
+
+    def drain(self) -> None:
+        """Process the runs waiting in the ingest (before any query or flush)."""
+        self._ingest.drain()
+
+    def on_run_start(self, collector_type: str, execution_id: str) -> None:
+        """A run started (on its thread): only collectors with an expectation care."""
+        if self.schedules.has(collector_type):
+            self.run_started(collector_type, execution_id)
 
     def observe(self, record: FinishedRun, ended: float) -> None:
         """Count a run that ended at unix time ``ended`` and update its alerts. O(1).
@@ -131,15 +152,32 @@ class Alerting:
             now = self._clock()
             self.schedules.started(collector_type, execution_id, now)
             if self.engine.has_active(collector_type):  # e.g. missed_run: resolve it now
-                self.before_evaluation()
+                self._ingest.drain()
                 self.engine.update(
                     collector_type, self._conditions(collector_type, now), now, by_run=False
                 )
 
+    def expect(
+        self,
+        collector_type: str,
+        expectation: Expectation,
+        tz: tzinfo | None,
+        first_due: float | None,
+    ) -> None:
+        """Arm (or replace) a collector's schedule expectation."""
+        self.schedules.expect(collector_type, expectation, self._clock(), tz, first_due)
+
+    def unexpect(self, collector_type: str) -> bool:
+        """Withdraw a collector's expectation (its schedule alerts resolve); False if none."""
+        removed = self.schedules.remove(collector_type)
+        if removed:
+            self.evaluate_one(collector_type)
+        return removed
+
     def evaluate_one(self, collector_type: str) -> None:
         """Evaluate one collector's rules now (after its expectation changed)."""
         with self.lock:
-            self.before_evaluation()
+            self._ingest.drain()
             now = self._clock()
             self.engine.update(
                 collector_type, self._conditions(collector_type, now), now, by_run=False
@@ -161,18 +199,31 @@ class Alerting:
         names = set(self.evaluator.collector_types()) | set(self.schedules.collector_types())
         for collector_type in sorted(names):
             with self.lock:
-                self.before_evaluation()
+                self._ingest.drain()
                 conditions = self._conditions(collector_type, now)
                 self.engine.update(collector_type, conditions, now, by_run=False)
         with self.lock:
             self.engine.tick(now)
+            self.publish_health()
+
+    # -- history ------------------------------------------------------------------
+
+    def collector_types(self) -> list[str]:
+        """Collectors this process has seen finish a run."""
+        self._ingest.drain()
+        return self._history.collector_types()
+
+    def records_per_collector(self) -> list[tuple[str, int]]:
+        """Records collected so far, per collector."""
+        self._ingest.drain()
+        return list(self._history.per_collector_records())
 
     # -- health ------------------------------------------------------------------
 
     def health(self, collector_type: str | None = None) -> dict[str, CollectorHealth]:
         """Health per collector (one, or all known), sorted by collector type."""
         with self.lock:
-            self.before_evaluation()
+            self._ingest.drain()
         now = self._clock()
         if collector_type is not None:
             names = [collector_type]
@@ -242,6 +293,10 @@ class Alerting:
             level=parsed, collector_type=collector_type, active_only=active_only, now=self._clock()
         )
 
+    def active_alerts(self) -> list[Alert]:
+        """This process's active alerts."""
+        return self.alerts(level=None, collector_type=None, active_only=True)
+
     def acknowledge(self, alert_id: str) -> bool:
         return self.engine.acknowledge(alert_id, self._clock())
 
@@ -251,8 +306,7 @@ class Alerting:
     def suppress(
         self, collector_type: str, duration: timedelta | float, rule: str | None
     ) -> datetime:
-        if not isinstance(collector_type, str) or not collector_type.strip():
-            raise ConfigError(f"collector_type must be a non-empty string, got {collector_type!r}")
+        check_collector_type(collector_type)
         if rule is not None and (not isinstance(rule, str) or not rule):
             raise ConfigError(f"rule must be a rule name or None, got {rule!r}")
         length = check_seconds("duration", duration)
@@ -271,10 +325,75 @@ class Alerting:
     def remove_handler(self, handler: AlertHandler) -> bool:
         return self.dispatcher.remove(handler)
 
+    def forget_resolved(self, before: float) -> int:
+        """Forget alerts resolved before unix time ``before``; how many."""
+        return self.engine.forget_resolved(before)
+
+    # -- restore (called by the store on start) ----------------------------------------
+
+    def restore_collector(
+        self,
+        collector_type: str,
+        *,
+        now: float,
+        buckets: Iterable[tuple[int, int, int, float, int, int]],
+        first_seen: float | None,
+        last_success: float | None,
+        last_failure: float | None,
+        consecutive_failures: int,
+        total_executions: int,
+        runs: Sequence[FinishedRun],
+    ) -> bool:
+        """Rebuild a collector's health state and recent history from a store.
+
+        Returns False when it was not restored (it already ran here, or
+        ``max_collectors`` is reached). Call under ``lock``.
+        """
+        if not self.evaluator.restore(
+            collector_type,
+            now=now,
+            buckets=list(buckets),
+            first_seen=first_seen,
+            last_success=last_success,
+            last_failure=last_failure,
+            consecutive_failures=consecutive_failures,
+            total_executions=total_executions,
+            skipped_at=_open_overlap(runs),
+        ):
+            return False
+        self._history.restore(runs)
+        return True
+
+    def restore_alerts(
+        self, alerts: Iterable[tuple[Alert, AlertLevel | None]]
+    ) -> tuple[int, list[str]]:
+        """Take back a store's active alerts (see :meth:`AlertEngine.restore`)."""
+        return self.engine.restore(alerts)
+
+    # -- health snapshots for the consumer ------------------------------------------------
+
+    def publish_health(self, names: Iterable[str] | None = None) -> None:
+        """Hand the consumer the collectors whose health status or score changed."""
+        now = self._clock()
+        changed: dict[str, tuple[str, float | None]] = {}
+        for name in sorted(self.evaluator.collector_types()) if names is None else names:
+            health = self.evaluator.health(name, now, None, self.schedules.conditions(name, now))
+            if health is None:
+                continue
+            snapshot = (health.status.value, health.health_score)
+            if self._published.get(name) != snapshot:
+                self._published[name] = changed[name] = snapshot
+        if changed:
+            self._consumer.health_changed(changed)
+
     # -- lifecycle -------------------------------------------------------------------
 
     def flush(self, timeout: float | None = None) -> bool:
-        """Wait until handlers got every queued notification."""
+        """Process waiting runs, publish health, and wait until handlers got every
+        queued notification."""
+        with self.lock:
+            self._ingest.drain()
+            self.publish_health()
         return self.dispatcher.flush(timeout)
 
     def shutdown(self) -> None:
@@ -282,7 +401,7 @@ class Alerting:
         try:
             self.dispatcher.shutdown()
         except Exception as exc:  # noqa: BLE001 - shutdown goes on
-            report_internal_error("Alerting.shutdown", exc)
+            report_internal_error("RunPipeline.shutdown", exc)
 
     def export(self) -> dict[str, Any]:
         return {
@@ -294,5 +413,15 @@ class Alerting:
         }
 
 
-def _nothing() -> None:
-    return None
+def _open_overlap(runs: Sequence[FinishedRun]) -> float | None:
+    """When the last skip happened, if no run started after it (unix seconds), else None."""
+    skipped = [r.start_ns for r in runs if r.status is ExecutionStatus.SKIPPED]
+    if not skipped:
+        return None
+    last = max(skipped)
+    if any(
+        r.start_ns > last and r.status not in (ExecutionStatus.MISSED, ExecutionStatus.SKIPPED)
+        for r in runs
+    ):
+        return None
+    return last / 1e9
