@@ -30,6 +30,8 @@ import gecko_otel
 from gecko_otel import AlertState, ConfigError, ExecutionStatus, track_collection
 from gecko_otel._history.memory import duration_key
 from gecko_otel._history.records import utc_ns
+from gecko_otel.store.export import EXPORT_COLUMNS
+from gecko_otel.store.rows import STREAM_CHUNK
 from gecko_otel.store.schema import (
     VERSION_TABLE,
     collection_metadata,
@@ -37,7 +39,7 @@ from gecko_otel.store.schema import (
     performance_metrics,
     system_alerts,
 )
-from gecko_otel.store.store import EXPORT_COLUMNS, STREAM_CHUNK, Store
+from gecko_otel.store.store import Store
 from gecko_otel.testing import FakeClock
 from runs import run
 from store_helpers import (

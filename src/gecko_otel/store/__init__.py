@@ -28,9 +28,10 @@ if TYPE_CHECKING:
         parse_url,
     )
     from gecko_otel.store.metrics import StoreMetricExporter, store_metric_reader
+    from gecko_otel.store.rows import CollectorRow
     from gecko_otel.store.schema import HEAD_REVISION
     from gecko_otel.store.sql import SQLStore
-    from gecko_otel.store.store import CollectorRow, Store
+    from gecko_otel.store.store import Store
     from gecko_otel.store.writer import StoreWriter
 
 __all__ = [
@@ -51,7 +52,7 @@ __all__ = [
 
 _LAZY = {
     "HEAD_REVISION": "schema",
-    "CollectorRow": "store",
+    "CollectorRow": "rows",
     "SQLStore": "sql",
     "Store": "store",
     "StoreMetricExporter": "metrics",

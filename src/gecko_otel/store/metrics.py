@@ -44,8 +44,8 @@ from opentelemetry.sdk.metrics.export import Histogram as HistogramData
 
 from gecko_otel import semconv
 from gecko_otel._guard import report_internal_error
+from gecko_otel.store.rows import clean_json, clean_text
 from gecko_otel.store.schema import NAME_LENGTH
-from gecko_otel.store.store import _clean_json, clean_text
 from gecko_otel.store.writer import METRIC
 
 if TYPE_CHECKING:
@@ -152,7 +152,7 @@ def rows_of(name: str, unit: str | None, data: Any, store: Store) -> list[dict[s
             "min": None,
             "max": None,
             "unit": clean_text(unit, 64) or None,
-            "labels": _clean_json(_plain(labels)),
+            "labels": clean_json(_plain(labels)),
             "start_time": _time(getattr(point, "start_time_unix_nano", None)),
             "timestamp": _time(point.time_unix_nano) or datetime.now(timezone.utc),
             "service_name": store.service_name,
