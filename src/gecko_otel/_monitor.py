@@ -515,9 +515,15 @@ class Monitor:
         """
         age = check_seconds("older_than", older_than)
         self._pipeline.drain()
-        forgotten = self._pipeline.forget_resolved(self._pipeline.now() - age)
-        before = datetime.now(timezone.utc) - timedelta(seconds=age)
-        return {"system_alerts": forgotten, **self._store.cleanup(before)}
+        resolved_before = self._pipeline.now() - age
+        forgotten = self._pipeline.forget_resolved(resolved_before)
+        return {
+            "system_alerts": forgotten,
+            **self._store.cleanup(
+                datetime.now(timezone.utc) - timedelta(seconds=age),
+                datetime.fromtimestamp(resolved_before, timezone.utc),
+            ),
+        }
 
     def record_metric(
         self, name: str, value: float, labels: Mapping[str, Any] | None = None

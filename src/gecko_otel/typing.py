@@ -168,8 +168,10 @@ class RunStore(RunConsumer, Protocol):
     def set_alert_state(self, alert_id: str, state: AlertState, at: datetime) -> bool:
         """Acknowledge or resolve a stored alert of another process; False if unknown."""
 
-    def cleanup(self, before: datetime) -> dict[str, int]:
-        """Delete runs (and resolved alerts, metric points) older than ``before``; counts."""
+    def cleanup(self, runs_before: datetime, alerts_before: datetime) -> dict[str, int]:
+        """Delete runs and metric points from before ``runs_before``, and alerts resolved
+        before ``alerts_before`` (by the Monitor's clock), including what is still queued;
+        counts per table."""
 
     def export_history(
         self,

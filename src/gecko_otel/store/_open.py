@@ -34,16 +34,18 @@ def open_backend(
         ConfigError: The database URL is unusable, its driver is missing, or
             the database was written by a newer gecko-otel.
     """
-    memory = MemoryStore(history)
+    instance = resource_attributes.get("service.instance.id")
+    service_name = str(resource_attributes.get("service.name") or "unknown_service")
+    service_instance_id = str(instance) if instance else None
+    memory = MemoryStore(
+        history, service_name=service_name, service_instance_id=service_instance_id
+    )
     if database is None:
         return memory
     from gecko_otel.store.sql import SQLStore, open_store  # noqa: PLC0415 - SQL only when asked
 
-    instance = resource_attributes.get("service.instance.id")
     store, ready = open_store(
-        database,
-        service_name=str(resource_attributes.get("service.name") or "unknown_service"),
-        service_instance_id=str(instance) if instance else None,
+        database, service_name=service_name, service_instance_id=service_instance_id
     )
     return SQLStore(
         store,

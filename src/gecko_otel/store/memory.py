@@ -31,12 +31,21 @@ class MemoryStore:
     Args:
         history: The in-memory history the run pipeline fills (bounded per
             collector by ``max_history_per_collector``).
+        service_name: The Resource's ``service.name``, written in exports.
+        service_instance_id: The Resource's ``service.instance.id``, likewise.
 
     Threading: safe from any thread; no method blocks on I/O.
     """
 
-    def __init__(self, history: History) -> None:
+    def __init__(
+        self,
+        history: History,
+        *,
+        service_name: str | None = None,
+        service_instance_id: str | None = None,
+    ) -> None:
         self._history = history
+        self._service = {"service_name": service_name, "service_instance_id": service_instance_id}
 
     # -- consumer: the pipeline already keeps runs in the history ---------------
 
@@ -85,9 +94,9 @@ class MemoryStore:
         """False: no other process's alerts are known."""
         return False
 
-    def cleanup(self, before: datetime) -> dict[str, int]:
-        """Forget runs started before ``before``."""
-        return {"execution_history": self._history.cleanup(before)}
+    def cleanup(self, runs_before: datetime, alerts_before: datetime) -> dict[str, int]:
+        """Forget runs started before ``runs_before`` (alerts are the alert engine's)."""
+        return {"execution_history": self._history.cleanup(runs_before)}
 
     def export_history(
         self,
@@ -101,7 +110,11 @@ class MemoryStore:
     ) -> int:
         """The runs held in memory, oldest first."""
         records = reversed(self._history.records(collector_type, status=status, since=since))
-        rows = (r.to_dict() for r in records if until is None or r.start_time < until)
+        rows = (
+            {**r.to_dict(), **self._service}
+            for r in records
+            if until is None or r.start_time < until
+        )
         return write_export(out, format, rows)
 
     def export_state(self) -> dict[str, Any]:

@@ -266,14 +266,18 @@ class SQLStore:
             self._unavailable(exc)
             return False
 
-    def cleanup(self, before: datetime) -> dict[str, int]:
-        """Delete old runs, metric points and resolved alerts (in short batches).
+    def cleanup(self, runs_before: datetime, alerts_before: datetime) -> dict[str, int]:
+        """Delete old runs, metric points and resolved alerts (in short batches),
+        after writing what is queued (bounded by ``store_read_timeout``).
 
         Raises:
             sqlalchemy.exc.OperationalError: The database is unreachable.
         """
-        self._memory.cleanup(before)
-        return self._store.cleanup(runs_before=before, metrics_before=before, alerts_before=before)
+        self._synced()
+        self._memory.cleanup(runs_before, alerts_before)
+        return self._store.cleanup(
+            runs_before=runs_before, metrics_before=runs_before, alerts_before=alerts_before
+        )
 
     def export_history(
         self,
