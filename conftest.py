@@ -9,6 +9,7 @@ live server, or is a fragment) is marked in the Markdown with
 from __future__ import annotations
 
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 from sybil import Sybil
@@ -16,13 +17,24 @@ from sybil.parsers.markdown import PythonCodeBlockParser, SkipParser
 
 from gecko_otel import _guard, _state
 
+#: Documents whose examples form one program split by prose (README.md): a
+#: Monitor one example sets up may serve the next, and is checked at the end.
+_ONE_PROGRAM = ("README.md",)
+
 
 @pytest.fixture
-def _doc_example(tmp_path: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+def _doc_example(
+    request: pytest.FixtureRequest, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[None]:
     """Runs one example in a temporary working directory, so files it writes
     (``sqlite:///gecko_otel.db``) land there, and fails it if it leaves a global
     Monitor installed or gecko-otel reported an internal error."""
-    monkeypatch.chdir(tmp_path)
+    example = request.node.example
+    document = example.document
+    one_program = Path(document.path).name in _ONE_PROGRAM
+    last = list(document)[-1] is example
+    # One working directory per document, so a relative SQLite path stays one file.
+    monkeypatch.chdir(document.namespace.setdefault("__workdir__", tmp_path))
     errors: list[tuple[str, BaseException]] = []
 
     def listener(where: str, exc: BaseException) -> None:
@@ -30,19 +42,25 @@ def _doc_example(tmp_path: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPat
 
     _guard.add_internal_error_listener(listener)
     before = _state.monitor()
+    if one_program:
+        before = document.namespace.setdefault("__monitor_before__", before)
     declared = dict(_state._declared)
     try:
         yield
     finally:
         _guard.remove_internal_error_listener(listener)
-        _state._declared.clear()
-        _state._declared.update(declared)
         leaked = _state.monitor()
-        _state.install(before, arm=False)
-    assert leaked is before, "the example left a global Monitor installed: call monitor.shutdown()"
+        if not one_program or last:
+            _state._declared.clear()
+            _state._declared.update(declared)
+            _state.install(before, arm=False)
     if errors:
         where, exc = errors[0]
         pytest.fail(f"gecko-otel internal error in {where}: {exc!r}", pytrace=False)
+    if not one_program or last:
+        assert leaked is before, (
+            "the example left a global Monitor installed: end it with monitor.shutdown()"
+        )
 
 
 pytest_collect_file = Sybil(
