@@ -24,15 +24,16 @@ demo: $(BIN)/.installed
 	@echo "--- the same collectors under APScheduler (examples/apscheduler_demo.py) ---"
 	$(BIN)/python examples/apscheduler_demo.py
 
-# The linters, then the whole suite: CI runs exactly this.
+# The linters and the docs build, then the whole suite (docs examples included): CI runs exactly this.
 test: $(BIN)/.installed-dev
 	$(MAKE) --no-print-directory lint
 	$(BIN)/python -m pytest
 
 lint: $(BIN)/.installed-dev
-	$(BIN)/ruff check src tests benchmarks examples
-	$(BIN)/ruff format --check src tests benchmarks examples
+	$(BIN)/ruff check src tests benchmarks examples conftest.py
+	$(BIN)/ruff format --check src tests benchmarks examples conftest.py
 	$(BIN)/mypy
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict --quiet
 
 bench: $(BIN)/.installed
 	$(BIN)/python benchmarks/overhead.py
@@ -41,4 +42,4 @@ bench: $(BIN)/.installed
 	$(BIN)/python benchmarks/store.py --quick
 
 clean:
-	rm -rf $(VENV) build dist src/*.egg-info .pytest_cache .mypy_cache .ruff_cache gecko_otel_demo.db gecko_otel_demo.db-wal gecko_otel_demo.db-shm
+	rm -rf $(VENV) build dist site src/*.egg-info .pytest_cache .mypy_cache .ruff_cache gecko_otel_demo.db gecko_otel_demo.db-wal gecko_otel_demo.db-shm
