@@ -1,8 +1,8 @@
 """``MonitorConfig``: every tunable of gecko-otel in one validated, frozen object.
 
 Values come from, in order: the argument you pass, the ``GECKO_OTEL_*``
-environment variable (through :meth:`MonitorConfig.from_env`), the default.
-Invalid values raise :class:`~gecko_otel.errors.ConfigError` at construction,
+environment variable (through `MonitorConfig.from_env`), the default.
+Invalid values raise `ConfigError` at construction,
 naming the field (or variable) and what to change.
 """
 
@@ -42,7 +42,7 @@ THRESHOLD_FIELDS: Final = (
 class CollectorThresholds:
     """Health and alerting thresholds for one collector; ``None`` inherits the global value.
 
-    See :class:`MonitorConfig` for what each threshold means. Durations are
+    See `MonitorConfig` for what each threshold means. Durations are
     seconds or a ``timedelta``. ``min_records_per_second=0`` switches the
     throughput rule off for this collector when it is on globally.
     """
@@ -76,7 +76,7 @@ class Thresholds:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class MonitorConfig:
-    """Configuration of a :class:`~gecko_otel.Monitor`.
+    """Configuration of a `Monitor`.
 
     Attributes:
         max_history_per_collector: Execution records kept in memory per

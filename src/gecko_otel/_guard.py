@@ -1,11 +1,11 @@
 """The one guard for gecko-otel's own failures.
 
 The plugin must never raise into, block or slow a collector, so every hook
-runs its work under :class:`guarded` (a ``with`` block or a decorator): an
+runs its work under `guarded` (a ``with`` block or a decorator): an
 error is logged with its traceback and counted (``Monitor.export()`` and
 ``system_health().dropped`` show it), never raised. In *strict* mode, which
 our own test suite turns on and users can turn on in theirs
-(:func:`gecko_otel.testing.strict_internal_errors`), the guard re-raises
+(`gecko_otel.testing.strict_internal_errors`), the guard re-raises
 after reporting, so swallowing never hides a bug from a test.
 """
 
@@ -33,14 +33,14 @@ R = TypeVar("R")
 
 
 def set_strict(strict: bool) -> bool:
-    """Make :class:`guarded` re-raise after reporting (for test suites); returns the old mode."""
+    """Make `guarded` re-raise after reporting (for test suites); returns the old mode."""
     global _strict
     previous, _strict = _strict, strict
     return previous
 
 
 def is_strict() -> bool:
-    """Whether :class:`guarded` re-raises."""
+    """Whether `guarded` re-raises."""
     return _strict
 
 
@@ -116,7 +116,7 @@ def add_internal_error_listener(listener: Callable[[str, BaseException], None]) 
 
 
 def remove_internal_error_listener(listener: Callable[[str, BaseException], None]) -> None:
-    """Undo :func:`add_internal_error_listener`; unknown listeners are ignored."""
+    """Undo `add_internal_error_listener`; unknown listeners are ignored."""
     with _lock:
         if listener in _listeners:
             _listeners.remove(listener)

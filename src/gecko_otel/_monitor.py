@@ -3,7 +3,7 @@
 It builds the parts and wires them once, through constructor arguments: the
 instrumentation (spans, metrics), the history span processor, the run
 pipeline (history, health rules, alert engine, dispatcher, watchdog) and one
-storage backend (memory or SQL, behind :class:`~gecko_otel.typing.RunStore`).
+storage backend (memory or SQL, behind `RunStore`).
 Every public method delegates to one of them.
 """
 
@@ -59,20 +59,20 @@ class Monitor:
             instruments are created.
         config: Limits, thresholds and behaviour; ``MonitorConfig()`` when omitted.
         alert_handlers: Alert handlers to start with (any callable taking an
-            :class:`~gecko_otel.Alert`).
+            `Alert`).
         owned_providers: Providers the Monitor created and must shut down.
         clock: Unix time in seconds for health and alerts (``time.time`` by
             default); tests pass a fake clock to move time without sleeping.
         watchdog: Run the watchdog thread that evaluates time-based rules every
-            ``watchdog_interval``; with False, call :meth:`evaluate` yourself.
+            ``watchdog_interval``; with False, call `evaluate` yourself.
         database: The store: a URL (``sqlite:///path.db``,
             ``postgresql+psycopg://...``) or a SQLAlchemy ``Engine`` you own
             (never disposed by the Monitor). ``config.database_url`` when
             omitted; memory only when both are None. The schema is migrated
             and health and active alerts are rebuilt from it on start.
-        metric_exporter: A :class:`~gecko_otel.store.StoreMetricExporter` on a
+        metric_exporter: A `StoreMetricExporter` on a
             reader of ``meter_provider`` (see
-            :func:`~gecko_otel.store.store_metric_reader`), bound to the store
+            `store_metric_reader`), bound to the store
             so ``performance_metrics`` is filled. ``setup()`` does this for
             the MeterProvider it creates.
 
@@ -257,7 +257,7 @@ class Monitor:
         """Resolve an active alert by hand (handlers hear of it).
 
         Returns False for an unknown id or an alert that is already resolved.
-        Another process's alert as for :meth:`acknowledge_alert`.
+        Another process's alert as for `acknowledge_alert`.
         """
         return self._pipeline.resolve(alert_id) or self._set_stored(alert_id, AlertState.RESOLVED)
 
@@ -424,7 +424,7 @@ class Monitor:
         Statistics and the newest ``max_history_per_collector`` runs of each
         collector, health, alerts, expectations and drop counters. With a
         database, its state and ``collection_metadata`` rows are added under
-        ``"store"``; for every stored run, stream :meth:`export_history`.
+        ``"store"``; for every stored run, stream `export_history`.
         """
         limit = self.config.max_history_per_collector
         collectors = {
@@ -596,7 +596,7 @@ class Monitor:
 
     @property
     def is_shutdown(self) -> bool:
-        """Whether :meth:`shutdown` has been called."""
+        """Whether `shutdown` has been called."""
         return self._shutdown
 
     def _dropped(self) -> dict[str, int]:
@@ -604,7 +604,7 @@ class Monitor:
 
 
 class _Readings:
-    """What the observable instruments read (see :class:`~gecko_otel.typing.MetricReadings`)."""
+    """What the observable instruments read (see `MetricReadings`)."""
 
     def __init__(
         self, pipeline: RunPipeline, processor: HistorySpanProcessor, store: RunStore

@@ -11,6 +11,6 @@ from gecko_otel.testing import CapturedRuns, capture_runs
 
 @pytest.fixture
 def gecko_otel_runs() -> Iterator[CapturedRuns]:
-    """Capture the collection runs of one test (see :func:`gecko_otel.testing.capture_runs`)."""
+    """Capture the collection runs of one test (see `gecko_otel.testing.capture_runs`)."""
     with capture_runs() as captured:
         yield captured

@@ -66,7 +66,7 @@ def setup(
 
     Raises:
         ConfigError: A ``GECKO_OTEL_*`` or OTLP variable is invalid, or the
-            database URL is unusable (see :class:`~gecko_otel.Monitor`).
+            database URL is unusable (see `Monitor`).
     """
     with _state._lock:
         existing = _state.monitor()
@@ -136,7 +136,7 @@ def setup(
 
 
 def get_monitor() -> Monitor | None:
-    """The Monitor installed by :func:`setup`, or ``None``."""
+    """The Monitor installed by `setup`, or ``None``."""
     return _state.monitor()
 
 

@@ -1,9 +1,9 @@
 """Exceptions gecko-otel raises.
 
-:class:`ConfigError` is raised at configuration time; :class:`AlertDeliveryError`
+`ConfigError` is raised at configuration time; `AlertDeliveryError`
 by an alert handler on the dispatcher thread, which counts it. Neither is ever
 raised into a collector's run: instrumentation errors are logged and counted
-instead (see :mod:`gecko_otel._guard`).
+instead, and counted in `Monitor.system_health().dropped["internal_errors"]`.
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """Helpers for testing your own collectors with gecko-otel.
 
-:func:`capture_runs` sets up real OpenTelemetry SDK providers with in-memory
+`capture_runs` sets up real OpenTelemetry SDK providers with in-memory
 exporters and a Monitor, installs that Monitor globally for the duration of
 the block (so ``@collection`` functions report to it), and hands back what
 was captured::
@@ -59,7 +59,7 @@ class FakeClock:
 
 
 class CapturedRuns:
-    """What :func:`capture_runs` recorded.
+    """What `capture_runs` recorded.
 
     Attributes:
         monitor: The Monitor runs reported to.
@@ -137,7 +137,7 @@ def capture_runs(
     Args:
         config: Monitor configuration (defaults apply when omitted).
         sampler: Trace sampler of the provider (to test sampled-out runs).
-        clock: Unix time for health and alerts (a :class:`FakeClock` lets a
+        clock: Unix time for health and alerts (a `FakeClock` lets a
             test move time without sleeping).
         watchdog: Run the watchdog thread; with False call
             ``captured.monitor.evaluate()`` to evaluate time-based rules.

@@ -3,12 +3,12 @@
 Anything that has the right shape works: a plain function is an alert
 handler. Classes may add a ``close()`` that the Monitor calls on shutdown.
 
-The storage contract (:class:`RunStore`) has two implementations in
-:mod:`gecko_otel.store`: memory (the default) and SQL (SQLite, PostgreSQL).
+The storage contract (`RunStore`) has two implementations in
+`gecko_otel.store`: memory (the default) and SQL (SQLite, PostgreSQL).
 The Monitor holds one and never asks which. A store is a consumer of the run
 pipeline like any other: it is handed finished runs, alert changes and health
-snapshots, and reaches the pipeline only through :class:`PipelineHandle`,
-which it is given once, by :meth:`RunStore.start`.
+snapshots, and reaches the pipeline only through `PipelineHandle`,
+which it is given once, by `RunStore.start`.
 """
 
 from __future__ import annotations
@@ -129,11 +129,11 @@ class PipelineHandle(Protocol):
 class RunStore(RunConsumer, Protocol):
     """The storage contract: where runs and alert changes are kept and queried.
 
-    Implemented by :class:`gecko_otel.store.MemoryStore` (the default) and
-    :class:`gecko_otel.store.SQLStore` (SQLite, PostgreSQL). Arguments reach
+    Implemented by `gecko_otel.store.MemoryStore` (the default) and
+    `gecko_otel.store.SQLStore` (SQLite, PostgreSQL). Arguments reach
     a store already validated by the Monitor.
 
-    Threading contract: the :class:`RunConsumer` methods as documented there;
+    Threading contract: the `RunConsumer` methods as documented there;
     queries may block on I/O (never called on a collector's thread by
     gecko-otel) and never raise for an unreachable backend: they answer from
     what the process holds in memory and log the outage.

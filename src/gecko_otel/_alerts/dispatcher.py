@@ -6,7 +6,7 @@ is logged and counted and its lane moves on; a handler still busy after
 ``timeout`` seconds is abandoned on its thread (counted), and a fresh worker
 serves its lane from the next notification on, so one hanging webhook never
 holds up the others or the collectors. A full lane drops the notification and
-counts it. Nothing here ever blocks the caller of :meth:`AlertDispatcher.submit`.
+counts it. Nothing here ever blocks the caller of `AlertDispatcher.submit`.
 """
 
 from __future__ import annotations

@@ -3,8 +3,8 @@
 An alert is keyed by (collector type, rule): while a rule's condition holds
 for a collector there is one alert, whose lifecycle is
 ``firing -> acknowledged -> resolved`` (acknowledging is optional). Handlers
-receive immutable :class:`Alert` snapshots; the alert engine
-(:mod:`gecko_otel._alerts.engine`) owns the live state.
+receive immutable `Alert` snapshots; the alert engine
+(`gecko_otel._alerts.engine`) owns the live state.
 """
 
 from __future__ import annotations

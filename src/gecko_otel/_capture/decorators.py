@@ -3,7 +3,7 @@
 Work is split as Logfire's ``instrument`` splits it: at decoration time we
 validate, pick the wrapper for the function's kind (sync, coroutine,
 generator, async generator) and note what the span needs; per call we start
-a :class:`~gecko_otel._capture.run.Run`, make it current, run the user's code, and
+a `Run`, make it current, run the user's code, and
 finish the run with whatever came out. The user's return value, exception
 (same object, traceback intact), generator protocol and cancellation pass
 through unchanged. If gecko-otel itself fails to start a run, the user's
@@ -168,7 +168,7 @@ def collection(
         metadata: Constant metadata for every run, sanitised once here.
         monitor: The Monitor to report to; the global one (``setup()``) by default.
         every: The collector should start a run this often (timedelta or
-            seconds); see :meth:`gecko_otel.Monitor.expect`.
+            seconds); see `gecko_otel.Monitor.expect`.
         cron: ...or on this cron schedule, e.g. ``"*/5 * * * *"``.
         grace: How late a start may be before the run counts as missed.
         max_runtime: How long a run may go on before ``runtime_exceeded``.

@@ -1,7 +1,7 @@
 """The OpenTelemetry side of a run: tracer, duration histogram, attribute sets.
 
-An :class:`Instrumentation` is built once per Monitor (or once, lazily, from
-the global providers when no Monitor is set up) and a :class:`Prepared` once
+An `Instrumentation` is built once per Monitor (or once, lazily, from
+the global providers when no Monitor is set up) and a `Prepared` once
 per decorated function, so the per-call work is a dict copy and a few
 lookups: everything that depends only on the collector (its span
 attributes, its sanitised metadata, the histogram attribute sets per status)

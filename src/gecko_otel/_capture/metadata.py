@@ -3,14 +3,14 @@
 Collectors attach whatever they have at hand as metadata: network names,
 page counts, response objects, ``None``, nested dicts, credentials by
 mistake. None of it may break a run, and none of it may leak a secret, so
-every value passes through :class:`MetadataSanitizer` before it reaches a
+every value passes through `MetadataSanitizer` before it reaches a
 span or an execution record:
 
 * ``str``, ``bool``, ``int`` and ``float`` pass (strings truncated, integers
   outside the OTLP int64 range turned into strings);
 * sequences become homogeneous tuples (mixed ones become tuples of strings);
 * nested mappings are flattened into dotted keys, down to
-  :data:`MAX_DEPTH` levels, and JSON-encoded below that;
+  `MAX_DEPTH` levels, and JSON-encoded below that;
 * anything else becomes ``str(value)``, or ``<unprintable TypeName>`` when
   even that raises;
 * values under keys that look like credentials become ``[REDACTED]``, and

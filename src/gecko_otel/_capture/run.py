@@ -3,7 +3,7 @@
 A Run is created by the decorator or context manager for every call, started
 (span opened, context made current), and finished exactly once with the
 exception or the returned value. Finishing classifies the outcome (see
-:func:`classify_exception` and :meth:`Run._read_result`), writes the span's
+`classify_exception` and `Run._read_result`), writes the span's
 final attributes and status, records the duration histogram and ends the
 span; the history processor captures the ended run as a FinishedRun.
 """
@@ -53,7 +53,7 @@ NO_RESULT: Final = _NoResult()
 
 
 def current_run() -> Run | None:
-    """The :class:`Run` in progress in this thread or asyncio task, or ``None``.
+    """The `Run` in progress in this thread or asyncio task, or ``None``.
 
     Uses the OpenTelemetry context (contextvars), so each thread and each
     asyncio task sees its own run; work started inside a run with a copied
@@ -83,7 +83,7 @@ def classify_exception(exc: BaseException) -> ExecutionStatus:
 
 
 class Run:
-    """A collection run in progress; get it with :func:`current_run`.
+    """A collection run in progress; get it with `current_run`.
 
     All methods are safe to call from any thread and never raise: a bad
     argument is logged and ignored, a call after the run ended is logged and

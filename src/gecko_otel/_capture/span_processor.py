@@ -3,7 +3,7 @@
 Threading contract (as the OpenTelemetry SDK's own processors state it):
 ``on_start`` and ``on_end`` are called synchronously on the thread that
 starts or ends the span, so they do O(1) work, no I/O, and never raise. Any
-internal error is logged and counted by :mod:`gecko_otel._guard`.
+internal error is logged and counted by `gecko_otel._guard`.
 """
 
 from __future__ import annotations
@@ -29,7 +29,7 @@ if TYPE_CHECKING:
 class HistorySpanProcessor(SpanProcessor):
     """Tracks active runs and hands each finished one to history.
 
-    A span is a collection run when gecko-otel started it for a :class:`Run`
+    A span is a collection run when gecko-otel started it for a `Run`
     of this processor's Monitor; every other span (HTTP calls inside a run,
     the application's own spans) is ignored at the cost of one dict lookup.
 
@@ -37,7 +37,7 @@ class HistorySpanProcessor(SpanProcessor):
         instrumentation: The Monitor's instrumentation; runs of other Monitors
             sharing the same TracerProvider are left to their own processor.
         on_record: Called on the ending thread with each
-            :class:`~gecko_otel._history.records.FinishedRun` (history, health and
+            `FinishedRun` (history, health and
             alerts take it from there); must be O(1) and must not block.
         on_run_start: Called on the starting thread with the collector type
             and execution id of each run that starts (schedule expectations

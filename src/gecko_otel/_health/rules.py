@@ -1,13 +1,13 @@
 """The health evaluator: incremental per-collector state and the rules.
 
-Every finished run updates its collector's :class:`_CollectorState` in O(1):
+Every finished run updates its collector's `_CollectorState` in O(1):
 streaks, last success and failure, and a ring of time buckets covering the
 success-rate window (counts, durations, records), whose running sums make the
 window's success rate, average duration and throughput O(1) to read. Rules
 are checked against that state when a run ends and, for the time-based ones
 (``stale``), when the watchdog ticks.
 
-Rules, with the alert each raises (see :class:`~gecko_otel._config.MonitorConfig`
+Rules, with the alert each raises (see `MonitorConfig`
 for the thresholds):
 
 =====================  ==========  ============================================

@@ -1,7 +1,7 @@
 """Health values: collector statuses, the rules' conditions, health and its score.
 
 The rules themselves and the per-run state behind them live in
-:mod:`gecko_otel._health.rules`.
+`gecko_otel._health.rules`.
 
 Health score (0-100) = 50 x success rate (fraction, window) + 30 x duration
 score + 20 x records score, where the duration score is 1 while the window

@@ -3,8 +3,8 @@
 A collector that simply stops running produces no run to evaluate, so the
 ``stale`` rule, repeat notifications and expiring suppressions need a clock.
 The watchdog calls its ``tick`` function every ``interval`` seconds; it never
-raises (errors are counted) and stops on :meth:`Watchdog.stop`. After
-``fork()`` it is restarted lazily by :meth:`Watchdog.ensure_running`.
+raises (errors are counted) and stops on `Watchdog.stop`. After
+``fork()`` it is restarted lazily by `Watchdog.ensure_running`.
 """
 
 from __future__ import annotations

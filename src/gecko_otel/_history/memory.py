@@ -1,7 +1,7 @@
 """In-memory execution history: bounded per collector, with running aggregates.
 
 Each collector keeps its newest ``max_history_per_collector`` records in a
-deque and a running :class:`Aggregate` over every run it has seen, so
+deque and a running `Aggregate` over every run it has seen, so
 ``statistics()`` over all runs is O(1) in the number of runs (percentiles come
 from a log-bucket sketch with 1 % relative error). A statistics window reads
 the records still held in memory inside that window.

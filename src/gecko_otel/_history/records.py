@@ -160,8 +160,8 @@ class FinishedRun(NamedTuple):
 
     ``on_end`` builds one of these (a tuple: a fraction of the cost of a
     dataclass with datetimes and hex ids) and history, health and alerting
-    work from it; :meth:`to_record` makes the public
-    :class:`ExecutionRecord` when someone reads it.
+    work from it; `to_record` makes the public
+    `ExecutionRecord` when someone reads it.
     """
 
     collector_type: str
@@ -202,7 +202,7 @@ class FinishedRun(NamedTuple):
 
     @classmethod
     def from_record(cls, record: ExecutionRecord) -> FinishedRun:
-        """The reverse of :meth:`to_record` (for records made elsewhere)."""
+        """The reverse of `to_record` (for records made elsewhere)."""
         return cls(
             record.collector_type,
             record.execution_id,

@@ -1,8 +1,8 @@
 """The run pipeline: every finished run through history, health rules and alerts.
 
-:class:`RunPipeline` owns the run ingest, the health evaluator, the schedule
+`RunPipeline` owns the run ingest, the health evaluator, the schedule
 expectations, the alert engine, the handler dispatcher and the watchdog, and
-hands what it sees on to one :class:`~gecko_otel.typing.RunConsumer` (the
+hands what it sees on to one `RunConsumer` (the
 store): finished runs as they arrive, alert changes as they happen, health
 snapshots on every watchdog tick and flush. Per finished run it does O(1)
 work on the run's thread; everything that waits on a clock runs on the
@@ -53,7 +53,7 @@ class RunPipeline:
             fake clock to move time without sleeping.
         handlers: Alert handlers to start with.
         watchdog: Whether to run the watchdog thread (tests that drive the
-            clock by hand call :meth:`evaluate` instead).
+            clock by hand call `evaluate` instead).
     """
 
     def __init__(
@@ -367,7 +367,7 @@ class RunPipeline:
     def restore_alerts(
         self, alerts: Iterable[tuple[Alert, AlertLevel | None]]
     ) -> tuple[int, list[str]]:
-        """Take back a store's active alerts (see :meth:`AlertEngine.restore`)."""
+        """Take back a store's active alerts (see `AlertEngine.restore`)."""
         return self.engine.restore(alerts)
 
     # -- health snapshots for the consumer ------------------------------------------------

@@ -9,7 +9,7 @@ entry-point group, where gecko-otel registers its own (``logging``,
 
 An entry point names a factory: a class or function whose keyword
 arguments configure the handler and which returns an
-:class:`~gecko_otel.typing.AlertHandler`.
+`AlertHandler`.
 """
 
 from __future__ import annotations
@@ -54,7 +54,7 @@ def _entry_points() -> dict[str, importlib.metadata.EntryPoint]:
 
 
 def available_alert_handlers() -> list[str]:
-    """The names :func:`load_alert_handler` accepts, sorted."""
+    """The names `load_alert_handler` accepts, sorted."""
     return sorted(_entry_points().keys() | _BUILTINS.keys())
 
 

@@ -1,6 +1,6 @@
 """The small HTTP layer the webhook and Alertmanager handlers share.
 
-One JSON POST through :mod:`urllib.request` with a timeout, no redirects,
+One JSON POST through `urllib.request` with a timeout, no redirects,
 credentials from the URL's userinfo sent as HTTP basic auth and never shown
 in a log line or an error message. Nothing here retries: that is each
 handler's policy.
@@ -55,7 +55,7 @@ class Endpoint:
 
     @classmethod
     def parse(cls, url: object, owner: str) -> Endpoint:
-        """Check ``url``; ``owner`` starts every :class:`ConfigError` message."""
+        """Check ``url``; ``owner`` starts every `ConfigError` message."""
         if not isinstance(url, str):
             raise ConfigError(f"{owner}: url must be a string, got {type(url).__name__}")
         display = display_url(url)
@@ -87,7 +87,7 @@ class Endpoint:
 def display_url(url: str) -> str:
     """``url`` as it may be logged: the userinfo password masked.
 
-    Uses :meth:`MetadataSanitizer.mask`; a userinfo without a password is
+    Uses `MetadataSanitizer.mask`; a userinfo without a password is
     usually a token (``https://TOKEN@host``) and is masked whole, and so is
     a userinfo the masking pattern cannot follow (a raw ``@`` in the password).
     """

@@ -145,7 +145,7 @@ class AlertmanagerAlertHandler:
     they expire at their ``endsAt``, as with Prometheus.
 
     Failures: a POST made for a notification raises
-    :class:`~gecko_otel.errors.AlertDeliveryError` (the
+    `AlertDeliveryError` (the
     dispatcher counts it; a firing alert stays registered, so the next
     re-send delivers it). A failed re-send is logged as a warning and tried
     again one interval later. Messages show the URL with its password
@@ -155,7 +155,7 @@ class AlertmanagerAlertHandler:
     POST and blocks for at most ``timeout`` plus the time a re-send in
     progress still needs (calls and re-sends are serialised, so Alertmanager
     sees them in order). Safe to call from several threads at once.
-    :meth:`close` may be called from any thread. The re-send thread starts
+    `close` may be called from any thread. The re-send thread starts
     with the first firing alert, and again in a forked child.
 
     Args:
@@ -223,7 +223,7 @@ class AlertmanagerAlertHandler:
         return f"{type(self).__name__}({self._endpoint.display!r})"
 
     def __call__(self, alert: Alert, /) -> None:
-        """Post ``alert``; raises :class:`AlertDeliveryError` when Alertmanager did not take it."""
+        """Post ``alert``; raises `AlertDeliveryError` when Alertmanager did not take it."""
         if alert.notification is Notification.RESOLVED or alert.state is AlertState.RESOLVED:
             self._resolve(alert)
         else:

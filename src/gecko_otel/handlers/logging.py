@@ -96,7 +96,7 @@ class LoggingAlertHandler:
         return self._logger
 
     def level_for(self, alert: Alert) -> int:
-        """The logging level :meth:`__call__` uses for ``alert``."""
+        """The logging level `__call__` uses for ``alert``."""
         if alert.notification is Notification.RESOLVED:
             return logging.INFO
         return self._levels.get(alert.level, logging.WARNING)

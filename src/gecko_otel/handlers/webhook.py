@@ -1,7 +1,7 @@
 """``WebhookAlertHandler``: POST every notification as JSON to a URL.
 
 The HTTP plumbing (URL checks, the POST itself, masking) lives in
-:mod:`gecko_otel.handlers._http`, shared with the Alertmanager handler; this
+`gecko_otel.handlers._http`, shared with the Alertmanager handler; this
 module adds the payload and the retry policy.
 """
 
@@ -66,7 +66,7 @@ class WebhookAlertHandler:
           }
         }
 
-    ``alert`` is :meth:`Alert.to_dict() <gecko_otel._alerts.values.Alert.to_dict>`;
+    ``alert`` is `Alert.to_dict() <gecko_otel._alerts.values.Alert.to_dict>`;
     ``version`` changes only if the envelope changes incompatibly. Headers
     sent: ``Content-Type``, ``User-Agent: gecko-otel/<version>``,
     ``Authorization: Basic ...`` when the URL has userinfo, then ``headers``
@@ -79,14 +79,14 @@ class WebhookAlertHandler:
     ``Retry-After: <seconds>`` waits that long instead, at most
     ``max_retry_after`` seconds and never past the worst case below (an
     HTTP-date ``Retry-After`` is ignored and the backoff used). When the
-    last attempt fails the call raises :class:`AlertDeliveryError`, so the
+    last attempt fails the call raises `AlertDeliveryError`, so the
     dispatcher counts the failure. Log lines and error messages show the
     URL with its password masked and never a header value.
 
     Worst case, a call takes every attempt's ``timeout`` plus the backoff
     waits: ``(retries + 1) * timeout + backoff * (2**retries - 1)`` seconds,
     16.5 s with the defaults (3 x 5 s + 0.5 s + 1 s). That must stay under
-    :attr:`MonitorConfig.handler_timeout <gecko_otel._config.MonitorConfig.handler_timeout>`
+    `MonitorConfig.handler_timeout <gecko_otel._config.MonitorConfig.handler_timeout>`
     (30 s by default), or the dispatcher abandons calls still retrying and
     counts them; raise ``handler_timeout`` before raising ``timeout``,
     ``retries`` or ``backoff``. (``timeout`` bounds each blocking socket
@@ -95,7 +95,7 @@ class WebhookAlertHandler:
 
     Threading contract: called on the dispatcher thread; blocks for up to
     the worst case above. Safe to call from several threads at once: it
-    keeps no state between calls. :meth:`close` may be called from any
+    keeps no state between calls. `close` may be called from any
     thread; it cuts short retry waits in progress.
 
     Args:
@@ -146,7 +146,7 @@ class WebhookAlertHandler:
         return f"{type(self).__name__}({self._endpoint.display!r})"
 
     def __call__(self, alert: Alert, /) -> None:
-        """Deliver ``alert``; raises :class:`AlertDeliveryError` when every attempt failed."""
+        """Deliver ``alert``; raises `AlertDeliveryError` when every attempt failed."""
         body = json.dumps(
             {"version": PAYLOAD_VERSION, "alert": alert.to_dict()},
             default=str,  # metadata is meant to be JSON-ready; don't fail on a stray value

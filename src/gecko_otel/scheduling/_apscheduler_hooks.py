@@ -1,6 +1,6 @@
 """Per instrumented APScheduler scheduler: job plans, event records, expectations.
 
-One :class:`SchedulerHooks` per scheduler holds what
+One `SchedulerHooks` per scheduler holds what
 ``gecko_otel.scheduling.apscheduler`` works out about its jobs: the
 collector type and span attributes of each job (its *plan*), the listener
 that records missed and skipped runs, and the expectations declared from

@@ -5,7 +5,7 @@ Every built-in executor calls ``run_job`` (or, for coroutine jobs,
 each executor module imported them by name. We replace those names in the
 executor modules (never in ``base``, whose ``run_job`` must stay importable
 by name for process pools) with callables that find the job's scheduler in
-:data:`registry` and, when it is instrumented, give APScheduler's own
+`registry` and, when it is instrumented, give APScheduler's own
 function a view of the job whose ``func`` runs inside a collection run, one
 scheduled time at a time.
 """
@@ -48,7 +48,7 @@ _EAGER_MODULES: Final = (
     "apscheduler.executors.debug",
 )
 
-#: Guards :data:`registry`, the patches and ``BaseScheduler.start``.
+#: Guards `registry`, the patches and ``BaseScheduler.start``.
 lock = threading.RLock()
 #: Instrumented schedulers. Read without the lock on job threads (a dict lookup).
 registry: weakref.WeakKeyDictionary[Any, SchedulerHooks] = weakref.WeakKeyDictionary()
@@ -155,7 +155,7 @@ def _patch() -> None:
 
 
 def restore_run_functions() -> None:
-    """Put the original run functions back (call with :data:`lock` held)."""
+    """Put the original run functions back (call with `lock` held)."""
     while _patched:
         module, attribute, original, replacement = _patched.pop()
         if getattr(module, attribute, None) is replacement:

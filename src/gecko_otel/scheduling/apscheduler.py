@@ -9,7 +9,7 @@
 
 What it does, per instrumented scheduler:
 
-* Each execution of a job runs inside :class:`gecko_otel.track_collection`
+* Each execution of a job runs inside `gecko_otel.track_collection`
   (``async with`` for coroutine jobs), so status, result reading, metrics and
   history are those of ``@collection``; the span is current while the job
   runs, so spans the job starts are its children. Collector type: the job
@@ -119,7 +119,7 @@ def instrument_scheduler(
         ConfigError: ``scheduler`` is not an APScheduler 3.x scheduler,
             ``collector_type`` is neither a mapping of names nor a callable,
             or the scheduler is already instrumented with other options
-            (call :func:`uninstrument_scheduler` first).
+            (call `uninstrument_scheduler` first).
 
     Threading: call it from any thread; it takes a module lock briefly.
     """
@@ -150,7 +150,7 @@ def instrument_scheduler(
 
 
 def uninstrument_scheduler(scheduler: Any) -> bool:
-    """Undo :func:`instrument_scheduler`; False if the scheduler was not instrumented.
+    """Undo `instrument_scheduler`; False if the scheduler was not instrumented.
 
     Removes the listener, withdraws the expectations its jobs declared, and
     puts APScheduler's run functions back once no scheduler is instrumented.
@@ -182,17 +182,17 @@ class APSchedulerInstrumentor(BaseInstrumentor):  # type: ignore[misc]
 
     Registered under the ``opentelemetry_instrumentor`` entry point as
     ``apscheduler``, so ``opentelemetry-instrument python app.py`` calls
-    :meth:`instrument` at start-up (and
+    `instrument` at start-up (and
     ``OTEL_PYTHON_DISABLED_INSTRUMENTATIONS=apscheduler`` prevents it). From
     then on every scheduler is instrumented when it starts, as by
-    :func:`instrument_scheduler`, with the global Monitor (created by
+    `instrument_scheduler`, with the global Monitor (created by
     ``gecko_otel.setup()`` from the ``OTEL_*`` and ``GECKO_OTEL_*`` variables
     if the program has not called ``setup()`` by then). Schedulers already
-    running when :meth:`instrument` is called are not touched.
+    running when `instrument` is called are not touched.
 
     ``instrument(monitor=..., collector_type=...)`` takes the options of
-    :func:`instrument_scheduler`. Idempotent (a singleton, as every
-    ``BaseInstrumentor``); :meth:`uninstrument` restores ``BaseScheduler.start``
+    `instrument_scheduler`. Idempotent (a singleton, as every
+    ``BaseInstrumentor``); `uninstrument` restores ``BaseScheduler.start``
     and uninstruments the schedulers it instrumented.
     """
 

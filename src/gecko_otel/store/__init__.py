@@ -1,14 +1,14 @@
 """Storage: the two backends of the storage contract, and the SQL store's parts.
 
-:class:`MemoryStore` (the default) keeps a bounded history in memory.
-:class:`SQLStore` keeps everything in a database: configure it with
+`MemoryStore` (the default) keeps a bounded history in memory.
+`SQLStore` keeps everything in a database: configure it with
 ``setup(database_url=...)`` (or ``MonitorConfig.database_url``,
 ``GECKO_OTEL_DATABASE_URL``): ``sqlite:///path.db`` for one machine,
 ``postgresql+psycopg://...`` for a fleet. It migrates the schema on start,
 rebuilds health and active alerts from it, writes in the background and
 answers ``history()``, ``statistics()`` and ``alerts()`` from it.
 
-Both implement :class:`gecko_otel.typing.RunStore`. Names of the SQL side
+Both implement `gecko_otel.typing.RunStore`. Names of the SQL side
 load SQLAlchemy on first use only, so a memory-only process never imports it.
 """
 

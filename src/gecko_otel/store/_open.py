@@ -25,7 +25,7 @@ def open_backend(
     metric_exporter: StoreMetricExporter | None = None,
     before_exit: Callable[[], None] | None = None,
 ) -> RunStore:
-    """A :class:`MemoryStore` over ``history``, or a :class:`SQLStore` for ``database``.
+    """A `MemoryStore` over ``history``, or a `SQLStore` for ``database``.
 
     SQLAlchemy is imported only for a database. The database is opened and its
     schema checked here, before the Monitor starts anything.

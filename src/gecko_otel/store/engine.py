@@ -84,7 +84,7 @@ def check_url(url: str | URL) -> URL:
     """Everything about ``url`` that can be checked without connecting.
 
     Raises:
-        ConfigError: As :func:`parse_url`, or the SQLite file's directory
+        ConfigError: As `parse_url`, or the SQLite file's directory
             does not exist, or the PostgreSQL driver is not installed.
     """
     parsed = parse_url(url)
@@ -108,7 +108,7 @@ def create_store_engine(url: str | URL) -> Engine:
     """An Engine for ``url`` set up as the module docs describe.
 
     Raises:
-        ConfigError: See :func:`check_url`.
+        ConfigError: See `check_url`.
     """
     parsed = check_url(url)
     if parsed.get_backend_name() == "sqlite":
@@ -190,7 +190,7 @@ def preflight(database: str | URL | Engine) -> None:
     an error: the Monitor starts and its writer waits for it.
 
     Raises:
-        ConfigError: The store cannot be used (see :func:`check_url`, :func:`migrate`).
+        ConfigError: The store cannot be used (see `check_url`, `migrate`).
     """
     from sqlalchemy.exc import DBAPIError  # noqa: PLC0415
 

@@ -30,7 +30,7 @@ EXPORT_COLUMNS: Final = (
     "service_instance_id",
 )
 
-#: The formats :func:`write_export` writes.
+#: The formats `write_export` writes.
 FORMATS: Final = ("jsonl", "csv")
 
 

@@ -26,7 +26,7 @@ if TYPE_CHECKING:
 
 
 class MemoryStore:
-    """The storage contract (:class:`~gecko_otel.typing.RunStore`) over a :class:`History`.
+    """The storage contract (`RunStore`) over a `History`.
 
     Args:
         history: The in-memory history the run pipeline fills (bounded per

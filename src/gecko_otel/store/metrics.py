@@ -1,6 +1,6 @@
 """The store's metric exporter: the metrics OTLP sends, kept in ``performance_metrics``.
 
-A :class:`StoreMetricExporter` sits on its own ``PeriodicExportingMetricReader``
+A `StoreMetricExporter` sits on its own ``PeriodicExportingMetricReader``
 (every ``metrics_export_interval``) of the Monitor's MeterProvider and turns
 every data point of gecko-otel's meter (``gecko.collection.duration``, the
 observable records, active-run and health instruments, and custom metrics
@@ -78,7 +78,7 @@ class StoreMetricExporter(MetricExporter):
 
     Created unbound (before the Monitor and its store exist, since a
     MeterProvider takes its readers when it is built) and bound by the
-    Monitor with :meth:`bind`; points exported while unbound are dropped.
+    Monitor with `bind`; points exported while unbound are dropped.
 
     Args:
         scope: Only points of this instrumentation scope are kept.

@@ -63,7 +63,7 @@ logger = logging.getLogger("gecko_otel.store")
 
 
 class StoreQueries:
-    """The read side of :class:`~gecko_otel.store.store.Store` (see the module docs)."""
+    """The read side of `Store` (see the module docs)."""
 
     engine: Engine
 

@@ -9,7 +9,7 @@ only.
 
 The migrations in ``gecko_otel/store/migrations`` create these tables; a
 test checks that the migrated schema and this module agree. Change both
-together, with a new revision, and bump :data:`HEAD_REVISION`.
+together, with a new revision, and bump `HEAD_REVISION`.
 """
 
 from __future__ import annotations

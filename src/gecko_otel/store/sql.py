@@ -1,8 +1,8 @@
 """``SQLStore``: the SQL backend of the storage contract (SQLite, PostgreSQL).
 
-It owns everything persistence needs: the :class:`~gecko_otel.store.store.Store`
+It owns everything persistence needs: the `Store`
 (tables through one Engine), the background
-:class:`~gecko_otel.store.writer.StoreWriter`, the restore of health, recent
+`StoreWriter`, the restore of health, recent
 history and active alerts on start, the sync of alert actions taken by other
 processes, retention, and the fallback to this process's memory while the
 database is unreachable. It is handed finished runs, alert changes and health
@@ -87,10 +87,10 @@ def open_store(
 
 
 class SQLStore:
-    """The storage contract (:class:`~gecko_otel.typing.RunStore`) over SQL.
+    """The storage contract (`RunStore`) over SQL.
 
     Args:
-        store: The tables, from :func:`open_store`.
+        store: The tables, from `open_store`.
         memory: This process's in-memory history, answered from while the
             database is unreachable.
         config: Queue sizes, intervals, retention and timeouts.

@@ -82,7 +82,7 @@ def collector_upsert(dialect: Any) -> Any:
     """The ``collection_metadata`` upsert, executed with one parameter set per collector.
 
     Totals add to what is stored; ``consecutive_failures`` is left to
-    :func:`streak_update`, run after it in the same transaction.
+    `streak_update`, run after it in the same transaction.
     """
     insert = dialect.insert(collection_metadata)
     new = insert.excluded

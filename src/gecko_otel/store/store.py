@@ -1,14 +1,14 @@
 """``Store``: reading and writing the four tables through one SQLAlchemy Engine.
 
-Writes come from the background writer (:mod:`gecko_otel.store.writer`) in
+Writes come from the background writer (`gecko_otel.store.writer`) in
 batches, one transaction each: runs are inserted once (a run already stored
 is skipped, so a retried batch never duplicates), alerts are upserted by id,
 metric points are inserted, and each collector's ``collection_metadata`` row
 is upserted with ``INSERT ... ON CONFLICT DO UPDATE`` whose totals add to
 what is there, so several processes can share it without a lost update.
 
-Reads are in :mod:`gecko_otel.store.queries`; rows and their conversions in
-:mod:`gecko_otel.store.rows`.
+Reads are in `gecko_otel.store.queries`; rows and their conversions in
+`gecko_otel.store.rows`.
 """
 
 from __future__ import annotations
@@ -68,11 +68,11 @@ class Store(StoreQueries):
 
     Args:
         engine: A SQLite or PostgreSQL engine whose schema is current
-            (:func:`gecko_otel.store.engine.migrate`).
+            (`gecko_otel.store.engine.migrate`).
         service_name: Written beside runs, alerts and collectors, so a
             restarted process recognises its own.
         service_instance_id: Written beside runs and alerts.
-        owns_engine: Dispose the engine on :meth:`close` (False for an
+        owns_engine: Dispose the engine on `close` (False for an
             Engine the user passed in).
 
     Threading: methods may be called from any thread; each takes its own
@@ -273,7 +273,7 @@ class Store(StoreQueries):
         return {i for i in ids if i not in existing}
 
     def _sqlite_run_values(self, run: FinishedRun) -> tuple[Any, ...]:
-        """:meth:`run_row` as the values SQLite stores, in ``_RUN_COLUMNS`` order.
+        """`run_row` as the values SQLite stores, in ``_RUN_COLUMNS`` order.
 
         What SQLAlchemy's types would send (ISO text times, JSON text), made in
         one pass: their per-value processing was a third of the writer's time.

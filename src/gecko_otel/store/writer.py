@@ -1,6 +1,6 @@
 """The background writer: the only thread that writes to the store.
 
-Finished runs, alert snapshots and metric points are handed to :meth:`put`
+Finished runs, alert snapshots and metric points are handed to `put`
 (O(1): an append to a bounded deque, no lock, no I/O) and a daemon thread
 writes them in batches, one transaction per batch, under OpenTelemetry's
 suppress-instrumentation flag so a SQLAlchemy or psycopg instrumentation
@@ -82,7 +82,7 @@ def is_transient(exc: BaseException) -> bool:
 
 
 class StoreWriter:
-    """Writes runs, alerts and metric points to a :class:`Store` in the background.
+    """Writes runs, alerts and metric points to a `Store` in the background.
 
     Args:
         store: Where to write.

@@ -1,4 +1,4 @@
-"""Alembic environment: run by :func:`gecko_otel.store.engine.migrate` with a connection.
+"""Alembic environment: run by `gecko_otel.store.engine.migrate` with a connection.
 
 It is not meant for the ``alembic`` command line with an ``alembic.ini``:
 gecko-otel applies its migrations itself, on start, with
