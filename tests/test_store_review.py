@@ -97,9 +97,7 @@ def test_runs_at_shutdown_while_sqlite_is_locked_are_stored_or_counted_once(
                 run("pools", monitor=m)
             m.shutdown()  # flush times out; the writer is inside BEGIN IMMEDIATE
             locker.execute("COMMIT")
-            thread = writer._thread
-            assert thread is not None
-            thread.join(10)
+            assert writer._worker.stop(10)  # the writer thread ended
             dropped = m.system_health().dropped["store_dropped_runs"]
     finally:
         locker.close()

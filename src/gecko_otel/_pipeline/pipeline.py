@@ -22,7 +22,7 @@ from gecko_otel._alerts.dispatcher import AlertDispatcher
 from gecko_otel._alerts.engine import AlertEngine
 from gecko_otel._alerts.values import Alert, AlertLevel
 from gecko_otel._config import MonitorConfig, check_collector_type, check_seconds, seconds
-from gecko_otel._guard import at_fork_in_child, report_internal_error
+from gecko_otel._guard import at_fork_in_child, guarded
 from gecko_otel._health.expectations import Expectation, Schedules
 from gecko_otel._health.rules import BUCKETS, HealthEvaluator
 from gecko_otel._health.values import (
@@ -32,10 +32,10 @@ from gecko_otel._health.values import (
     SystemHealth,
     worst,
 )
-from gecko_otel._health.watchdog import Watchdog
 from gecko_otel._history.memory import History
 from gecko_otel._history.records import ExecutionStatus, FinishedRun
 from gecko_otel._pipeline.ingest import RunIngest
+from gecko_otel._worker import Worker
 from gecko_otel.errors import ConfigError
 from gecko_otel.typing import AlertHandler, RunConsumer
 
@@ -86,7 +86,11 @@ class RunPipeline:
         started = self._clock()
         for name in config.collectors:
             self.evaluator.state(name, started)
-        self._watchdog = Watchdog(self.evaluate, seconds(config.watchdog_interval))
+        # The watchdog: time-based rules (stale, missed runs, repeats, expiring
+        # suppressions) need a clock, since a collector that stops makes no runs.
+        self._watchdog = Worker(
+            self, "_tick", name="gecko-otel-watchdog", interval=seconds(config.watchdog_interval)
+        )
         self._use_watchdog = watchdog
         #: Serialises run processing with evaluations: the run ingest drains
         #: under it and the watchdog's tick evaluates each collector under
@@ -101,6 +105,10 @@ class RunPipeline:
 
     def _reset_lock(self) -> None:
         self.lock = threading.RLock()
+
+    def _tick(self, timed_out: bool) -> None:
+        if timed_out:
+            self.evaluate()
 
     def keep_watchdog_running(self) -> None:
         """Restart the watchdog thread if this process lost it (after fork())."""
@@ -397,11 +405,9 @@ class RunPipeline:
         return self.dispatcher.flush(timeout)
 
     def shutdown(self) -> None:
-        self._watchdog.stop()
-        try:
+        self._watchdog.stop(5.0)
+        with guarded("RunPipeline.shutdown"):  # shutdown goes on
             self.dispatcher.shutdown()
-        except Exception as exc:  # noqa: BLE001 - shutdown goes on
-            report_internal_error("RunPipeline.shutdown", exc)
 
     def export(self) -> dict[str, Any]:
         return {

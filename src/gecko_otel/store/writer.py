@@ -24,7 +24,6 @@ connections, and starts its own thread when it first puts something.
 from __future__ import annotations
 
 import atexit
-import contextlib
 import logging
 import multiprocessing.util
 import os
@@ -35,7 +34,6 @@ from collections import deque
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any, Final
 
-from opentelemetry.context import _SUPPRESS_INSTRUMENTATION_KEY, attach, detach, set_value
 from sqlalchemy.exc import (
     DBAPIError,
     DisconnectionError,
@@ -44,7 +42,8 @@ from sqlalchemy.exc import (
     TimeoutError,
 )
 
-from gecko_otel._guard import at_fork_in_child, report_internal_error
+from gecko_otel._guard import at_fork_in_child, guarded, report_internal_error
+from gecko_otel._worker import STOP, Worker
 
 if TYPE_CHECKING:
     from gecko_otel._history.records import FinishedRun
@@ -109,12 +108,10 @@ class StoreWriter:
         self.store = store
         self._max = queue_size
         self._batch = batch_size
-        self._interval = interval
         self._queue: deque[tuple[str, Any]] = deque()
-        self._wake = threading.Event()
-        self._stopping = threading.Event()
+        self._worker = Worker(self, "_step", name="gecko-otel-store", interval=interval)
         self._start_lock = threading.Lock()
-        self._thread: threading.Thread | None = None
+        self._started = False  # cheaper to test on every put() than the worker
         self._pid = os.getpid()
         self._closed = False
         #: Items lost, by kind (runs, alerts, metrics), and rows refused.
@@ -151,8 +148,8 @@ class StoreWriter:
             return
         queue.append((kind, item))
         if len(queue) == self._batch:
-            self._wake.set()
-        if self._thread is None:
+            self._worker.wake()
+        if not self._started:
             self._start()
 
     def put_run(self, run: FinishedRun) -> None:
@@ -177,15 +174,15 @@ class StoreWriter:
         Returns False when the timeout passed first, e.g. while the database
         is down; nothing is dropped by a timeout.
         """
-        if self._closed or (self._thread is None and not self._queue):
+        if self._closed or (not self._started and not self._queue):
             return not self._queue
         done = _Flush()
         with self._flush_lock:
             self._flushes += 1
         self._queue.append((_FLUSH, done))  # markers pass even when the queue is full
-        if self._thread is None:
+        if not self._started:
             self._start()
-        self._wake.set()
+        self._worker.wake()
         return done.wait(timeout) and done.stored
 
     def shutdown(self, timeout: float = 10.0) -> bool:
@@ -195,11 +192,7 @@ class StoreWriter:
         dropped_before = self._data_dropped()
         flushed = self.flush(timeout)
         self._closed = True
-        self._stopping.set()
-        self._wake.set()
-        thread = self._thread
-        if thread is not None and thread is not threading.current_thread():
-            thread.join(timeout=max(1.0, timeout))
+        self._worker.stop(max(1.0, timeout))
         # A batch still being written when the wait ended is the thread's to
         # count: it may yet be stored (a lock released late), or come back.
         self._count_left()
@@ -247,7 +240,7 @@ class StoreWriter:
         ``name`` is what a log line calls it when the database is unavailable.
         """
         self._tasks.append([name, interval, task, time.monotonic() + interval])
-        if self._thread is None:
+        if not self._started:
             self._start()
 
     def _maintain(self) -> None:
@@ -276,7 +269,7 @@ class StoreWriter:
 
     def _start(self) -> None:
         with self._start_lock:
-            if self._thread is not None or self._closed:
+            if self._started or self._closed:
                 return
             if os.getpid() != self._creator_pid:
                 # A multiprocessing child ends with os._exit(): no atexit. Its
@@ -285,21 +278,16 @@ class StoreWriter:
                 multiprocessing.util.Finalize(
                     self, _flush_at_exit, args=(weakref.ref(self),), exitpriority=10
                 )
-            thread = threading.Thread(
-                target=_run_writer, args=(weakref.ref(self),), name="gecko-otel-store", daemon=True
-            )
-            self._thread = thread
-            thread.start()
+            self._started = True
+            self._worker.ensure_running()
 
     def _after_fork(self) -> None:
         # The parent writes what was queued; the child must not write it twice.
         self._flushes = 0
         self._flush_lock = threading.Lock()
         self._queue = deque()
-        self._wake = threading.Event()
-        self._stopping = threading.Event()
         self._start_lock = threading.Lock()
-        self._thread = None
+        self._started = False
         self._pid = os.getpid()
         self._count_lock = threading.Lock()
         # The child's own figures: the parent's stay the parent's.
@@ -430,7 +418,7 @@ class StoreWriter:
                         len(self._queue) + len(items),
                     )
                 self.available = False
-                if self._stopping.wait(backoff):
+                if self._worker.sleep(backoff):
                     # Shutting down: the batch goes back, to be counted as lost
                     # (here if shutdown() stopped waiting for this thread).
                     self._queue.extendleft(reversed(items))
@@ -449,6 +437,30 @@ class StoreWriter:
         self._inflight = 0
         self._flushed(markers)
         return True
+
+    def _step(self, timed_out: bool) -> bool | None:
+        """One pass of the writer thread: write batches as they fill, and what waits
+        every interval, then run the periodic tasks.
+
+        A partial batch is written only when an interval passed without a batch
+        filling (``timed_out``), or when a flush or shutdown waits for it: a writer
+        that keeps up must not fall into writing runs a few at a time, since most of
+        what a batch costs (transaction, collector upserts) is per batch.
+        """
+        partial, worker = timed_out, self._worker
+        while self._queue and (
+            partial or self._flushes or worker.stopping or len(self._queue) >= self._batch
+        ):
+            partial = False
+            go_on = True
+            with guarded("StoreWriter"):  # the writer thread must survive
+                go_on = self._loop()
+            if not go_on:
+                return STOP
+        if worker.stopping:
+            return STOP
+        self._maintain()
+        return None
 
     def _flushed(self, markers: list[_Flush], *, stored: bool = True) -> None:
         if markers:
@@ -474,42 +486,3 @@ def _flush_at_exit(ref: weakref.ref[StoreWriter]) -> None:
         except Exception as exc:  # noqa: BLE001 - the flush below matters more
             report_internal_error("StoreWriter exit flush", exc)
     writer.shutdown(EXIT_TIMEOUT)
-
-
-def _run_writer(ref: weakref.ref[StoreWriter]) -> None:
-    """The writer thread: write batches as they fill, and what waits every interval.
-
-    A partial batch is written only when an interval passed without a batch
-    filling, or when a flush or shutdown waits for it: a writer that keeps up
-    must not fall into writing runs a few at a time, since most of what a
-    batch costs (transaction, collector upserts, health) is per batch.
-    """
-    token = attach(set_value(_SUPPRESS_INSTRUMENTATION_KEY, True))
-    partial = False  # an interval passed: write what waits, full batch or not
-    try:
-        while True:
-            writer = ref()
-            if writer is None:
-                return  # the Monitor was collected
-            wake, stopping, interval = writer._wake, writer._stopping, writer._interval
-            wake.clear()  # before draining: a put() from now on wakes the next wait
-            while writer._queue and (
-                partial
-                or writer._flushes
-                or stopping.is_set()
-                or len(writer._queue) >= writer._batch
-            ):
-                partial = False
-                try:
-                    if not writer._loop():
-                        return
-                except Exception as exc:  # noqa: BLE001 - the writer thread must survive
-                    report_internal_error("StoreWriter", exc)
-            if stopping.is_set():
-                return
-            writer._maintain()
-            del writer  # hold the Monitor only weakly while asleep
-            partial = not wake.wait(interval)
-    finally:
-        with contextlib.suppress(Exception):
-            detach(token)
