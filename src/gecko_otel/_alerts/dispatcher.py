@@ -19,7 +19,8 @@ from collections.abc import Callable
 from typing import Final
 
 from gecko_otel._alerts.values import Alert
-from gecko_otel._guard import at_fork_in_child, report_internal_error
+from gecko_otel._guard import at_fork_in_child, guarded
+from gecko_otel._worker import AGAIN, STOP, Worker
 from gecko_otel.typing import AlertHandler
 
 logger = logging.getLogger("gecko_otel.dispatch")
@@ -44,52 +45,35 @@ class _Lane:
         self.pending = 0  # queued + in progress, guarded by dispatcher._cond
         self.unlogged_drops = 0  # drops the supervisor has not logged yet
         self.busy_since: float | None = None
-        self.generation = 0
         self.closed = False
-        self.worker: threading.Thread | None = None
+        self.worker = Worker(self, "deliver", name=f"gecko-otel-alert-handler[{self.name}]")
 
-    def ensure_worker(self) -> None:
-        # Started lazily, and again after fork() (threads do not survive it)
-        # or after a worker was abandoned.
-        if self.worker is None or not self.worker.is_alive():
-            self.start_worker()
-
-    def start_worker(self) -> None:
-        self.generation += 1
-        self.busy_since = None
-        worker = threading.Thread(
-            target=self.run,
-            args=(self.generation,),
-            name=f"gecko-otel-alert-handler[{self.name}]",
-            daemon=True,
-        )
-        self.worker = worker
-        worker.start()
-
-    def run(self, generation: int) -> None:
-        while not self.closed and generation == self.generation:
-            try:
-                alert = self.queue.get(timeout=_POLL)
-            except queue.Empty:
-                continue
-            self.busy_since = time.monotonic()
-            try:
-                self.handler(alert)
-            except Exception as exc:  # a handler's failure is counted, not fatal
-                self.dispatcher.count("handler_errors")
-                logger.warning(
-                    "gecko_otel: alert handler %s failed on alert %s (%s/%s): %s",
-                    self.name,
-                    alert.id,
-                    alert.collector_type,
-                    alert.rule,
-                    exc,
-                    exc_info=logger.isEnabledFor(logging.DEBUG),
-                )
-            finally:
-                abandoned = not self.dispatcher.finish_call(self, generation)
-            if abandoned:
-                return  # a fresh worker took over this lane while we hung
+    def deliver(self, timed_out: bool) -> bool | None:
+        """The worker's step: call the handler with the next notification, if any."""
+        if self.closed:
+            return STOP
+        try:
+            alert = self.queue.get_nowait()
+        except queue.Empty:
+            return None  # asleep until the next submit wakes the worker
+        generation = self.worker.generation
+        self.busy_since = time.monotonic()
+        try:
+            self.handler(alert)
+        except Exception as exc:
+            self.dispatcher.count("handler_errors")
+            logger.warning(
+                "gecko_otel: alert handler %s failed on alert %s (%s/%s): %s",
+                self.name,
+                alert.id,
+                alert.collector_type,
+                alert.rule,
+                exc,
+                exc_info=logger.isEnabledFor(logging.DEBUG),
+            )
+        if not self.dispatcher.finish_call(self, generation):
+            return STOP  # a fresh worker took over this lane while we hung
+        return AGAIN
 
 
 class AlertDispatcher:
@@ -110,7 +94,9 @@ class AlertDispatcher:
         self._cond = threading.Condition()
         self._counts = {"dropped_notifications": 0, "handler_errors": 0, "handler_timeouts": 0}
         self._closed = False
-        self._supervisor: threading.Thread | None = None
+        self._supervisor = Worker(
+            self, "_supervise", name="gecko-otel-alert-supervisor", interval=min(_POLL, timeout / 4)
+        )
         at_fork_in_child(self, "_after_fork")
 
     # -- handlers ----------------------------------------------------------------
@@ -138,33 +124,32 @@ class AlertDispatcher:
 
     # -- delivery -------------------------------------------------------------------
 
+    @guarded("AlertDispatcher.submit")  # never raise into the engine
     def submit(self, alert: Alert) -> None:
         """Queue ``alert`` for every handler. Never blocks, never raises."""
-        try:
-            if self._closed:
-                self.count("dropped_notifications")
-                return
-            self._ensure_supervisor()
-            for lane in self._lanes:
-                lane.ensure_worker()
+        if self._closed:
+            self.count("dropped_notifications")
+            return
+        self._supervisor.ensure_running()
+        for lane in self._lanes:
+            lane.worker.ensure_running()
+            with self._cond:
+                lane.pending += 1
+            try:
+                lane.queue.put_nowait(alert)
+                lane.worker.wake()
+            except queue.Full:
                 with self._cond:
-                    lane.pending += 1
-                try:
-                    lane.queue.put_nowait(alert)
-                except queue.Full:
-                    with self._cond:
-                        lane.pending -= 1
-                        lane.unlogged_drops += 1
-                        self._counts["dropped_notifications"] += 1
-                        self._cond.notify_all()
-                    # Logged by the supervisor: never log on a collector's thread.
-        except Exception as exc:  # noqa: BLE001 - never raise into the engine
-            report_internal_error("AlertDispatcher.submit", exc)
+                    lane.pending -= 1
+                    lane.unlogged_drops += 1
+                    self._counts["dropped_notifications"] += 1
+                    self._cond.notify_all()
+                # Logged by the supervisor: never log on a collector's thread.
 
     def finish_call(self, lane: _Lane, generation: int) -> bool:
         """A worker finished a call; False if the lane had abandoned it meanwhile."""
         with self._cond:
-            if generation != lane.generation:
+            if generation != lane.worker.generation:
                 return False
             lane.busy_since = None
             lane.pending -= 1
@@ -198,8 +183,10 @@ class AlertDispatcher:
             self._closed = True
             lanes, self._lanes = self._lanes, []
             self._cond.notify_all()
+        self._supervisor.stop(1.0)
         for lane in lanes:
             lane.closed = True
+            lane.worker.stop(0.0)
             with self._cond:
                 # What flush() could not deliver in time is lost: count it.
                 self._counts["dropped_notifications"] += lane.queue.qsize()
@@ -214,51 +201,43 @@ class AlertDispatcher:
 
     # -- supervision -----------------------------------------------------------------
 
-    def _ensure_supervisor(self) -> None:
-        if self._supervisor is None or not self._supervisor.is_alive():
-            self._supervisor = threading.Thread(
-                target=self._supervise, name="gecko-otel-alert-supervisor", daemon=True
-            )
-            self._supervisor.start()
-
-    def _supervise(self) -> None:
-        interval = min(_POLL, self._timeout / 4)
-        while not self._closed:
-            time.sleep(interval)
-            now = time.monotonic()
-            for lane in self._lanes:
-                with self._cond:
-                    drops, lane.unlogged_drops = lane.unlogged_drops, 0
-                if drops:
-                    logger.warning(
-                        "gecko_otel: alert handler %s is %d notifications behind; "
-                        "dropped %d notification(s)",
-                        lane.name,
-                        self._queue_size,
-                        drops,
-                    )
-                with self._cond:
-                    started = lane.busy_since
-                    if started is None or now - started <= self._timeout or lane.closed:
-                        continue
-                    self._counts["handler_timeouts"] += 1
-                    lane.pending -= 1
-                    lane.start_worker()  # the hung thread exits when (if) it returns
-                    self._cond.notify_all()
+    def _supervise(self, timed_out: bool) -> bool | None:
+        """The supervisor's step: log drops, abandon calls that hang past the timeout."""
+        if self._closed:
+            return STOP
+        now = time.monotonic()
+        for lane in self._lanes:
+            with self._cond:
+                drops, lane.unlogged_drops = lane.unlogged_drops, 0
+            if drops:
                 logger.warning(
-                    "gecko_otel: alert handler %s took more than %.1f s; abandoned that "
-                    "call and moved on",
+                    "gecko_otel: alert handler %s is %d notifications behind; "
+                    "dropped %d notification(s)",
                     lane.name,
-                    self._timeout,
+                    self._queue_size,
+                    drops,
                 )
+            with self._cond:
+                started = lane.busy_since
+                if started is None or now - started <= self._timeout or lane.closed:
+                    continue
+                self._counts["handler_timeouts"] += 1
+                lane.pending -= 1
+                lane.worker.restart()  # the hung thread ends when (if) it returns
+                self._cond.notify_all()
+            logger.warning(
+                "gecko_otel: alert handler %s took more than %.1f s; abandoned that "
+                "call and moved on",
+                lane.name,
+                self._timeout,
+            )
+        return None
 
     def _after_fork(self) -> None:
-        # Only the forking thread survives: fresh locks and queues, workers
-        # and supervisor restart on the next submit.
+        # Only the forking thread survives: fresh locks and queues; the
+        # workers reset themselves and restart on the next submit.
         self._cond = threading.Condition()
-        self._supervisor = None
         for lane in self._lanes:
             lane.queue = queue.Queue(maxsize=self._queue_size)
             lane.pending = 0
             lane.busy_since = None
-            lane.worker = None
