@@ -19,10 +19,11 @@ span or an execution record:
 
 from __future__ import annotations
 
+import functools
 import json
 import re
-from collections.abc import Iterable, Mapping, Sequence, Set
-from typing import Any, Final, TypeAlias
+from collections.abc import Callable, Iterable, Mapping, Sequence, Set
+from typing import Any, Final, TypeAlias, TypeVar
 
 Primitive: TypeAlias = str | bool | int | float
 AttributeValue: TypeAlias = (
@@ -68,12 +69,33 @@ def _normalise_key(key: str) -> str:
     return _KEY_SEPARATORS.sub("_", split).lower()
 
 
+T = TypeVar("T")
+U = TypeVar("U")
+
+
+def attempt(call: Callable[[], T], fallback: Callable[[Exception], U]) -> T | U:
+    """``call()``, or ``fallback(error)`` when the user object it touches raises.
+
+    Metadata is the user's: its ``__str__``, ``items()`` or iteration may
+    raise anything, which must cost that value only, never the run.
+    """
+    try:
+        return call()
+    except Exception as exc:  # noqa: BLE001 - a user object may raise anything
+        return fallback(exc)
+
+
+def _items(mapping: Mapping[Any, Any]) -> list[tuple[Any, Any]]:
+    return list(mapping.items())
+
+
+def _unreadable(exc: Exception) -> Exception:
+    return exc
+
+
 def safe_str(value: object) -> str:
     """``str(value)``, or a placeholder naming the type when ``__str__`` raises."""
-    try:
-        return str(value)
-    except Exception:  # noqa: BLE001 - a user object's __str__ may do anything
-        return f"<unprintable {type(value).__qualname__}>"
+    return attempt(lambda: str(value), lambda _: f"<unprintable {type(value).__qualname__}>")
 
 
 class MetadataSanitizer:
@@ -140,10 +162,9 @@ class MetadataSanitizer:
         out: dict[str, AttributeValue] = {}
         if not metadata:
             return out
-        try:
-            items = list(metadata.items())
-        except Exception as exc:  # noqa: BLE001 - a broken Mapping is still not fatal
-            out["_invalid"] = f"<unreadable metadata: {type(exc).__qualname__}>"
+        items = attempt(functools.partial(_items, metadata), _unreadable)
+        if isinstance(items, BaseException):  # a broken Mapping is still not fatal
+            out["_invalid"] = f"<unreadable metadata: {type(items).__qualname__}>"
             return out
         self._flatten("", items, out, 0)
         return out
@@ -174,9 +195,8 @@ class MetadataSanitizer:
                 if depth + 1 >= MAX_DEPTH:
                     out[key] = self._json(value)
                 else:
-                    try:
-                        nested = list(value.items())
-                    except Exception:  # noqa: BLE001 - unreadable nested mapping
+                    nested = attempt(functools.partial(_items, value), lambda _: None)
+                    if nested is None:  # an unreadable nested mapping
                         out[key] = self.text(value)
                         continue
                     self._flatten(f"{key}.", nested, out, depth + 1)
@@ -202,9 +222,11 @@ class MetadataSanitizer:
         return self.text(value)
 
     def _sequence(self, values: Iterable[object]) -> AttributeValue:
-        try:
-            items = [v for _, v in zip(range(self._max_entries), values, strict=False)]
-        except Exception:  # noqa: BLE001 - a sequence whose iteration raises
+        limit = self._max_entries
+        items = attempt(
+            lambda: [v for _, v in zip(range(limit), values, strict=False)], lambda _: None
+        )
+        if items is None:  # a sequence whose iteration raises
             return self.text(values)
         if items and all(isinstance(v, bool) for v in items):
             return tuple(bool(v) for v in items)
@@ -221,10 +243,10 @@ class MetadataSanitizer:
         )
 
     def _json(self, value: object) -> str:
-        try:
-            text = json.dumps(self._redacted(value, 0), default=safe_str, ensure_ascii=False)
-        except Exception:  # noqa: BLE001 - whatever json.dumps trips over
-            text = f"<unencodable {type(value).__qualname__}>"
+        text = attempt(
+            lambda: json.dumps(self._redacted(value, 0), default=safe_str, ensure_ascii=False),
+            lambda _: f"<unencodable {type(value).__qualname__}>",
+        )
         return self.text(text)
 
     def _redacted(self, value: object, depth: int) -> object:

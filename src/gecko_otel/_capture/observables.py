@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Final
 from opentelemetry.metrics import CallbackOptions, MeterProvider, Observation
 
 from gecko_otel import semconv
-from gecko_otel._guard import report_internal_error
+from gecko_otel._guard import guarded
 
 if TYPE_CHECKING:
     from opentelemetry.metrics import Meter
@@ -126,11 +126,9 @@ class Observables:
             source = self.source
             if source is None:
                 return []
-            try:
+            with guarded("observable instrument callback"):  # a metric callback must not raise
                 return read(source)
-            except Exception as exc:  # noqa: BLE001 - a metric callback must not raise
-                report_internal_error("observable instrument callback", exc)
-                return []
+            return []
 
         return callback
 

@@ -27,7 +27,7 @@ from opentelemetry.trace import INVALID_SPAN, Span, Status, StatusCode
 from gecko_otel import semconv
 from gecko_otel._capture.instruments import new_execution_id
 from gecko_otel._capture.metadata import AttributeValue, safe_str
-from gecko_otel._guard import report_internal_error
+from gecko_otel._guard import guarded, report_internal_error
 from gecko_otel._history.records import ExecutionStatus, FinishedRun, utc_ns
 
 if TYPE_CHECKING:
@@ -177,7 +177,7 @@ class Run:
         """Attach metadata to the run (sanitised and redacted like decorator metadata)."""
         if self._ended("set_metadata"):
             return
-        try:
+        with guarded("Run.set_metadata"):  # never raise into the collector
             items = self._prepared.instr.sanitizer.item(key, value)
             limit = self._prepared.instr.config.max_metadata_entries
             accepted: dict[str, AttributeValue] = {}
@@ -190,8 +190,6 @@ class Run:
                 self._metadata = MappingProxyType(own)
             if accepted:
                 self.span.set_attributes(accepted)
-        except Exception as exc:  # noqa: BLE001 - never raise into the collector
-            report_internal_error("Run.set_metadata", exc)
 
     @property
     def metadata(self) -> Mapping[str, AttributeValue]:
@@ -252,7 +250,7 @@ class Run:
     def _message(self, bucket: list[str], event: str, message: object) -> None:
         if self._ended("warn" if event == semconv.EVENT_WARNING else "error"):
             return
-        try:
+        with guarded("Run.warn/error"):  # never raise into the collector
             text = self._prepared.instr.sanitizer.text(message)
             with self._lock:
                 if len(bucket) >= self._prepared.instr.config.max_messages_per_run:
@@ -260,8 +258,6 @@ class Run:
                     return
                 bucket.append(text)
             self.span.add_event(event, {semconv.EVENT_MESSAGE: text})
-        except Exception as exc:  # noqa: BLE001 - never raise into the collector
-            report_internal_error("Run.warn/error", exc)
 
     # -- lifecycle, called by the decorator and context manager ---------------
 
@@ -313,7 +309,7 @@ class Run:
             self._prepared.instr.duration.record(
                 duration, self._prepared.histogram_attributes(status, self.error_type)
             )
-        except Exception as internal:  # noqa: BLE001 - never raise into the collector
+        except Exception as internal:  # noqa: BLE001 - hot path: try is free, the guard is not
             report_internal_error("Run.finish", internal)
         finally:
             try:

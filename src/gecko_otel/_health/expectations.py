@@ -50,7 +50,7 @@ def _cron_parser(expression: str, tz: tzinfo) -> Callable[[float], float]:
         return next_with_cronsim
     except ImportError:
         pass
-    except Exception as exc:  # noqa: BLE001 - cronsim's errors say what is wrong
+    except (cronsim.CronSimError, ValueError, OverflowError) as exc:  # they say what is wrong
         raise ConfigError(f"cron={expression!r} is not a valid cron expression: {exc}") from None
     try:
         from apscheduler.triggers.cron import CronTrigger  # noqa: PLC0415 - optional

@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any, Final
 from gecko_otel._alerts.values import AlertState, Notification
 from gecko_otel._capture.metadata import AttributeValue, MetadataSanitizer
 from gecko_otel._config import check_seconds
-from gecko_otel._guard import at_fork_in_child, report_internal_error
+from gecko_otel._guard import at_fork_in_child, guarded
 from gecko_otel.errors import AlertDeliveryError, ConfigError
 from gecko_otel.handlers._http import Endpoint, build_opener, display_url, post_json
 
@@ -325,10 +325,8 @@ class AlertmanagerAlertHandler:
 
     def _resend_loop(self) -> None:
         while not self._stop.wait(self._interval):
-            try:
+            with guarded("AlertmanagerAlertHandler re-send"):  # the loop must outlive a bug
                 self._resend()
-            except Exception as exc:  # noqa: BLE001 - the loop must outlive a bug
-                report_internal_error("AlertmanagerAlertHandler re-send", exc)
 
     def _resend(self) -> None:
         with self._lock:

@@ -32,7 +32,7 @@ from apscheduler.executors.pool import ProcessPoolExecutor
 
 from gecko_otel import _state, semconv
 from gecko_otel._capture.decorators import track_collection, usable_collector_type
-from gecko_otel._guard import report_internal_error
+from gecko_otel._guard import guarded, report_internal_error
 from gecko_otel.errors import ConfigError
 from gecko_otel.scheduling import _apscheduler_runs as runs
 from gecko_otel.scheduling._apscheduler_triggers import Schedule, crontab_of, schedule_of
@@ -67,6 +67,10 @@ EVENTS: Final = (
 
 #: Plans cached per scheduler (one per job id), at most.
 _MAX_PLANS: Final = 4096
+
+
+#: What the user's collector_type callable "returned" when it raised.
+_RAISED: Final = object()
 
 
 @dataclass(frozen=True, slots=True)
@@ -146,10 +150,10 @@ class SchedulerHooks:
             if isinstance(chosen, str) and chosen.strip():
                 return usable_collector_type(chosen)
             return job_id
-        try:
+        name: object = _RAISED
+        with guarded(f"collector_type callable for job {job.id!r}"):
             name = option(job)
-        except Exception as exc:  # noqa: BLE001 - the user's callable; fall back to the id
-            report_internal_error(f"collector_type callable for job {job.id!r}", exc)
+        if name is _RAISED:  # the user's callable raised (reported): use the id
             return job_id
         if not isinstance(name, str) or not name.strip():
             report_internal_error(
@@ -193,7 +197,7 @@ class SchedulerHooks:
 
     def on_event(self, event: Any) -> None:
         """APScheduler listener. Never raises."""
-        try:
+        with guarded("APScheduler event listener"):  # never raise into the scheduler
             code = event.code
             if code == EVENT_JOB_MISSED:
                 self._not_started(
@@ -225,8 +229,6 @@ class SchedulerHooks:
             elif code == EVENT_EXECUTOR_ADDED:
                 runs.patch_run_functions()  # gevent/tornado/twisted may be imported by now
                 self._warn_process_pools()
-        except Exception as exc:  # noqa: BLE001 - never raise into the scheduler
-            report_internal_error("APScheduler event listener", exc)
 
     def _not_started(self, event: Any, status: str, run_times: Any, reason: str) -> None:
         monitor = self.monitor if self.monitor is not None else _state.monitor()
@@ -311,12 +313,11 @@ class SchedulerHooks:
 
     def adopt_existing(self, scheduler: Any) -> None:
         """Expectations for the jobs a running scheduler already has. Never raises."""
-        try:
+        # Instrumenting must not break the scheduler.
+        with guarded("APScheduler instrumentation of existing jobs"):
             self._warn_process_pools()
             for job in scheduler.get_jobs():
                 self.declare(job)
-        except Exception as exc:  # noqa: BLE001 - instrumenting must not break the scheduler
-            report_internal_error("APScheduler instrumentation of existing jobs", exc)
 
     def _runs_here(self, job: Any) -> bool:
         scheduler = self._scheduler()

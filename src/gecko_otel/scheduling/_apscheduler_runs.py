@@ -22,7 +22,7 @@ from collections.abc import Callable
 from types import ModuleType
 from typing import TYPE_CHECKING, Any, Final
 
-from gecko_otel._guard import report_internal_error
+from gecko_otel._guard import guarded
 
 if TYPE_CHECKING:
     from gecko_otel.scheduling._apscheduler_hooks import Plan, SchedulerHooks
@@ -58,24 +58,20 @@ _patched: list[tuple[ModuleType, str, Any, Any]] = []
 
 def _plan_for(job: Any) -> tuple[SchedulerHooks, Plan] | None:
     """The hooks and plan of an instrumented, undecorated job; None to run it as is."""
-    try:
+    with guarded("APScheduler job instrumentation"):  # the job runs uninstrumented
         scheduler = getattr(job, "_scheduler", None)
         hooks = registry.get(scheduler) if scheduler is not None else None
         if hooks is None:
             return None
         plan = hooks.plan(job)
         return None if plan.decorated else (hooks, plan)
-    except Exception as exc:  # noqa: BLE001 - the job runs uninstrumented
-        report_internal_error("APScheduler job instrumentation", exc)
-        return None
+    return None
 
 
 def _view(hooks: SchedulerHooks, job: Any, plan: Plan, run_time: Any, coroutine: bool) -> Any:
-    try:
+    with guarded("APScheduler job instrumentation"):  # the job runs uninstrumented
         return hooks.job_view(job, plan, run_time, coroutine)
-    except Exception as exc:  # noqa: BLE001 - the job runs uninstrumented
-        report_internal_error("APScheduler job instrumentation", exc)
-        return job
+    return job
 
 
 class _RunJob:

@@ -65,7 +65,7 @@ from opentelemetry.instrumentation.instrumentor import (  # type: ignore[attr-de
 )
 
 from gecko_otel import _state
-from gecko_otel._guard import report_internal_error
+from gecko_otel._guard import guarded
 from gecko_otel.errors import ConfigError
 from gecko_otel.scheduling import _apscheduler_runs as runs
 from gecko_otel.scheduling._apscheduler_hooks import (
@@ -209,12 +209,10 @@ class APSchedulerInstrumentor(BaseInstrumentor):  # type: ignore[misc]
 
         @functools.wraps(original)
         def start(scheduler: Any, *args: Any, **kw: Any) -> Any:
-            try:
+            with guarded("APScheduler auto-instrumentation"):  # the scheduler starts regardless
                 if not is_instrumented(scheduler):
                     instrument_scheduler(scheduler, monitor=monitor, collector_type=collector_type)
                     schedulers.add(scheduler)
-            except Exception as exc:  # noqa: BLE001 - the scheduler starts regardless
-                report_internal_error("APScheduler auto-instrumentation", exc)
             return original(scheduler, *args, **kw)
 
         with runs.lock:

@@ -283,5 +283,5 @@ def _safe(url: object) -> str:
     """``url`` as text with any password masked (for messages)."""
     try:
         return make_url(str(url)).render_as_string(hide_password=True)
-    except Exception:  # noqa: BLE001 - unparseable text has no password we can find
+    except (ArgumentError, ValueError, TypeError):  # no password we can find in it
         return "<unparseable>"

@@ -43,7 +43,7 @@ from opentelemetry.sdk.metrics.export import (
 from opentelemetry.sdk.metrics.export import Histogram as HistogramData
 
 from gecko_otel import semconv
-from gecko_otel._guard import report_internal_error
+from gecko_otel._guard import guarded
 from gecko_otel.store.rows import clean_json, clean_text
 from gecko_otel.store.schema import NAME_LENGTH
 from gecko_otel.store.writer import METRIC
@@ -105,7 +105,8 @@ class StoreMetricExporter(MetricExporter):
         store, writer = self._store, self._writer
         if store is None or writer is None:
             return MetricExportResult.SUCCESS
-        try:
+        result = MetricExportResult.FAILURE
+        with guarded("StoreMetricExporter.export"):  # the reader thread must go on
             for resource_metrics in metrics_data.resource_metrics:
                 for scope_metrics in resource_metrics.scope_metrics:
                     if scope_metrics.scope.name != self._scope:
@@ -113,10 +114,8 @@ class StoreMetricExporter(MetricExporter):
                     for metric in scope_metrics.metrics:
                         for row in rows_of(metric.name, metric.unit, metric.data, store):
                             writer.put(METRIC, row)
-        except Exception as exc:  # noqa: BLE001 - the reader thread must go on
-            report_internal_error("StoreMetricExporter.export", exc)
-            return MetricExportResult.FAILURE
-        return MetricExportResult.SUCCESS
+            result = MetricExportResult.SUCCESS
+        return result
 
     def force_flush(self, timeout_millis: float = 10_000) -> bool:
         return True  # rows are queued at once; the Monitor flushes the writer

@@ -65,12 +65,13 @@ def open_store(
         service_instance_id=service_instance_id,
         owns_engine=owned,
     )
+    opened = False
     try:
         configure_sqlite(engine)
         store.ensure_schema()
+        opened = True
     except DBAPIError as exc:
         if not is_transient(exc):
-            store.close()
             raise
         logger.warning(
             "gecko_otel: store %s unreachable at start (%s); runs are kept in the "
@@ -78,11 +79,11 @@ def open_store(
             store.describe(),
             _first_line(exc),
         )
+        opened = True  # kept: the writer retries until the database answers
         return store, False
-    except Exception:
-        if owned:
-            engine.dispose()
-        raise
+    finally:
+        if not opened:
+            store.close()  # disposes only an engine it created
     return store, True
 
 

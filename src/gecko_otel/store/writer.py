@@ -481,8 +481,6 @@ def _flush_at_exit(ref: weakref.ref[StoreWriter]) -> None:
         return
     before = writer.before_exit
     if before is not None:
-        try:
+        with guarded("StoreWriter exit flush"):  # the flush below matters more
             before()
-        except Exception as exc:  # noqa: BLE001 - the flush below matters more
-            report_internal_error("StoreWriter exit flush", exc)
     writer.shutdown(EXIT_TIMEOUT)
