@@ -75,8 +75,10 @@ from sqlalchemy import func, select, text
 
 import gecko_otel
 from gecko_otel import ExecutionStatus, MonitorConfig
-from gecko_otel._capture.instruments import new_execution_id  # the ids runs get
-from gecko_otel._history.records import FinishedRun
+from gecko_otel._history.records import (
+    FinishedRun,
+    new_execution_id,  # the ids runs get
+)
 from gecko_otel.store.engine import WRITE, create_store_engine
 from gecko_otel.store.schema import HEAD_REVISION, execution_history
 from gecko_otel.store.store import Store

@@ -19,8 +19,7 @@ from typing import IO, TYPE_CHECKING, Any, Final
 from opentelemetry.metrics import MeterProvider
 from opentelemetry.trace import TracerProvider
 
-from gecko_otel import _state
-from gecko_otel._alerts.values import Alert, AlertLevel, AlertState
+from gecko_otel._alerts.values import Alert, AlertState
 from gecko_otel._capture.instruments import CustomMetrics, Instrumentation, not_started_run
 from gecko_otel._capture.observables import observables_for
 from gecko_otel._capture.run import Run
@@ -28,7 +27,7 @@ from gecko_otel._capture.span_processor import HistorySpanProcessor
 from gecko_otel._config import MonitorConfig, check_collector_type, check_seconds
 from gecko_otel._guard import guarded, internal_error_count
 from gecko_otel._health.expectations import Expectation, make_expectation
-from gecko_otel._health.values import CollectorHealth, SystemHealth
+from gecko_otel._health.values import AlertLevel, CollectorHealth, SystemHealth
 from gecko_otel._history.memory import History, check_limit, check_since, check_status, check_window
 from gecko_otel._history.records import ExecutionRecord, ExecutionStatistics, ExecutionStatus
 from gecko_otel._pipeline.pipeline import RunPipeline
@@ -75,6 +74,8 @@ class Monitor:
             `store_metric_reader`), bound to the store
             so ``performance_metrics`` is filled. ``setup()`` does this for
             the MeterProvider it creates.
+        on_shutdown: Called with the Monitor once, when `shutdown` begins
+            (``setup()`` uninstalls its global Monitor there).
 
     Threading: every method is safe from any thread. Without a database,
     queries take per-collector locks briefly and do no I/O; with one,
@@ -98,6 +99,7 @@ class Monitor:
         watchdog: bool = True,
         database: str | Engine | None = None,
         metric_exporter: StoreMetricExporter | None = None,
+        on_shutdown: Callable[[Monitor], None] | None = None,
     ) -> None:
         self.config = config if config is not None else MonitorConfig()
         history = History(self.config)
@@ -129,6 +131,7 @@ class Monitor:
         self._custom_metrics = CustomMetrics(self.instrumentation)
         self._providers = (tracer_provider, meter_provider)
         self._owned = list(owned_providers)
+        self._on_shutdown = on_shutdown
         self._shutdown = False
         self._lock = threading.Lock()
         self._started = datetime.now(timezone.utc)
@@ -578,13 +581,14 @@ class Monitor:
             if self._shutdown:
                 return
             self._shutdown = True
-        _state.uninstall(self)
+        if self._on_shutdown is not None:
+            with guarded("Monitor.shutdown"):
+                self._on_shutdown(self)
         # The observable instruments keep reporting through the final flush
         # and the final collection a MeterProvider makes when it shuts down.
         # The store gets its own bounded wait below, after the last changes.
         self._flush(30_000)
         for provider in self._owned:
-            _state.retire(provider)
             with guarded("Monitor.shutdown"):
                 provider.shutdown()
         self._processor.shutdown()

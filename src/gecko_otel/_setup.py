@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import atexit
+import functools
 import logging
 import os
 import weakref
@@ -122,6 +123,7 @@ def setup(
             owned_providers=owned,
             database=database,
             metric_exporter=store_metrics,
+            on_shutdown=functools.partial(_state.shutting_down, providers=tuple(owned)),
         )
         _state.install(monitor)
     ref = weakref.ref(monitor)

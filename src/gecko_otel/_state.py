@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import threading
 import weakref
+from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
 from opentelemetry import metrics, trace
@@ -54,7 +55,7 @@ def install(new: Monitor | None, *, arm: bool = True) -> Monitor | None:
         declared = list(_declared.items())
     if new is not None and arm:
         for collector_type, (expectation, tz) in declared:
-            new._arm(collector_type, expectation, tz)
+            arm_expectation(new, collector_type, expectation, tz)
     return previous
 
 
@@ -69,7 +70,28 @@ def declare(collector_type: str, expectation: Expectation, tz: tzinfo | None) ->
         _declared[collector_type] = (expectation, tz)
         current = _monitor
     if current is not None:
-        current._arm(collector_type, expectation, tz)
+        arm_expectation(current, collector_type, expectation, tz)
+
+
+def arm_expectation(
+    target: Monitor, collector_type: str, expectation: Expectation, tz: tzinfo | None
+) -> None:
+    """Declare a decorator's expectation on ``target``."""
+    target.expect(
+        collector_type,
+        every=expectation.every,
+        cron=expectation.cron,
+        grace=expectation.grace,
+        max_runtime=expectation.max_runtime,
+        timezone=tz,
+    )
+
+
+def shutting_down(old: Monitor, providers: Iterable[Any] = ()) -> None:
+    """``old`` is shutting down: uninstall it, and note ``providers`` (its own) as retired."""
+    uninstall(old)
+    for provider in providers:
+        retire(provider)
 
 
 def uninstall(old: Monitor) -> None:

@@ -19,9 +19,9 @@ from datetime import datetime
 from typing import IO, TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 if TYPE_CHECKING:
-    from gecko_otel._alerts.values import Alert, AlertLevel, AlertState
+    from gecko_otel._alerts.values import Alert, AlertState
     from gecko_otel._capture.run import Run
-    from gecko_otel._health.values import CollectorHealth
+    from gecko_otel._health.values import AlertLevel, CollectorHealth
     from gecko_otel._history.records import (
         ExecutionRecord,
         ExecutionStatistics,
@@ -33,6 +33,7 @@ __all__ = [
     "AlertHandler",
     "ClosableAlertHandler",
     "HealthSnapshot",
+    "IngestTarget",
     "MetricReadings",
     "PipelineHandle",
     "RunConsumer",
@@ -222,3 +223,26 @@ class MetricReadings(Protocol):
 
     def drop_counts(self) -> Mapping[str, int]:
         """Items dropped or refused, by reason."""
+
+
+class IngestTarget(Protocol):
+    """What the run ingest hands finished runs to (the run pipeline).
+
+    Threading contract: ``now``, ``is_quiet`` and ``keep_watchdog_running``
+    are called on the thread that ended the run (O(1), no I/O); ``observe``
+    under ``lock``, on whichever thread drains.
+    """
+
+    lock: threading.RLock
+
+    def now(self) -> float:
+        """The pipeline's clock (unix seconds)."""
+
+    def is_quiet(self, run: FinishedRun, ended: float) -> bool:
+        """Whether ``run`` may wait in a batch (it cannot fire or resolve an alert)."""
+
+    def observe(self, run: FinishedRun, ended: float) -> None:
+        """Count the run in health and update its alerts."""
+
+    def keep_watchdog_running(self) -> None:
+        """Restart the watchdog if this process lost it (after ``fork()``)."""

@@ -37,12 +37,11 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any, Final
 
-from gecko_otel._alerts.values import Alert, AlertLevel, AlertState, Notification
-from gecko_otel._capture.instruments import new_execution_id
+from gecko_otel._alerts.values import Alert, AlertState, Notification
 from gecko_otel._guard import at_fork_in_child
 from gecko_otel._health.rules import HealthEvaluator
-from gecko_otel._health.values import TIME_RULES, Condition
-from gecko_otel._history.records import utc_seconds
+from gecko_otel._health.values import TIME_RULES, AlertLevel, Condition
+from gecko_otel._history.records import new_execution_id, utc_seconds
 
 _MAX_RESOLVED: Final = 1000
 

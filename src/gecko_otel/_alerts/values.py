@@ -15,39 +15,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+from gecko_otel._health.values import AlertLevel
 from gecko_otel._history.records import iso
-from gecko_otel.errors import ConfigError
-
-
-class AlertLevel(str, enum.Enum):
-    """Severity of an alert, lowest first."""
-
-    INFO = "info"
-    WARNING = "warning"
-    ERROR = "error"
-    CRITICAL = "critical"
-
-    @property
-    def severity(self) -> int:
-        """0 for info up to 3 for critical, for comparisons."""
-        return _SEVERITY[self]
-
-    @classmethod
-    def parse(cls, value: AlertLevel | str) -> AlertLevel:
-        """An AlertLevel from itself or its name; ConfigError for anything else."""
-        if isinstance(value, AlertLevel):
-            return value
-        try:
-            return cls(str(value).lower())
-        except ValueError:
-            valid = ", ".join(level.value for level in cls)
-            raise ConfigError(f"unknown alert level {value!r}; use one of: {valid}") from None
-
-    def __str__(self) -> str:
-        return self.value
-
-
-_SEVERITY = {level: i for i, level in enumerate(AlertLevel)}
 
 
 class AlertState(str, enum.Enum):

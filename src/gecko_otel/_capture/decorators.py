@@ -196,7 +196,7 @@ def collection(
         if expectation is not None:
             name = _collector_type_of(wrapped)
             if monitor is not None:
-                monitor._arm(name, expectation, timezone)
+                _state.arm_expectation(monitor, name, expectation, timezone)
             else:
                 _state.declare(name, expectation, timezone)
         return cast("Callable[P, R]", wrapped)

@@ -12,51 +12,33 @@ from __future__ import annotations
 
 import logging
 import math
-import os
-import random
 import re
 import threading
-import time
 from collections.abc import Callable, Mapping
 from datetime import datetime
 from types import MappingProxyType
-from typing import TYPE_CHECKING, Any, Final
+from typing import Any, Final
 
 from opentelemetry.metrics import Histogram, MeterProvider
 from opentelemetry.trace import TracerProvider
 
 from gecko_otel import semconv
-from gecko_otel._capture.metadata import REDACTED, AttributeValue, MetadataSanitizer
+from gecko_otel._capture.metadata import REDACTED, MetadataSanitizer
 from gecko_otel._capture.sampling import record_all_runs
 from gecko_otel._config import MonitorConfig, check_collector_type
-from gecko_otel._history.records import ExecutionStatus, FinishedRun, to_ns
+from gecko_otel._history.records import (
+    AttributeValue,
+    ExecutionStatus,
+    FinishedRun,
+    new_execution_id,
+    to_ns,
+)
 from gecko_otel._version import __version__
 from gecko_otel.errors import ConfigError
-
-if TYPE_CHECKING:
-    from gecko_otel._capture.run import Run
 
 logger = logging.getLogger("gecko_otel.monitor")
 
 _MAX_CACHED_ATTRIBUTE_SETS: Final = 256
-
-# Our own generator: user code that calls random.seed() for reproducibility
-# must not make execution ids repeat; reseeded in forked children.
-_rng = random.Random()
-if hasattr(os, "register_at_fork"):
-    os.register_at_fork(after_in_child=_rng.seed)
-
-
-def new_execution_id() -> str:
-    """A 128-bit id as 32 hex digits (the form of a trace id), ordered by time.
-
-    48 bits of Unix milliseconds, then 80 random bits (the layout of a
-    UUIDv7, without its version bits): ids made one after another sort one
-    after another, so the store's unique index on them grows at one end
-    instead of touching a random page per run (a third of a write's cost,
-    once the index outgrows the page cache).
-    """
-    return f"{time.time_ns() // 1_000_000:012x}{_rng.getrandbits(80):020x}"
 
 
 class Instrumentation:
@@ -72,7 +54,7 @@ class Instrumentation:
         meter_provider: MeterProvider,
         config: MonitorConfig,
         *,
-        discard_run: Callable[[Run], None] | None = None,
+        discard_run: Callable[[Any], None] | None = None,
     ) -> None:
         self.config = config
         self.tracer = tracer_provider.get_tracer(semconv.SCOPE_NAME, __version__)
@@ -95,6 +77,7 @@ class Instrumentation:
         self._lock = threading.Lock()
         #: Forgets a run whose span ended without our span processor seeing
         #: it (another processor raised inside ``end()``); None without a Monitor.
+        #: Takes the Run (typed loosely: the run module imports this one).
         self.discard_run = discard_run
 
     def prepare(

@@ -23,12 +23,9 @@ import functools
 import json
 import re
 from collections.abc import Callable, Iterable, Mapping, Sequence, Set
-from typing import Any, Final, TypeAlias, TypeVar
+from typing import Any, Final, TypeVar
 
-Primitive: TypeAlias = str | bool | int | float
-AttributeValue: TypeAlias = (
-    Primitive | tuple[str, ...] | tuple[bool, ...] | tuple[int, ...] | tuple[float, ...]
-)
+from gecko_otel._history.records import AttributeValue
 
 REDACTED: Final = "[REDACTED]"
 _MAX_JUDGED_KEYS: Final = 4096

@@ -25,10 +25,15 @@ from opentelemetry import context, trace
 from opentelemetry.trace import INVALID_SPAN, Span, Status, StatusCode
 
 from gecko_otel import semconv
-from gecko_otel._capture.instruments import new_execution_id
-from gecko_otel._capture.metadata import AttributeValue, safe_str
+from gecko_otel._capture.metadata import safe_str
 from gecko_otel._guard import guarded, report_internal_error
-from gecko_otel._history.records import ExecutionStatus, FinishedRun, utc_ns
+from gecko_otel._history.records import (
+    AttributeValue,
+    ExecutionStatus,
+    FinishedRun,
+    new_execution_id,
+    utc_ns,
+)
 
 if TYPE_CHECKING:
     from opentelemetry.sdk.trace import ReadableSpan

@@ -27,10 +27,15 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone, tzinfo
 from typing import Any, Final
 
-from gecko_otel._alerts.values import AlertLevel
 from gecko_otel._config import check_seconds
 from gecko_otel._guard import at_fork_in_child
-from gecko_otel._health.values import RULE_MISSED_RUN, RULE_RUNTIME_EXCEEDED, Condition, span_text
+from gecko_otel._health.values import (
+    RULE_MISSED_RUN,
+    RULE_RUNTIME_EXCEEDED,
+    AlertLevel,
+    Condition,
+    span_text,
+)
 from gecko_otel.errors import ConfigError
 
 #: Grace when none is given: a run may start this late before it counts as missed.

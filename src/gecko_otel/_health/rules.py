@@ -32,7 +32,6 @@ from collections.abc import Sequence
 from datetime import datetime, timezone
 from typing import Final
 
-from gecko_otel._alerts.values import AlertLevel
 from gecko_otel._config import MonitorConfig, Thresholds, seconds
 from gecko_otel._guard import at_fork_in_child
 from gecko_otel._health.values import (
@@ -42,6 +41,7 @@ from gecko_otel._health.values import (
     RULE_OVERLAP,
     RULE_SLOW_EXECUTION,
     RULE_STALE,
+    AlertLevel,
     CollectionStatus,
     CollectorHealth,
     Condition,

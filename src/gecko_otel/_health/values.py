@@ -18,9 +18,9 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Final
 
-from gecko_otel._alerts.values import AlertLevel
 from gecko_otel._config import Thresholds
 from gecko_otel._history.records import iso
+from gecko_otel.errors import ConfigError
 
 RULE_CONSECUTIVE_FAILURES: Final = "consecutive_failures"
 RULE_LOW_SUCCESS_RATE: Final = "low_success_rate"
@@ -33,6 +33,37 @@ RULE_RUNTIME_EXCEEDED: Final = "runtime_exceeded"
 #: Rules that depend on the clock rather than on runs: they resolve as soon as
 #: they stop holding, without waiting for ``recovery_threshold`` good runs.
 TIME_RULES: Final = frozenset({RULE_STALE, RULE_MISSED_RUN, RULE_RUNTIME_EXCEEDED})
+
+
+class AlertLevel(str, enum.Enum):
+    """Severity of an alert, lowest first."""
+
+    INFO = "info"
+    WARNING = "warning"
+    ERROR = "error"
+    CRITICAL = "critical"
+
+    @property
+    def severity(self) -> int:
+        """0 for info up to 3 for critical, for comparisons."""
+        return _SEVERITY[self]
+
+    @classmethod
+    def parse(cls, value: AlertLevel | str) -> AlertLevel:
+        """An AlertLevel from itself or its name; ConfigError for anything else."""
+        if isinstance(value, AlertLevel):
+            return value
+        try:
+            return cls(str(value).lower())
+        except ValueError:
+            valid = ", ".join(level.value for level in cls)
+            raise ConfigError(f"unknown alert level {value!r}; use one of: {valid}") from None
+
+    def __str__(self) -> str:
+        return self.value
+
+
+_SEVERITY = {level: i for i, level in enumerate(AlertLevel)}
 
 
 class CollectionStatus(str, enum.Enum):

@@ -33,7 +33,7 @@ from gecko_otel._history.records import FinishedRun
 if TYPE_CHECKING:
     from gecko_otel._config import MonitorConfig
     from gecko_otel._history.memory import History
-    from gecko_otel._pipeline.pipeline import RunPipeline
+    from gecko_otel.typing import IngestTarget
 
 #: Quiet runs that may wait before a batch is processed.
 BATCH: Final = 64
@@ -42,7 +42,7 @@ BATCH: Final = 64
 class RunIngest:
     """Feeds finished runs to history and alerting (see the module docs)."""
 
-    def __init__(self, history: History, alerting: RunPipeline, config: MonitorConfig) -> None:
+    def __init__(self, history: History, alerting: IngestTarget, config: MonitorConfig) -> None:
         self._history = history
         self._alerting = alerting
         self._pending: deque[tuple[FinishedRun, float]] = deque()
@@ -58,23 +58,9 @@ class RunIngest:
         pending = self._pending
         pending.append((run, ended))
         alerting.keep_watchdog_running()
-        if self._batching and len(pending) < BATCH and self._quiet(run, ended):
+        if self._batching and len(pending) < BATCH and alerting.is_quiet(run, ended):
             return
         self.drain()
-
-    def _quiet(self, run: FinishedRun, ended: float) -> bool:
-        if not run.status.is_successful:
-            return False
-        evaluator = self._alerting.evaluator
-        state = evaluator.existing_state(run.collector_type)
-        if state is None:
-            return False  # a first run registers the collector now
-        duration = run.duration_seconds
-        if duration is not None and duration > state.thresholds.max_execution_time:
-            return False
-        if not evaluator.in_current_bucket(state, ended):
-            return False  # the window moves on: old runs leave, rates change
-        return not self._alerting.engine.has_active(run.collector_type)
 
     def drain(self) -> None:
         """Process every waiting run, oldest first."""

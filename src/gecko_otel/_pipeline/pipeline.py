@@ -20,12 +20,13 @@ from typing import Any
 
 from gecko_otel._alerts.dispatcher import AlertDispatcher
 from gecko_otel._alerts.engine import AlertEngine
-from gecko_otel._alerts.values import Alert, AlertLevel
+from gecko_otel._alerts.values import Alert
 from gecko_otel._config import MonitorConfig, check_collector_type, check_seconds, seconds
 from gecko_otel._guard import at_fork_in_child, guarded
 from gecko_otel._health.expectations import Expectation, Schedules
 from gecko_otel._health.rules import BUCKETS, HealthEvaluator
 from gecko_otel._health.values import (
+    AlertLevel,
     CollectionStatus,
     CollectorHealth,
     Condition,
@@ -125,6 +126,21 @@ class RunPipeline:
         """Take a finished run (on the thread that ended it). O(1) amortised, no I/O."""
         self._ingest.add(run)
         self._consumer.add_run(run)
+
+    def is_quiet(self, run: FinishedRun, ended: float) -> bool:
+        """Whether ``run`` can wait in a batch: it cannot fire or resolve an alert alone."""
+        if not run.status.is_successful:
+            return False
+        evaluator = self.evaluator
+        state = evaluator.existing_state(run.collector_type)
+        if state is None:
+            return False  # a first run registers the collector now
+        duration = run.duration_seconds
+        if duration is not None and duration > state.thresholds.max_execution_time:
+            return False
+        if not evaluator.in_current_bucket(state, ended):
+            return False  # the window moves on: old runs leave, rates change
+        return not self.engine.has_active(run.collector_type)
 
     def drain(self) -> None:
         """Process the runs waiting in the ingest (before any query or flush)."""

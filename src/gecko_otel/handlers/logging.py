@@ -6,8 +6,9 @@ import logging
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Final
 
-from gecko_otel._alerts.values import AlertLevel, Notification
+from gecko_otel._alerts.values import Notification
 from gecko_otel._capture.metadata import MetadataSanitizer
+from gecko_otel._health.values import AlertLevel
 from gecko_otel.errors import ConfigError
 
 if TYPE_CHECKING:

@@ -20,12 +20,31 @@ import threading
 import weakref
 from collections.abc import Callable
 from types import ModuleType
-from typing import TYPE_CHECKING, Any, Final
+from typing import Any, Final, Protocol
 
 from gecko_otel._guard import guarded
 
-if TYPE_CHECKING:
-    from gecko_otel.scheduling._apscheduler_hooks import Plan, SchedulerHooks
+
+class Plan(Protocol):
+    """What a run function reads of a job's plan (``_apscheduler_hooks.Plan``)."""
+
+    @property
+    def decorated(self) -> bool:
+        """Whether the job's function is already a ``@collection``."""
+
+
+class JobHooks(Protocol):
+    """What a run function asks of an instrumented scheduler's hooks.
+
+    Declared here because the hooks module imports this one.
+    """
+
+    def plan(self, job: Any) -> Plan:
+        """How ``job`` runs (worked out once per job)."""
+
+    def job_view(self, job: Any, plan: Any, run_time: Any, coroutine: bool) -> Any:
+        """A view of ``job`` whose ``func`` runs inside a collection run."""
+
 
 logger = logging.getLogger("gecko_otel.scheduling.apscheduler")
 
@@ -51,12 +70,12 @@ _EAGER_MODULES: Final = (
 #: Guards `registry`, the patches and ``BaseScheduler.start``.
 lock = threading.RLock()
 #: Instrumented schedulers. Read without the lock on job threads (a dict lookup).
-registry: weakref.WeakKeyDictionary[Any, SchedulerHooks] = weakref.WeakKeyDictionary()
+registry: weakref.WeakKeyDictionary[Any, JobHooks] = weakref.WeakKeyDictionary()
 #: (module, attribute, original, replacement) for each run function replaced.
 _patched: list[tuple[ModuleType, str, Any, Any]] = []
 
 
-def _plan_for(job: Any) -> tuple[SchedulerHooks, Plan] | None:
+def _plan_for(job: Any) -> tuple[JobHooks, Plan] | None:
     """The hooks and plan of an instrumented, undecorated job; None to run it as is."""
     with guarded("APScheduler job instrumentation"):  # the job runs uninstrumented
         scheduler = getattr(job, "_scheduler", None)
@@ -68,7 +87,7 @@ def _plan_for(job: Any) -> tuple[SchedulerHooks, Plan] | None:
     return None
 
 
-def _view(hooks: SchedulerHooks, job: Any, plan: Plan, run_time: Any, coroutine: bool) -> Any:
+def _view(hooks: JobHooks, job: Any, plan: Plan, run_time: Any, coroutine: bool) -> Any:
     with guarded("APScheduler job instrumentation"):  # the job runs uninstrumented
         return hooks.job_view(job, plan, run_time, coroutine)
     return job

@@ -55,7 +55,7 @@ from __future__ import annotations
 import functools
 import weakref
 from collections.abc import Collection
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from apscheduler.schedulers.base import BaseScheduler
 
@@ -129,7 +129,7 @@ def instrument_scheduler(
         )
     check_collector_type_option(collector_type)
     with runs.lock:
-        existing = runs.registry.get(scheduler)
+        existing = cast("SchedulerHooks | None", runs.registry.get(scheduler))
         if existing is not None:
             if existing.monitor is monitor and existing.collector_type == collector_type:
                 return
@@ -159,7 +159,7 @@ def uninstrument_scheduler(scheduler: Any) -> bool:
     Threading: call it from any thread; it takes a module lock briefly.
     """
     with runs.lock:
-        hooks = runs.registry.pop(scheduler, None)
+        hooks = cast("SchedulerHooks | None", runs.registry.pop(scheduler, None))
         if hooks is None:
             return False
         if not runs.registry:

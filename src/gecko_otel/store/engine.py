@@ -26,7 +26,14 @@ from typing import Any, Final
 
 from sqlalchemy import Connection, Engine, create_engine, event, text
 from sqlalchemy.engine import URL, make_url
-from sqlalchemy.exc import ArgumentError, NoSuchModuleError
+from sqlalchemy.exc import (
+    ArgumentError,
+    DBAPIError,
+    DisconnectionError,
+    NoSuchModuleError,
+    OperationalError,
+    TimeoutError,
+)
 
 from gecko_otel.errors import ConfigError
 from gecko_otel.store.schema import HEAD_REVISION, VERSION_TABLE
@@ -41,6 +48,13 @@ SQLITE_BUSY_TIMEOUT: Final = 30.0
 PG_CONNECT_TIMEOUT: Final = 5
 #: Arbitrary, fixed key of the advisory lock held while migrating.
 _MIGRATION_LOCK: Final = 0x6765636B6F  # "gecko"
+
+
+def is_transient(exc: BaseException) -> bool:
+    """Whether a failed write may succeed later (the database is down or busy)."""
+    if isinstance(exc, DisconnectionError | TimeoutError | OperationalError):
+        return True
+    return isinstance(exc, DBAPIError) and exc.connection_invalidated
 
 
 def parse_url(url: str | URL) -> URL:
@@ -193,8 +207,6 @@ def preflight(database: str | URL | Engine) -> None:
         ConfigError: The store cannot be used (see `check_url`, `migrate`).
     """
     from sqlalchemy.exc import DBAPIError  # noqa: PLC0415
-
-    from gecko_otel.store.writer import is_transient  # noqa: PLC0415
 
     engine = database if isinstance(database, Engine) else create_store_engine(database)
     if engine.dialect.name not in ("sqlite", "postgresql"):

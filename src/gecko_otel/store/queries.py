@@ -26,7 +26,8 @@ from sqlalchemy import (
     select,
 )
 
-from gecko_otel._alerts.values import Alert, AlertLevel, AlertState
+from gecko_otel._alerts.values import Alert, AlertState
+from gecko_otel._health.values import AlertLevel
 from gecko_otel._history.memory import _STATUS_INDEX, Aggregate
 from gecko_otel._history.records import (
     ExecutionRecord,

@@ -19,7 +19,8 @@ from datetime import datetime, timedelta
 from types import MappingProxyType
 from typing import Any, Final
 
-from gecko_otel._alerts.values import Alert, AlertLevel, AlertState
+from gecko_otel._alerts.values import Alert, AlertState
+from gecko_otel._health.values import AlertLevel
 from gecko_otel._history.records import (
     ExecutionRecord,
     ExecutionStatus,

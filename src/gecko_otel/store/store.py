@@ -32,7 +32,8 @@ from sqlalchemy import (
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.dialects.postgresql import ARRAY
 
-from gecko_otel._alerts.values import Alert, AlertLevel, AlertState
+from gecko_otel._alerts.values import Alert, AlertState
+from gecko_otel._health.values import AlertLevel
 from gecko_otel._history.memory import duration_key
 from gecko_otel._history.records import (
     FinishedRun,

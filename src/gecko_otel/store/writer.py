@@ -36,14 +36,12 @@ from typing import TYPE_CHECKING, Any, Final
 
 from sqlalchemy.exc import (
     DBAPIError,
-    DisconnectionError,
-    OperationalError,
     StatementError,
-    TimeoutError,
 )
 
 from gecko_otel._guard import at_fork_in_child, guarded, report_internal_error
 from gecko_otel._worker import STOP, Worker
+from gecko_otel.store.engine import is_transient
 
 if TYPE_CHECKING:
     from gecko_otel._history.records import FinishedRun
@@ -71,13 +69,6 @@ class _Flush(threading.Event):
         super().__init__()
         #: False when the items before it were counted as lost instead.
         self.stored = True
-
-
-def is_transient(exc: BaseException) -> bool:
-    """Whether a failed write may succeed later (the database is down or busy)."""
-    if isinstance(exc, DisconnectionError | TimeoutError | OperationalError):
-        return True
-    return isinstance(exc, DBAPIError) and exc.connection_invalidated
 
 
 class StoreWriter:
