@@ -22,7 +22,7 @@ from gecko_otel import (
     Notification,
 )
 from gecko_otel.testing import CapturedRuns, FakeClock, capture_runs
-from runs import run
+from support.runs import run
 
 
 def kinds(captured: CapturedRuns) -> list[tuple[str, str, str]]:

@@ -37,7 +37,6 @@ from apscheduler.triggers.cron import CronTrigger
 from opentelemetry.trace import StatusCode
 
 import gecko_otel
-from conftest import skip_or_fail
 from gecko_otel import ConfigError, ExecutionStatus
 from gecko_otel.scheduling._apscheduler_triggers import crontab_of
 from gecko_otel.scheduling.apscheduler import (
@@ -47,6 +46,7 @@ from gecko_otel.scheduling.apscheduler import (
     uninstrument_scheduler,
 )
 from gecko_otel.testing import CapturedRuns, FakeClock, capture_runs
+from support.integration import skip_or_fail
 
 VENV_BIN = Path(sys.executable).parent
 

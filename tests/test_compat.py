@@ -11,7 +11,7 @@ import pytest
 from gecko_otel import ConfigError, MonitorConfig
 from gecko_otel.compat import SchedulerMonitoring
 from gecko_otel.testing import FakeClock, capture_runs
-from runs import run
+from support.runs import run
 
 
 def test_every_facade_method_answers_from_the_monitor() -> None:

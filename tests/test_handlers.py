@@ -31,7 +31,6 @@ from typing import Any
 
 import pytest
 
-from conftest import skip_or_fail
 from gecko_otel._alerts.values import Alert, AlertLevel, AlertState, Notification
 from gecko_otel._capture.metadata import MetadataSanitizer
 from gecko_otel._config import MonitorConfig, seconds
@@ -46,6 +45,7 @@ from gecko_otel.handlers import (
     load_alert_handler,
 )
 from gecko_otel.handlers.webhook import display_url
+from support.integration import skip_or_fail
 
 SECRET = "hunter2"
 AM_READY_TIMEOUT = 20.0

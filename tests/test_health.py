@@ -20,7 +20,7 @@ from gecko_otel import (
 from gecko_otel._config import Thresholds
 from gecko_otel._health.values import health_score
 from gecko_otel.testing import CapturedRuns, FakeClock, capture_runs
-from runs import run
+from support.runs import run
 
 
 @pytest.fixture

@@ -15,7 +15,7 @@ from gecko_otel import ConfigError, ExecutionStatus, MonitorConfig, track_collec
 from gecko_otel._history.memory import Aggregate, History
 from gecko_otel._history.records import ExecutionRecord, FinishedRun
 from gecko_otel.testing import CapturedRuns, capture_runs
-from runs import run
+from support.runs import run
 
 T0 = datetime(2026, 1, 1, tzinfo=timezone.utc)
 

@@ -7,7 +7,7 @@ import pytest
 from gecko_otel import ExecutionStatus, MonitorConfig
 from gecko_otel._pipeline.ingest import BATCH
 from gecko_otel.testing import FakeClock, capture_runs
-from runs import run
+from support.runs import run
 
 
 def test_quiet_runs_wait_and_any_query_sees_them() -> None:

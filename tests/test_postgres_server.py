@@ -14,8 +14,8 @@ import psycopg
 import pytest
 import sqlalchemy as sa
 
-from conftest import NO_POSTGRES, skip_or_fail
-from postgres import PostgresServer, PostgresServerError, find_binaries
+from support.integration import NO_POSTGRES, skip_or_fail
+from support.postgres import PostgresServer, PostgresServerError, find_binaries
 
 TESTS_DIR = Path(__file__).parent
 REPO = TESTS_DIR.parent
@@ -319,7 +319,7 @@ def test_no_postmaster_outlives_its_python_process(tmp_path: Path) -> None:
         from pathlib import Path
 
         sys.path.insert(0, sys.argv[1])
-        from postgres import PostgresServer
+        from support.postgres import PostgresServer
 
         server = PostgresServer(Path(sys.argv[2]))
         server.start()

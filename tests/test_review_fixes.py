@@ -16,7 +16,7 @@ import gecko_otel
 from gecko_otel import Alert, MonitorConfig, track_collection
 from gecko_otel._alerts.dispatcher import AlertDispatcher
 from gecko_otel.testing import FakeClock, capture_runs
-from runs import run
+from support.runs import run
 
 
 def wait_child(pid: int, seconds: float = 10.0) -> int | None:

@@ -11,7 +11,7 @@ import pytest
 import gecko_otel
 from gecko_otel import ConfigError, ExecutionStatus, MonitorConfig, track_collection
 from gecko_otel.testing import CapturedRuns, FakeClock, capture_runs
-from runs import run
+from support.runs import run
 
 
 def kinds(captured: CapturedRuns) -> list[tuple[str, str, str]]:

@@ -39,8 +39,8 @@ from gecko_otel.store.schema import (
 )
 from gecko_otel.store.store import EXPORT_COLUMNS, STREAM_CHUNK, Store
 from gecko_otel.testing import FakeClock
-from runs import run
-from store_helpers import (
+from support.runs import run
+from support.store_helpers import (
     FALLBACK,
     StatementLog,
     alert,

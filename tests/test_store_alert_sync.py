@@ -10,8 +10,8 @@ from sqlalchemy import select
 from gecko_otel import Alert, AlertState, Notification
 from gecko_otel.store.schema import system_alerts
 from gecko_otel.testing import FakeClock
-from runs import run
-from store_helpers import stored_monitor
+from support.runs import run
+from support.store_helpers import stored_monitor
 
 
 def _stored_state(monitor: object, alert_id: str) -> str:

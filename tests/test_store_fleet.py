@@ -19,7 +19,7 @@ import pytest
 from gecko_otel import Alert, AlertState, CollectionStatus, MonitorConfig, Notification
 from gecko_otel._guard import internal_error_count
 from gecko_otel.testing import FakeClock
-from store_procs import (
+from support.store_procs import (
     CHILD_TIMEOUT,
     build_monitor,
     failing_then_killed,

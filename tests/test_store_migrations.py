@@ -30,7 +30,7 @@ from gecko_otel.store.schema import (
     performance_metrics,
     system_alerts,
 )
-from store_helpers import StatementLog, metric_point, rows, stored_monitor
+from support.store_helpers import StatementLog, metric_point, rows, stored_monitor
 
 TABLES = ["collection_metadata", "execution_history", "performance_metrics", "system_alerts"]
 T0 = datetime(2025, 6, 1, 12, 0, tzinfo=timezone.utc)

@@ -22,8 +22,8 @@ import gecko_otel.store.engine
 import gecko_otel.store.writer
 from gecko_otel import MonitorConfig
 from gecko_otel._monitor import Monitor
-from postgres import PostgresServer
-from store_procs import build_monitor, one_run, sql_rows, sql_value
+from support.postgres import PostgresServer
+from support.store_procs import build_monitor, one_run, sql_rows, sql_value
 
 pytestmark = pytest.mark.integration
 

@@ -35,9 +35,9 @@ from gecko_otel.store.schema import execution_history, performance_metrics
 from gecko_otel.store.store import Store
 from gecko_otel.store.writer import METRIC, RUN, StoreWriter
 from gecko_otel.testing import FakeClock
-from runs import run
-from store_helpers import direct_store, finished, metric_point, rows, stored_monitor
-from store_procs import build_monitor, one_run, sql_rows
+from support.runs import run
+from support.store_helpers import direct_store, finished, metric_point, rows, stored_monitor
+from support.store_procs import build_monitor, one_run, sql_rows
 
 
 def test_nan_metadata_run_is_stored(store_url: str, engine: Engine) -> None:

@@ -12,9 +12,9 @@ from sqlalchemy import create_engine, text
 
 import gecko_otel
 from gecko_otel.store.engine import migrate
-from postgres import PostgresServer
-from runs import run
-from store_helpers import setup_in_a_child, stored_monitor
+from support.postgres import PostgresServer
+from support.runs import run
+from support.store_helpers import setup_in_a_child, stored_monitor
 
 
 def test_a_newer_schema_is_refused_before_setup_creates_providers(tmp_path: Path) -> None:

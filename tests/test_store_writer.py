@@ -15,8 +15,8 @@ from sqlalchemy import event
 import gecko_otel._monitor
 import gecko_otel.store.engine
 from gecko_otel.store.engine import create_store_engine
-from runs import run
-from store_helpers import stored_monitor
+from support.runs import run
+from support.store_helpers import stored_monitor
 
 
 def test_writes_run_with_instrumentation_suppressed(store_url: str) -> None:
