@@ -4,7 +4,7 @@ Every test that touches a database takes ``store_url`` and so runs on both backe
 go in through the public paths (``track_collection``, ``@collection``, ``record_not_started``)
 or, where a test needs exact start times or old rows, through ``Store.write`` with
 ``FinishedRun`` objects; they are read back through the Monitor and directly with SQLAlchemy.
-Schema migrations are in ``test_store_migrations.py``.
+Schema migrations are in ``test_migrations.py``.
 """
 
 from __future__ import annotations

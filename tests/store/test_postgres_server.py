@@ -17,7 +17,7 @@ import sqlalchemy as sa
 from support.integration import NO_POSTGRES, skip_or_fail
 from support.postgres import PostgresServer, PostgresServerError, find_binaries
 
-TESTS_DIR = Path(__file__).parent
+TESTS_DIR = Path(__file__).parents[1]
 REPO = TESTS_DIR.parent
 
 _seen_store_urls: dict[str, str] = {}
