@@ -16,19 +16,8 @@ import gecko_otel
 from gecko_otel import Alert, MonitorConfig, track_collection
 from gecko_otel._alerts.dispatcher import AlertDispatcher
 from gecko_otel.testing import FakeClock, capture_runs
+from support.forks import wait_child
 from support.runs import run
-
-
-def wait_child(pid: int, seconds: float = 10.0) -> int | None:
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        done, status = os.waitpid(pid, os.WNOHANG)
-        if done:
-            return os.waitstatus_to_exitcode(status)
-        time.sleep(0.02)
-    os.kill(pid, 9)
-    os.waitpid(pid, 0)
-    return None  # hung
 
 
 def test_fork_while_a_drain_holds_the_lock_does_not_deadlock_the_child() -> None:

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import time
 import traceback
 from pathlib import Path
@@ -19,6 +18,7 @@ import pytest
 from gecko_otel import Alert, AlertState, CollectionStatus, MonitorConfig, Notification
 from gecko_otel._guard import internal_error_count
 from gecko_otel.testing import FakeClock
+from support.forks import wait_child
 from support.store_procs import (
     CHILD_TIMEOUT,
     build_monitor,
@@ -227,20 +227,6 @@ def test_restart_after_sigkill_keeps_streak_and_firing_alert(
 # --------------------------------------------------------------------------- fork
 
 
-def _wait_pid(pid: int, timeout: float) -> int:
-    """The exit code of a forked child; SIGKILL and fail if it is not done in time."""
-    deadline = time.monotonic() + timeout
-    while True:
-        done, status = os.waitpid(pid, os.WNOHANG)
-        if done:
-            return os.waitstatus_to_exitcode(status)
-        if time.monotonic() > deadline:
-            os.kill(pid, signal.SIGKILL)
-            os.waitpid(pid, 0)
-            raise AssertionError(f"forked child {pid} still running after {timeout} s: killed")
-        time.sleep(0.02)
-
-
 def test_fork_child_writes_only_its_own_runs(store_url: str, tmp_path: Path) -> None:
     config = MonitorConfig(store_flush_interval=3600.0, min_runs_for_rate=10**9)
     monitor = build_monitor(store_url, "forking", config=config)
@@ -268,7 +254,7 @@ def test_fork_child_writes_only_its_own_runs(store_url: str, tmp_path: Path) -> 
                 os._exit(code)
 
         parent_ids += [one_run(monitor, "forked-parent", fail=i % 4 == 0) for i in range(50)]
-        code = _wait_pid(pid, CHILD_TIMEOUT)
+        code = wait_child(pid, CHILD_TIMEOUT)
         assert code == 0, error.read_text(encoding="utf-8") if error.exists() else code
         assert monitor.force_flush(10_000)
     finally:
