@@ -3,6 +3,7 @@ and the dispatcher: handlers that raise or hang never hold up the others or a ru
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 from collections.abc import Iterator
@@ -21,7 +22,9 @@ from gecko_otel import (
     MonitorConfig,
     Notification,
 )
+from gecko_otel._alerts.dispatcher import AlertDispatcher
 from gecko_otel.testing import CapturedRuns, FakeClock, capture_runs
+from support.forks import wait_child
 from support.runs import run
 
 
@@ -109,6 +112,23 @@ def test_resolves_after_recovery_threshold_good_runs(clock: FakeClock) -> None:
         assert resolved.id == captured.notifications[0].id
 
 
+def test_recovery_threshold_keeps_a_flapping_rule_open() -> None:
+    clock = FakeClock()
+    config = MonitorConfig(max_execution_time=0.05, recovery_threshold=3, min_runs_for_rate=1000)
+    with capture_runs(config, clock=clock, watchdog=False) as captured:
+        run("slow", sleep=0.1)  # average over the limit: fires
+        for _ in range(3):
+            run("slow")  # the average drops under the limit...
+            run("slow", sleep=0.2)  # ...and climbs back over it
+        kinds = [(a.notification.value, a.rule) for a in captured.notifications if a.notification]
+        assert kinds == [("firing", "slow_execution")]
+        clock.advance(hours=25)  # the slow runs leave the window
+        for _ in range(3):
+            run("slow")
+        kinds = [(a.notification.value, a.rule) for a in captured.notifications if a.notification]
+        assert kinds == [("firing", "slow_execution"), ("resolved", "slow_execution")]
+
+
 def test_manual_resolve(captured: CapturedRuns) -> None:
     fail_three()
     [alert] = captured.monitor.alerts()
@@ -166,6 +186,21 @@ def test_escalation_notifies_at_once(captured: CapturedRuns, clock: FakeClock) -
     assert escalated.state is AlertState.FIRING  # back from acknowledged
     run("pools")  # time rules clear as soon as they stop holding
     assert kinds(captured)[-1] == ("resolved", "pools", "stale")
+
+
+def test_escalation_clears_the_acknowledgement() -> None:
+    clock = FakeClock()
+    with capture_runs(MonitorConfig(min_runs_for_rate=1000), clock=clock, watchdog=False) as c:
+        run("pools")
+        clock.advance(hours=6)
+        c.monitor.evaluate()
+        [alert] = c.monitor.alerts()
+        assert c.monitor.acknowledge_alert(alert.id)
+        clock.advance(hours=6)
+        c.monitor.evaluate()
+        [escalated] = c.monitor.alerts()
+        assert escalated.acknowledged is False
+        assert escalated.acknowledged_at is None
 
 
 def test_critical_inhibits_lower_alerts_of_the_collector(clock: FakeClock) -> None:
@@ -316,6 +351,28 @@ def test_full_handler_queue_drops_and_counts(
     assert dropped >= 7
 
 
+def test_notifications_lost_at_shutdown_are_counted() -> None:
+    release = threading.Event()
+    dispatcher = AlertDispatcher(timeout=30, queue_size=10)
+    dispatcher.add(lambda alert: release.wait(5))
+    from gecko_otel._alerts.values import AlertLevel
+
+    alert = Alert(
+        id="x",
+        level=AlertLevel.WARNING,
+        collector_type="c",
+        rule="r",
+        message="m",
+        timestamp=__import__("datetime").datetime.now(__import__("datetime").timezone.utc),
+    )
+    for _ in range(4):
+        dispatcher.submit(alert)
+    time.sleep(0.1)  # one call in progress, three queued
+    dispatcher.shutdown(timeout=0.1)
+    release.set()
+    assert dispatcher.counts()["dropped_notifications"] == 3
+
+
 def test_watchdog_thread_evaluates_on_its_own() -> None:
     clock = FakeClock()
     config = MonitorConfig(watchdog_interval=0.05, stale_after=60, min_runs_for_rate=1000)
@@ -328,6 +385,51 @@ def test_watchdog_thread_evaluates_on_its_own() -> None:
         [alert] = captured.monitor.alerts()
         assert alert.rule == "stale"
         assert kinds(captured) == [("firing", "pools", "stale")]
+
+
+def test_watchdog_thread_restarts_in_a_forked_child() -> None:
+    config = MonitorConfig(watchdog_interval=0.05, stale_after=60, min_runs_for_rate=1000)
+    clock = FakeClock()
+    with capture_runs(config, clock=clock) as captured:
+        run("pools")
+        pid = os.fork()
+        if pid == 0:
+            run("pools")  # the child's first run restarts its watchdog
+            clock.advance(120)
+            deadline = time.monotonic() + 5
+            while not captured.monitor._alerting.engine.has_active("pools"):
+                if time.monotonic() > deadline:
+                    os._exit(1)
+                time.sleep(0.02)
+            os._exit(0)
+        assert wait_child(pid) == 0
+
+
+def test_a_tick_never_overwrites_a_run_processed_meanwhile() -> None:
+    clock = FakeClock()
+    with capture_runs(MonitorConfig(min_runs_for_rate=1000), clock=clock, watchdog=False) as c:
+        for _ in range(3):
+            run("pools", fail=True)
+        evaluator = c.monitor._alerting.evaluator
+        original = evaluator.conditions
+        in_tick = threading.Event()
+
+        def slow_conditions(collector_type: str, now: float) -> Any:
+            result = original(collector_type, now)  # computed while still failing
+            in_tick.set()
+            time.sleep(0.2)
+            return result
+
+        evaluator.conditions = slow_conditions  # type: ignore[method-assign]
+        tick = threading.Thread(target=c.monitor.evaluate)
+        tick.start()
+        assert in_tick.wait(5)
+        run("pools")  # recovers while the tick holds a stale snapshot
+        tick.join()
+        evaluator.conditions = original  # type: ignore[method-assign]
+        assert c.monitor.alerts() == []
+        kinds = [a.notification.value for a in c.notifications if a.notification]
+        assert kinds == ["firing", "resolved"]
 
 
 def test_setup_accepts_alert_handlers() -> None:
@@ -371,6 +473,28 @@ def test_alerts_still_flow_in_a_forked_child(clock: FakeClock) -> None:
         _, status = os.waitpid(pid, 0)
         assert os.waitstatus_to_exitcode(status) == 0
         assert [a.collector_type for a in captured.notifications] == ["before_fork"]
+
+
+def test_fork_while_a_drain_holds_the_lock_does_not_deadlock_the_child() -> None:
+    with capture_runs(watchdog=False) as captured:
+        lock = captured.monitor._alerting.lock
+        held, release = threading.Event(), threading.Event()
+
+        def hold() -> None:
+            with lock:
+                held.set()
+                release.wait(5)
+
+        holder = threading.Thread(target=hold)
+        holder.start()
+        assert held.wait(5)
+        pid = os.fork()
+        if pid == 0:  # the child: its first failing run drains under that lock
+            run("in_child", fail=True)
+            os._exit(0)
+        release.set()
+        holder.join()
+        assert wait_child(pid) == 0
 
 
 def test_drops_are_a_metric_too(clock: FakeClock) -> None:

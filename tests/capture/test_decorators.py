@@ -13,11 +13,15 @@ from typing import Any
 
 import pytest
 from opentelemetry import trace
+from opentelemetry.sdk.metrics import MeterProvider
+from opentelemetry.sdk.metrics.export import InMemoryMetricReader
+from opentelemetry.sdk.trace import ReadableSpan, SpanProcessor, TracerProvider
 from opentelemetry.trace import StatusCode
 
 import gecko_otel
 from gecko_otel import ExecutionStatus, current_run, semconv, track_collection
 from gecko_otel.testing import CapturedRuns
+from support.runs import run
 
 
 @dataclass
@@ -600,6 +604,37 @@ def test_metrics_duration_records_and_active(captured: CapturedRuns) -> None:
     assert metrics[semconv.METRIC_ACTIVE] == [({semconv.COLLECTOR_TYPE: "m"}, 0)]
 
 
+def test_a_second_monitor_on_the_same_providers_still_reports_metrics() -> None:
+    tracer_provider = TracerProvider()
+    reader = InMemoryMetricReader()
+    meter_provider = MeterProvider(metric_readers=[reader])
+    first = gecko_otel.Monitor(
+        tracer_provider=tracer_provider, meter_provider=meter_provider, watchdog=False
+    )
+    first.shutdown()
+    second = gecko_otel.Monitor(
+        tracer_provider=tracer_provider, meter_provider=meter_provider, watchdog=False
+    )
+    try:
+        for _ in range(5):
+            with track_collection("pools", monitor=second) as r:
+                r.add_records(2)
+        data = reader.get_metrics_data()
+        names = {
+            metric.name: metric
+            for rm in data.resource_metrics
+            for sm in rm.scope_metrics
+            for metric in sm.metrics
+        }
+        [point] = names["gecko.collection.records"].data.data_points
+        assert point.value == 10
+        assert "gecko.collector.health_status" in names
+    finally:
+        second.shutdown()
+        tracer_provider.shutdown()
+        meter_provider.shutdown()
+
+
 # -- misuse is never fatal -----------------------------------------------------------
 
 
@@ -662,6 +697,33 @@ def test_internal_error_never_reaches_user_code(
     assert captured.runs == []
 
 
+class RaisingProcessor(SpanProcessor):
+    def on_end(self, span: ReadableSpan) -> None:
+        raise RuntimeError("third-party processor bug")
+
+
+def test_a_raising_span_processor_never_reaches_user_code(
+    internal_errors: list[tuple[str, BaseException]],
+) -> None:
+    provider = TracerProvider()
+    provider.add_span_processor(RaisingProcessor())  # before ours: ours never sees the end
+    monitor = gecko_otel.Monitor(
+        tracer_provider=provider, meter_provider=MeterProvider(), watchdog=False
+    )
+    try:
+
+        @gecko_otel.collection("c", monitor=monitor)
+        def collect() -> int:
+            return 7
+
+        assert collect() == 7
+        assert monitor.active_runs() == []
+        assert [where for where, _ in internal_errors] == ["span.end (a span processor raised)"]
+    finally:
+        monitor.shutdown()
+        provider.shutdown()
+
+
 def test_no_monitor_still_runs_code() -> None:
     @gecko_otel.collection("no_monitor")
     def collect() -> int:
@@ -688,6 +750,22 @@ async def test_explicit_monitor_argument(captured: CapturedRuns) -> None:
         await collect()
         assert other.runs == []
     assert [r.collector_type for r in captured.runs] == ["explicit"]
+
+
+def test_two_monitors_on_one_tracer_provider_count_only_their_own_runs() -> None:
+    provider = TracerProvider()
+    a = gecko_otel.Monitor(tracer_provider=provider, meter_provider=MeterProvider(), watchdog=False)
+    b = gecko_otel.Monitor(tracer_provider=provider, meter_provider=MeterProvider(), watchdog=False)
+    try:
+        run("for_a", monitor=a)
+        run("for_b", monitor=b)
+        run("for_b", monitor=b)
+        assert [r.collector_type for r in a.history()] == ["for_a"]
+        assert [r.collector_type for r in b.history()] == ["for_b", "for_b"]
+    finally:
+        a.shutdown()
+        b.shutdown()
+        provider.shutdown()
 
 
 def test_dropped_messages_are_counted(captured: CapturedRuns) -> None:

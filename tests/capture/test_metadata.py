@@ -176,6 +176,21 @@ def test_hostile_metadata_through_a_real_run(captured: CapturedRuns) -> None:
     assert span.attributes[semconv.METADATA_PREFIX + "api_key"] == REDACTED
 
 
+def test_records_metadata_is_read_only_and_not_shared() -> None:
+    with capture_runs(watchdog=False) as captured:
+
+        @gecko_otel.collection("c", metadata={"network": "solana"})
+        def collect() -> None:
+            pass
+
+        collect()
+        collect()
+        first, second = captured.runs
+        with pytest.raises(TypeError):
+            first.metadata["network"] = "eth"  # type: ignore[index]
+        assert second.metadata["network"] == "solana"
+
+
 def test_custom_sensitive_keys_and_lengths() -> None:
     config = MonitorConfig(sensitive_keys=("wallet",), max_attribute_length=5)
     with capture_runs(config) as local, track_collection("c", metadata={"wallet_addr": "0xabc"}):

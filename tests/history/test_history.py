@@ -193,6 +193,14 @@ def test_active_runs_and_export(captured: CapturedRuns) -> None:
     assert exported["internal"]["records_every_run"] is True
 
 
+def test_export_includes_a_configured_collectors_first_run() -> None:
+    config = MonitorConfig(collectors={"pools": gecko_otel.CollectorThresholds()})
+    with capture_runs(config, watchdog=False) as captured:
+        run("pools")
+        exported = captured.monitor.export()
+    assert exported["collectors"]["pools"]["statistics"]["total_executions"] == 1
+
+
 def test_max_collectors_bounds_memory_and_counts_drops() -> None:
     with capture_runs(MonitorConfig(max_collectors=3)) as local:
         for i in range(10):

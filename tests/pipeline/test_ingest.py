@@ -60,6 +60,29 @@ def test_runs_that_matter_go_through_at_once_after_those_waiting() -> None:
         ]
 
 
+def test_batched_runs_keep_the_time_they_ended() -> None:
+    clock = FakeClock()
+    with capture_runs(clock=clock, watchdog=False) as captured:
+        run("pools")
+        ended = clock.now + 10
+        clock.advance(10)
+        run("pools")  # quiet: waits in the batch
+        assert len(captured.monitor._ingest._pending) == 1
+        clock.advance(3000)  # processed much later, by this query
+        health = captured.monitor.health("pools")["pools"]
+        assert health.last_success is not None
+        assert health.last_success.timestamp() == pytest.approx(ended)
+
+
+def test_a_success_that_moves_the_window_is_processed_at_once() -> None:
+    clock = FakeClock()
+    with capture_runs(clock=clock, watchdog=False) as captured:
+        run("pools")
+        clock.advance(3600)  # a later bucket
+        run("pools")
+        assert len(captured.monitor._ingest._pending) == 0
+
+
 @pytest.mark.parametrize(
     "config",
     [
