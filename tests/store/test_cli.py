@@ -60,3 +60,18 @@ def test_runs_as_a_module(tmp_path: Path) -> None:
     )
     assert done.returncode == 0, done.stderr
     assert HEAD_REVISION in done.stdout
+
+
+def test_store_current_does_not_create_a_missing_sqlite_file(tmp_path: Path) -> None:
+    """``python -m gecko_otel.store current`` only inspects: a mistyped path must not
+    leave a new (empty, WAL-mode) database file behind, nor claim it is an empty store."""
+    path = tmp_path / "typo.db"
+    done = subprocess.run(
+        [sys.executable, "-m", "gecko_otel.store", "current", f"sqlite:///{path}"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert not path.exists(), (done.returncode, done.stdout, done.stderr)
+    assert done.returncode != 0

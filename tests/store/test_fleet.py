@@ -8,6 +8,7 @@ interpreters ("spawn", entry points in ``store_procs.py``) or, for the fork test
 from __future__ import annotations
 
 import json
+import multiprocessing
 import os
 import time
 import traceback
@@ -17,8 +18,10 @@ import pytest
 
 from gecko_otel import Alert, AlertState, CollectionStatus, MonitorConfig, Notification
 from gecko_otel._guard import internal_error_count
+from gecko_otel._monitor import Monitor
 from gecko_otel.testing import FakeClock
 from support.forks import wait_child
+from support.runs import run
 from support.store_procs import (
     CHILD_TIMEOUT,
     build_monitor,
@@ -281,6 +284,34 @@ def test_fork_child_writes_only_its_own_runs(store_url: str, tmp_path: Path) -> 
         "ORDER BY 1",
     )
     assert [tuple(r) for r in metadata] == [("forked-child", 100, 20), ("forked-parent", 100, 26)]
+
+
+def _child_runs(url: str) -> None:  # pragma: no cover - runs in the forked child
+    monitor = _FORK_PARENT[0]
+    for _ in range(10):
+        run("forked-pools", monitor=monitor)
+
+
+_FORK_PARENT: list[Monitor] = []
+
+
+def test_runs_of_a_multiprocessing_child_reach_the_store(store_url: str) -> None:
+    """A collector run in a multiprocessing.Process (the "fork" start method, Linux's
+    default before Python 3.14) after the parent set up its Monitor."""
+    config = MonitorConfig(min_runs_for_rate=10**9)
+    monitor = build_monitor(store_url, "mp", config=config)
+    _FORK_PARENT.append(monitor)
+    try:
+        assert monitor.force_flush(10_000)
+        child = multiprocessing.get_context("fork").Process(target=_child_runs, args=(store_url,))
+        child.start()
+        child.join(60)
+        assert child.exitcode == 0
+        # Whatever the child queued is written, or counted where someone can see it.
+        assert sql_rows(store_url, "SELECT count(*) FROM execution_history") == [(10,)]
+    finally:
+        _FORK_PARENT.clear()
+        monitor.shutdown()
 
 
 def test_late_batch_of_old_failures_does_not_extend_a_streak_a_newer_success_ended(

@@ -12,7 +12,12 @@ from __future__ import annotations
 import csv
 import io
 import json
+import os
 import re
+import sqlite3
+import subprocess
+import sys
+import textwrap
 import time
 from collections import Counter
 from dataclasses import dataclass
@@ -27,9 +32,18 @@ from sqlalchemy import Engine, create_engine, func, inspect, select, text
 from sqlalchemy.engine import make_url
 
 import gecko_otel
-from gecko_otel import AlertState, ConfigError, ExecutionStatus, track_collection
+from gecko_otel import (
+    AlertState,
+    CollectionStatus,
+    CollectorThresholds,
+    ConfigError,
+    ExecutionStatus,
+    MonitorConfig,
+    track_collection,
+)
 from gecko_otel._history.memory import duration_key
 from gecko_otel._history.records import utc_ns
+from gecko_otel.store.engine import create_store_engine
 from gecko_otel.store.schema import (
     VERSION_TABLE,
     collection_metadata,
@@ -53,6 +67,7 @@ from support.store_helpers import (
     stored_monitor,
     utc,
 )
+from support.store_procs import build_monitor, one_run, sql_rows
 
 OK = ExecutionStatus.SUCCESS
 HEX32 = re.compile(r"[0-9a-f]{32}")
@@ -193,6 +208,59 @@ def test_runs_round_trip_through_monitor_and_sql(store_url: str, engine: Engine)
     assert (bad["error_type"], bad["error_message"]) == ("_OTHER", "page 3 missing")
 
 
+def test_sqlite_fast_path_stores_what_sqlalchemy_would(tmp_path: Path) -> None:
+    """Store._sqlite_run_values renders rows itself; every stored value must be what the
+    SQLAlchemy types make of Store.run_row (times, JSON with tuples, NUL, NaN, no end)."""
+    path = tmp_path / "fast.db"
+    start = datetime(2024, 2, 29, 23, 59, 59, 999999, tzinfo=timezone.utc)
+    metadata = [
+        {},
+        {"t": (1, 2), "s": ("x\x00", "y"), "f": 1.5, "b": True, "nan": float("nan")},
+        {"k\x00ey": "v", "u": "é🦎\u202e", "big": 2**62, "floats": (1.0, -0.0)},
+    ]
+    runs = [
+        finished(
+            f"c\x00{i}",
+            start + timedelta(microseconds=7 * i),
+            status=ExecutionStatus.FAILURE,
+            duration=1e-7 * (i + 1),
+            records=i,
+            warnings=("w\x00",),
+            errors=("e",),
+            metadata=meta,
+            error_type="T\x00",
+            error_message="m\x00",
+        )
+        for i, meta in enumerate(metadata)
+    ]
+    runs.append(finished("c", start, status=ExecutionStatus.MISSED, duration=None))
+    store = Store(
+        create_store_engine(f"sqlite:///{path}"), service_name="s", service_instance_id="i"
+    )
+    try:
+        store.ensure_schema()
+        store.write(runs, [], [])  # the fast path
+        with store.engine.begin() as conn:
+            for r in runs:  # the SQLAlchemy path, under another id
+                conn.execute(
+                    execution_history.insert(),
+                    {**store.run_row(r), "execution_id": "B" + r.execution_id},
+                )
+    finally:
+        store.close()
+    raw = sqlite3.connect(path)
+    try:
+        columns = [c[1] for c in raw.execute("PRAGMA table_info(execution_history)")]
+        wanted = [c for c in columns if c not in ("id", "execution_id")]
+        query = f"SELECT {', '.join(wanted)} FROM execution_history WHERE execution_id = ?"
+        for r in runs:
+            fast = raw.execute(query, (r.execution_id,)).fetchone()
+            typed = raw.execute(query, ("B" + r.execution_id,)).fetchone()
+            assert fast == typed, dict(zip(wanted, zip(fast, typed, strict=True), strict=True))
+    finally:
+        raw.close()
+
+
 def test_history_records_equal_memory_records(store_url: str) -> None:
     """A record read from the store is the record the Monitor holds in memory (same types)."""
     with stored_monitor(store_url) as sm:
@@ -325,6 +393,39 @@ def test_collection_metadata_accumulates_across_batches(
         assert utc(row["updated_at"]) is not None
 
 
+@pytest.mark.parametrize("late", ["success", "failures"])
+def test_streak_of_two_writers_counts_failures_after_the_newest_success(
+    store_url: str, late: str
+) -> None:
+    """Runs in time order F1 S2 F3 (two processes, each writing in its own batches):
+    one failure follows the newest success, whichever batch reaches the database last."""
+    config = MonitorConfig(store_flush_interval=3600.0, min_runs_for_rate=10**9)
+    a = build_monitor(store_url, "streak-a", config=config)
+    b = build_monitor(store_url, "streak-b", config=config)
+    try:
+        if late == "success":  # A stores F1, F3 first; B's S2 comes last
+            one_run(a, "shared", fail=True)
+            one_run(b, "shared")
+            one_run(a, "shared", fail=True)
+            assert a.force_flush(10_000)
+            assert b.force_flush(10_000)
+        else:  # B stores S2 first; A's F1, F3 come last in one batch
+            one_run(a, "shared", fail=True)
+            one_run(b, "shared")
+            assert b.force_flush(10_000)
+            one_run(a, "shared", fail=True)
+            assert a.force_flush(10_000)
+    finally:
+        a.shutdown()
+        b.shutdown()
+    statuses = [s for (s,) in sql_rows(store_url, _BY_START)]
+    assert statuses == ["failure", "success", "failure"]
+    assert sql_rows(store_url, "SELECT consecutive_failures FROM collection_metadata") == [(1,)]
+
+
+_BY_START = "SELECT status FROM execution_history ORDER BY start_time"
+
+
 def test_performance_metrics_round_trip(store_url: str, engine: Engine) -> None:
     t0 = datetime(2026, 3, 1, 8, 30, 15, 123456, tzinfo=timezone.utc)
     points = [
@@ -366,6 +467,50 @@ def test_performance_metrics_round_trip(store_url: str, engine: Engine) -> None:
     ]
     assert all(utc(row["timestamp"]) for row in stored)
     assert len({row["id"] for row in stored}) == 4
+
+
+_EXIT_SCRIPT = textwrap.dedent(
+    """
+    import sys
+    from opentelemetry.sdk.metrics import MeterProvider
+    from opentelemetry.sdk.trace import TracerProvider
+    from gecko_otel import track_collection
+    from gecko_otel._monitor import Monitor
+    from gecko_otel.store.metrics import store_metric_reader
+
+    # As store_metric_reader's docs say for a MeterProvider of your own (SDK defaults:
+    # the providers shut down at exit, which makes their final collection).
+    reader, exporter = store_metric_reader(60.0)
+    meter_provider = MeterProvider(metric_readers=[reader])
+    tracer_provider = TracerProvider()
+    monitor = Monitor(
+        tracer_provider=tracer_provider,
+        meter_provider=meter_provider,
+        database=sys.argv[1],
+        metric_exporter=exporter,
+        watchdog=False,
+    )
+    with track_collection("pools", monitor=monitor) as run:
+        run.add_records(3)
+    monitor.record_metric("pools_seen", 7.0)
+    """
+)
+
+
+def test_metric_points_of_the_final_collection_at_exit_are_stored(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'exit.db'}"
+    done = subprocess.run(
+        [sys.executable, "-c", _EXIT_SCRIPT, url],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    assert sql_rows(url, "SELECT count(*) FROM execution_history") == [(1,)]
+    assert "dropped" not in done.stderr, done.stderr
+    names = {n for (n,) in sql_rows(url, "SELECT name FROM performance_metrics")}
+    assert "pools_seen" in names, names
 
 
 # ------------------------------------------------------------------ 2. statistics in SQL
@@ -596,6 +741,43 @@ def test_hostile_names_and_metadata_round_trip(
     assert not [r for r in caplog.records if FALLBACK in r.getMessage()]
 
 
+def test_nan_metadata_run_is_stored(store_url: str, engine: Engine) -> None:
+    """Float metadata passes the sanitizer as is, NaN included (a 0/0 ratio)."""
+    with stored_monitor(store_url) as sm:
+        m = sm.monitor
+        with track_collection("ratios", monitor=m) as r:
+            r.set_metadata("hit_ratio", float("nan"))
+            r.add_records(1)
+        assert m.force_flush() is True
+        assert m.system_health().dropped["store_rejected"] == 0
+        [record] = m.history("ratios")
+        # JSON has no NaN: stored (on both backends alike) as its text.
+        assert record.metadata["hit_ratio"] == "nan"
+    assert len(rows(engine, execution_history)) == 1
+
+
+def test_undecodable_path_in_error_message_is_stored(
+    store_url: str, engine: Engine, internal_errors: list[Any]
+) -> None:
+    """An exception message with a surrogate-escaped byte (os.fsdecode of a file name)."""
+    path = os.fsdecode(b"/data/pools-\xff.csv")
+    with stored_monitor(store_url) as sm:
+        m = sm.monitor
+        try:
+            with track_collection("files", monitor=m) as r:
+                r.set_metadata("file", path)
+                raise FileNotFoundError(f"no such file: {path}")
+        except FileNotFoundError:
+            pass
+        assert m.force_flush() is True
+        assert m.system_health().dropped["store_rejected"] == 0
+        [record] = m.history("files")
+        assert record.status is ExecutionStatus.FAILURE
+        assert record.error_message == "no such file: /data/pools-\ufffd.csv"
+    assert internal_errors == []
+    assert len(rows(engine, execution_history)) == 1
+
+
 def test_nul_in_a_collector_type_is_refused_or_stored_as_replacement_character(
     store_url: str, engine: Engine, caplog: pytest.LogCaptureFixture
 ) -> None:
@@ -642,6 +824,87 @@ def test_overlong_collector_type_is_refused_or_found_again(store_url: str) -> No
         assert [r.records_collected for r in m.history(name)] == [1]
         assert m.statistics(name).total_executions == 1
         assert len(m.collector_types()) == 1
+
+
+# ------------------------------------------------------------------ 5. restore after a restart
+
+
+def test_restart_keeps_the_stale_timer_of_a_configured_collector_that_never_succeeded(
+    store_url: str,
+) -> None:
+    """A collector with thresholds in MonitorConfig.collectors has an evaluator state
+    before the restore runs; the restore must still take its first run from the store."""
+    clock = FakeClock()
+    settings: dict[str, Any] = {
+        "collectors": {"pools": CollectorThresholds(stale_after=3600)},
+        "max_consecutive_failures": 100,
+    }
+    with stored_monitor(store_url, clock=clock, **settings) as sm:
+        run("pools", fail=True, monitor=sm.monitor)
+        clock.advance(3700)
+        sm.monitor.evaluate()
+        assert [a.rule for a in sm.monitor.alerts()] == ["stale"]
+    with stored_monitor(store_url, clock=clock, **settings) as sm:
+        # A Monitor that kept running would still call it stale: nothing ever succeeded.
+        assert "stale" in sm.monitor.health("pools")["pools"].rules
+        sm.monitor.evaluate()
+        assert [a.rule for a in sm.monitor.alerts()] == ["stale"]
+        assert sm.monitor.force_flush()
+        assert [n.notification for n in sm.notifications] == []  # no "resolved"
+
+
+def test_restart_keeps_an_overlap_that_no_run_has_cleared(store_url: str) -> None:
+    clock = FakeClock()
+    with stored_monitor(store_url, clock=clock) as sm:
+        sm.monitor.record_not_started("pools", "skipped", scheduled_time=datetime.now(timezone.utc))
+        assert sm.monitor.health("pools")["pools"].rules == ("overlap",)
+        assert [a.rule for a in sm.monitor.alerts()] == ["overlap"]
+    with stored_monitor(store_url, clock=clock) as sm:
+        assert [a.rule for a in sm.monitor.alerts()] == ["overlap"]  # restored, firing
+        # ... so health must say so, as it did before the restart.
+        health = sm.monitor.health("pools")["pools"]
+        assert (health.status, health.rules) == (CollectionStatus.WARNING, ("overlap",))
+
+
+def test_restore_leaves_no_orphan_of_two_firing_alerts_of_one_rule(store_url: str) -> None:
+    """Two replicas of one service both fired consecutive_failures for a collector; the
+    service restarts. Once the collector recovers, no alert of that rule stays active."""
+    with (
+        stored_monitor(store_url, service_name="svc", instance="replica-1") as one,
+        stored_monitor(store_url, service_name="svc", instance="replica-2") as two,
+    ):
+        for sm in (one, two):
+            for _ in range(3):
+                run("pools", fail=True, monitor=sm.monitor)
+        assert two.monitor.force_flush()
+        assert len(one.monitor.alerts()) == 2  # its own and the other replica's
+    with stored_monitor(store_url, service_name="svc", instance="replica-1") as sm:
+        run("pools", monitor=sm.monitor)  # recovery_threshold 1: the rule clears
+        assert sm.monitor.health("pools")["pools"].consecutive_failures == 0
+        assert sm.monitor.alerts() == []
+
+
+def test_restart_with_a_short_success_rate_window(store_url: str) -> None:
+    """success_rate_window=60 s: 96 buckets of 0.625 s, so bucket ids pass 2**31."""
+    with stored_monitor(store_url, success_rate_window=60) as sm:
+        run("pools", monitor=sm.monitor)
+    with stored_monitor(store_url, success_rate_window=60) as sm:
+        assert sm.monitor.health("pools")["pools"].runs_in_window == 1
+
+
+def test_window_buckets_match_the_evaluators_buckets_at_boundaries(store_url: str) -> None:
+    """Restored health puts each run in bucket int(end // width), as the evaluator does."""
+    width = 900.0
+    first = int(time.time() // width) - 40
+    runs = []
+    for k in range(first, first + 30):  # runs ending exactly on a bucket boundary
+        start = datetime.fromtimestamp(k * width - 1, timezone.utc)
+        runs.append(finished("edge", start, duration=1.0))
+    with direct_store(store_url) as store:
+        store.write(runs, [], [])
+        since = datetime.fromtimestamp(first * width - 10, timezone.utc)
+        got = sorted(b.bucket for b in store.window_buckets(since, width))
+    assert got == list(range(first, first + 30))
 
 
 # ------------------------------------------------------------------ 6. retention

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import sqlite3
+import threading
 import time
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
@@ -15,8 +17,12 @@ from sqlalchemy import event
 import gecko_otel._monitor
 import gecko_otel.store.engine
 from gecko_otel.store.engine import create_store_engine
+from gecko_otel.store.schema import performance_metrics
+from gecko_otel.store.store import Store
+from gecko_otel.store.writer import METRIC, RUN, StoreWriter
 from support.runs import run
-from support.store_helpers import stored_monitor
+from support.store_helpers import finished, metric_point, rows, stored_monitor
+from support.store_procs import sql_rows
 
 
 def test_writes_run_with_instrumentation_suppressed(store_url: str) -> None:
@@ -81,3 +87,111 @@ def test_runs_lost_at_shutdown_are_counted_and_logged(
     finally:
         locker.close()
     assert any("5 items not written" in r.getMessage() for r in caplog.records)
+
+
+def test_runs_at_shutdown_while_sqlite_is_locked_are_stored_or_counted_once(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Another connection holds the write lock (a backup, a long migration) at shutdown,
+    and lets go just after: the writer, still inside its BEGIN IMMEDIATE, then writes the
+    batch that shutdown() already counted as lost."""
+    monkeypatch.setattr(gecko_otel.store.engine, "SQLITE_BUSY_TIMEOUT", 3.0)
+    monkeypatch.setattr(gecko_otel._monitor, "STORE_SHUTDOWN_TIMEOUT", 0.5)
+    path = tmp_path / "locked.db"
+    url = f"sqlite:///{path}"
+    locker = sqlite3.connect(path, isolation_level=None, timeout=10)
+    try:
+        with stored_monitor(url, store_flush_interval=3600) as sm:
+            m, writer = sm.monitor, sm.monitor._writer
+            assert writer is not None and m.force_flush() is True
+            locker.execute("BEGIN EXCLUSIVE")
+            for _ in range(20):
+                run("pools", monitor=m)
+            m.shutdown()  # flush times out; the writer is inside BEGIN IMMEDIATE
+            locker.execute("COMMIT")
+            thread = writer._thread
+            assert thread is not None
+            thread.join(10)
+            dropped = m.system_health().dropped["store_dropped_runs"]
+    finally:
+        locker.close()
+    [(count,)] = sql_rows(url, "SELECT count(*) FROM execution_history")
+    assert count + dropped == 20, f"{count} stored and {dropped} counted as lost, of 20"
+    if dropped:  # every loss at shutdown is logged, whoever counted it
+        assert any("not written" in r.getMessage() for r in caplog.records)
+
+
+def test_a_flush_waiting_when_shutdown_gives_up_returns_at_shutdown(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """force_flush() on one thread while the database is locked; shutdown() on another
+    gives up on the batch. The waiting flush must not sit out its whole timeout."""
+    monkeypatch.setattr(gecko_otel.store.engine, "SQLITE_BUSY_TIMEOUT", 0.1)
+    monkeypatch.setattr(gecko_otel._monitor, "STORE_SHUTDOWN_TIMEOUT", 0.5)
+    path = tmp_path / "marker.db"
+    locker = sqlite3.connect(path, isolation_level=None, timeout=10)
+    result: list[tuple[bool, float]] = []
+    try:
+        with stored_monitor(f"sqlite:///{path}", store_flush_interval=3600) as sm:
+            m, writer = sm.monitor, sm.monitor._writer
+            assert writer is not None and m.force_flush()
+            locker.execute("BEGIN EXCLUSIVE")
+            run("pools", monitor=m)
+
+            def flush() -> None:
+                started = time.monotonic()
+                result.append((writer.flush(8.0), time.monotonic() - started))
+
+            waiter = threading.Thread(target=flush)
+            waiter.start()
+            deadline = time.monotonic() + 10
+            while writer.failures == 0:  # the writer took the run and the flush marker
+                assert time.monotonic() < deadline
+                time.sleep(0.01)
+            m.shutdown()
+            waiter.join(40)
+        assert m.system_health().dropped["store_dropped_runs"] == 1
+    finally:
+        locker.close()
+    [(flushed, waited)] = result
+    assert flushed is False
+    assert waited < 4, f"flush() waited {waited:.1f} s after shutdown() gave up"
+
+
+def test_a_retried_batch_after_a_split_does_not_duplicate_metric_points(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, internal_errors: list[Any]
+) -> None:
+    """One refused row splits a batch into single writes; the database goes away during
+    them (a real lock, see test_outage.py); the whole batch is then retried."""
+    monkeypatch.setattr(gecko_otel.store.engine, "SQLITE_BUSY_TIMEOUT", 0.1)
+    path = tmp_path / "split.db"
+    locker = sqlite3.connect(path, isolation_level=None, timeout=10, check_same_thread=False)
+    store = Store(create_store_engine(f"sqlite:///{path}"), service_name="split")
+    calls = 0
+
+    def health_of(_name: str) -> tuple[str | None, float | None]:
+        # Called by every Store.write that has runs, before it connects.
+        nonlocal calls
+        calls += 1
+        if calls == 2:  # the single write of the run, after the split
+            locker.execute("BEGIN EXCLUSIVE")
+        elif calls == 3:  # the retry of the whole batch
+            locker.execute("COMMIT")
+        return None, None
+
+    writer = StoreWriter(store, queue_size=100, batch_size=100, interval=3600, health_of=health_of)
+    try:
+        store.ensure_schema()
+        now = datetime.now(timezone.utc)
+        writer.put(METRIC, metric_point("good", now))
+        writer.put(METRIC, metric_point("refused", now, value=None))  # NOT NULL
+        writer.put(RUN, finished("pools", now))
+        assert writer.flush(30) is True
+        assert writer.shutdown(5)
+    finally:
+        locker.close()
+        store.close()
+    assert internal_errors == []
+    names = sorted(r["name"] for r in rows(store.engine, performance_metrics))
+    assert names == ["good"], names
+    assert (writer.rejected, writer.written[METRIC], writer.written[RUN]) == (1, 1, 1)
