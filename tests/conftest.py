@@ -11,7 +11,7 @@ from sqlalchemy import Engine
 
 from gecko_otel import _guard, _state
 from gecko_otel.store.engine import create_store_engine
-from gecko_otel.testing import CapturedRuns, capture_runs
+from gecko_otel.testing import CapturedRuns, FakeClock, capture_runs
 from support.integration import NO_POSTGRES, skip_or_fail
 from support.postgres import PostgresServer, find_binaries
 
@@ -64,6 +64,12 @@ def _no_global_monitor_leaks() -> Iterator[None]:
 def captured() -> Iterator[CapturedRuns]:
     with capture_runs() as runs:
         yield runs
+
+
+@pytest.fixture
+def clock() -> FakeClock:
+    """A clock that moves only when the test advances it; starts at the real time."""
+    return FakeClock()
 
 
 # --------------------------------------------------------------------------- PostgreSQL

@@ -25,7 +25,7 @@ from gecko_otel import (
 from gecko_otel._alerts.dispatcher import AlertDispatcher
 from gecko_otel.testing import CapturedRuns, FakeClock, capture_runs
 from support.forks import wait_child
-from support.runs import run
+from support.runs import run, watched
 
 
 def kinds(captured: CapturedRuns) -> list[tuple[str, str, str]]:
@@ -33,17 +33,6 @@ def kinds(captured: CapturedRuns) -> list[tuple[str, str, str]]:
         (a.notification.value if a.notification else "", a.collector_type, a.rule)
         for a in captured.notifications
     ]
-
-
-@pytest.fixture
-def clock() -> FakeClock:
-    return FakeClock()
-
-
-def watched(clock: FakeClock, **config: Any) -> Any:
-    # Success-rate rule off unless a test asks for it, so each test sees one rule.
-    config.setdefault("min_runs_for_rate", 1000)
-    return capture_runs(MonitorConfig(**config), clock=clock, watchdog=False)
 
 
 @pytest.fixture

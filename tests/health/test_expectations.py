@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+from collections.abc import Iterator
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
@@ -11,7 +12,7 @@ import pytest
 import gecko_otel
 from gecko_otel import ConfigError, ExecutionStatus, MonitorConfig, track_collection
 from gecko_otel.testing import CapturedRuns, FakeClock, capture_runs
-from support.runs import run
+from support.runs import run, watched
 
 
 def kinds(captured: CapturedRuns) -> list[tuple[str, str, str]]:
@@ -24,12 +25,13 @@ def kinds(captured: CapturedRuns) -> list[tuple[str, str, str]]:
 
 @pytest.fixture
 def clock() -> FakeClock:
+    """A known wall-clock time (cron expectations fall due on it), not the real one."""
     return FakeClock(datetime(2027, 3, 1, 12, 0, 30, tzinfo=timezone.utc).timestamp())
 
 
 @pytest.fixture
-def captured(clock: FakeClock) -> Any:
-    with capture_runs(MonitorConfig(min_runs_for_rate=1000), clock=clock, watchdog=False) as c:
+def captured(clock: FakeClock) -> Iterator[CapturedRuns]:
+    with watched(clock) as c:
         yield c
 
 

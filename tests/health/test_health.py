@@ -24,11 +24,6 @@ from support.runs import run
 
 
 @pytest.fixture
-def clock() -> FakeClock:
-    return FakeClock()
-
-
-@pytest.fixture
 def watched(clock: FakeClock) -> Iterator[CapturedRuns]:
     with capture_runs(MonitorConfig(), clock=clock, watchdog=False) as captured:
         yield captured

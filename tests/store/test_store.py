@@ -75,11 +75,6 @@ HEX16 = re.compile(r"[0-9a-f]{16}")
 TABLES = {"execution_history", "performance_metrics", "system_alerts", "collection_metadata"}
 
 
-@pytest.fixture
-def clock() -> FakeClock:
-    return FakeClock()
-
-
 def now() -> datetime:
     return datetime.now(timezone.utc)
 
