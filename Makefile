@@ -12,10 +12,11 @@ $(BIN)/.installed: pyproject.toml
 	$(BIN)/python -m pip install --quiet -e '.[apscheduler,cron]'
 	touch $@
 
+# The dev dependency group (PEP 735) needs pip >= 25.1 for --group.
 $(BIN)/.installed-dev: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	$(BIN)/python -m pip install --quiet --upgrade 'pip>=25.1'
+	$(BIN)/python -m pip install --quiet -e . --group dev
 	touch $@ $(BIN)/.installed
 
 demo: $(BIN)/.installed

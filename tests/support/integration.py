@@ -8,7 +8,7 @@ import pytest
 
 REQUIRE_INTEGRATION = os.environ.get("GECKO_OTEL_REQUIRE_INTEGRATION") == "1"
 
-NO_POSTGRES = "no PostgreSQL binaries: install the dev extra (pgserver)"
+NO_POSTGRES = "no PostgreSQL binaries: install the dev group (pgserver)"
 
 
 def skip_or_fail(reason: str) -> None:

@@ -1,6 +1,6 @@
 """A throwaway PostgreSQL server for the tests: a real postmaster on 127.0.0.1, no docker.
 
-The binaries come from the ``pgserver`` wheel (the dev extra) or, failing that, from a system
+The binaries come from the ``pgserver`` wheel (the dev group) or, failing that, from a system
 PostgreSQL. ``pgserver`` is located, never imported: importing it emits a ``RuntimeDirWarning``
 and the suite runs with ``filterwarnings = error``.
 
@@ -346,7 +346,7 @@ class PostgresServer:
         found = bin_dir if bin_dir is not None else find_binaries()
         if found is None:
             raise PostgresServerError(
-                "no PostgreSQL binaries found: install the dev extra (pgserver) or a system "
+                "no PostgreSQL binaries found: install the dev group (pgserver) or a system "
                 "PostgreSQL server"
             )
         self.bin_dir: Path = found
