@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: demo test lint bench clean
+.PHONY: demo test test-versions lint bench clean
 
 # The environment is rebuilt when pyproject.toml changes.
 $(BIN)/.installed: pyproject.toml
@@ -30,9 +30,14 @@ test: $(BIN)/.installed-dev
 	$(MAKE) --no-print-directory lint
 	$(BIN)/python -m pytest
 
+# The suite on the other supported Pythons (noxfile.py): 3.10, 3.12 and 3.13, without
+# the slow tests. CI runs it after `make test`.
+test-versions: $(BIN)/.installed-dev
+	$(BIN)/nox --session quick
+
 lint: $(BIN)/.installed-dev
-	$(BIN)/ruff check src tests benchmarks examples
-	$(BIN)/ruff format --check src tests benchmarks examples
+	$(BIN)/ruff check src tests benchmarks examples noxfile.py
+	$(BIN)/ruff format --check src tests benchmarks examples noxfile.py
 	$(BIN)/mypy
 
 bench: $(BIN)/.installed
@@ -42,4 +47,4 @@ bench: $(BIN)/.installed
 	$(BIN)/python benchmarks/store.py --quick
 
 clean:
-	rm -rf $(VENV) build dist src/*.egg-info .pytest_cache .mypy_cache .ruff_cache gecko_otel_demo.db gecko_otel_demo.db-wal gecko_otel_demo.db-shm
+	rm -rf $(VENV) .nox build dist src/*.egg-info .pytest_cache .mypy_cache .ruff_cache gecko_otel_demo.db gecko_otel_demo.db-wal gecko_otel_demo.db-shm

@@ -823,6 +823,7 @@ def _run_program(tmp_path: Path, *args: str, auto: bool = False, **env: str) -> 
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
+@pytest.mark.slow  # a whole program under opentelemetry-instrument, in a subprocess
 def test_instrumentor_creates_the_global_monitor_if_there_is_none(tmp_path: Path) -> None:
     history = _run_program(tmp_path, "--instrument")
     assert history, "the instrumentor recorded no runs"
@@ -831,6 +832,7 @@ def test_instrumentor_creates_the_global_monitor_if_there_is_none(tmp_path: Path
     assert _run_program(tmp_path) is None  # not instrumented: no Monitor, no runs
 
 
+@pytest.mark.slow  # a whole program under opentelemetry-instrument, in a subprocess
 def test_opentelemetry_instrument_traces_an_unmodified_program(tmp_path: Path) -> None:
     _require_entry_point()
     history = _run_program(tmp_path, auto=True)
@@ -839,6 +841,7 @@ def test_opentelemetry_instrument_traces_an_unmodified_program(tmp_path: Path) -
     assert {r["status"] for r in history} == {"success"}
 
 
+@pytest.mark.slow  # a whole program under opentelemetry-instrument, in a subprocess
 def test_disabled_instrumentations_turn_it_off(tmp_path: Path) -> None:
     _require_entry_point()
     history = _run_program(tmp_path, auto=True, OTEL_PYTHON_DISABLED_INSTRUMENTATIONS="apscheduler")

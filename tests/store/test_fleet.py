@@ -39,7 +39,7 @@ from support.store_procs import (
     wait_for_file,
 )
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 #: Runs of the shared collector per process, and of each process's own collector.
 FLEET_RUNS = 5000

@@ -25,7 +25,7 @@ from gecko_otel._monitor import Monitor
 from support.postgres import PostgresServer
 from support.store_procs import build_monitor, one_run, sql_rows, sql_value
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 RUNS = 10_000
 CHUNK = 100  # runs timed together

@@ -17,6 +17,9 @@ import sqlalchemy as sa
 from support.integration import NO_POSTGRES, skip_or_fail
 from support.postgres import PostgresServer, PostgresServerError, find_binaries
 
+# Real postmasters started, stopped and killed, some per test.
+pytestmark = pytest.mark.slow
+
 TESTS_DIR = Path(__file__).parents[1]
 REPO = TESTS_DIR.parent
 

@@ -51,6 +51,7 @@ def test_an_engine_wins_over_a_bad_environment_url(
 
 
 @pytest.mark.integration
+@pytest.mark.slow  # a private PostgreSQL server, stopped and started
 def test_a_database_down_at_start_is_read_again_once_back(
     private_postgres: PostgresServer,
 ) -> None:

@@ -8,7 +8,10 @@ import pytest
 
 REQUIRE_INTEGRATION = os.environ.get("GECKO_OTEL_REQUIRE_INTEGRATION") == "1"
 
-NO_POSTGRES = "no PostgreSQL binaries: install the dev group (pgserver)"
+NO_POSTGRES = (
+    "no PostgreSQL binaries: install the dev group (pgserver: x86_64 Linux, Python <= 3.12)"
+    " or a system PostgreSQL"
+)
 
 
 def skip_or_fail(reason: str) -> None:
