@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: demo test lint bench clean
+.PHONY: demo test test-versions lint bench clean
 
 # The environment is rebuilt when pyproject.toml changes.
 $(BIN)/.installed: pyproject.toml
@@ -12,10 +12,11 @@ $(BIN)/.installed: pyproject.toml
 	$(BIN)/python -m pip install --quiet -e '.[apscheduler,cron]'
 	touch $@
 
+# The dev dependency group (PEP 735) needs pip >= 25.1 for --group.
 $(BIN)/.installed-dev: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	$(BIN)/python -m pip install --quiet --upgrade 'pip>=25.1'
+	$(BIN)/python -m pip install --quiet -e . --group dev
 	touch $@ $(BIN)/.installed
 
 demo: $(BIN)/.installed
@@ -29,9 +30,14 @@ test: $(BIN)/.installed-dev
 	$(MAKE) --no-print-directory lint
 	$(BIN)/python -m pytest
 
+# The suite on the other supported Pythons (noxfile.py): 3.10, 3.12 and 3.13, without
+# the slow tests. CI runs it after `make test`.
+test-versions: $(BIN)/.installed-dev
+	$(BIN)/nox --session quick
+
 lint: $(BIN)/.installed-dev
-	$(BIN)/ruff check src tests benchmarks examples conftest.py
-	$(BIN)/ruff format --check src tests benchmarks examples conftest.py
+	$(BIN)/ruff check src tests benchmarks examples conftest.py noxfile.py
+	$(BIN)/ruff format --check src tests benchmarks examples conftest.py noxfile.py
 	$(BIN)/mypy
 	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict --quiet
 
@@ -42,4 +48,4 @@ bench: $(BIN)/.installed
 	$(BIN)/python benchmarks/store.py --quick
 
 clean:
-	rm -rf $(VENV) build dist site src/*.egg-info .pytest_cache .mypy_cache .ruff_cache gecko_otel_demo.db gecko_otel_demo.db-wal gecko_otel_demo.db-shm
+	rm -rf $(VENV) .nox build dist site src/*.egg-info .pytest_cache .mypy_cache .ruff_cache gecko_otel_demo.db gecko_otel_demo.db-wal gecko_otel_demo.db-shm

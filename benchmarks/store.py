@@ -37,7 +37,7 @@ Three measurements, printed as one table (progress goes to stderr):
 
 Run: ``python benchmarks/store.py [--quick] [--postgres | --postgres-url URL]``.
 ``--quick`` (20,000 runs, 30 rounds) takes about a minute with a cached query
-database. ``--postgres`` starts a throwaway server with ``tests/postgres.py``
+database. ``--postgres`` starts a throwaway server with ``tests/support/postgres.py``
 (fsync off, as in the tests); ``--postgres-url`` uses a database you give,
 which keeps about 3 x ``--runs`` x ``--throughput-repeat`` runs afterwards.
 """
@@ -201,9 +201,9 @@ class Databases:
         self.postgres_url = postgres_url
         if postgres and postgres_url is None:
             sys.path.insert(0, str(REPO))
-            from tests.postgres import PostgresServer
+            from tests.support.postgres import PostgresServer
 
-            progress("starting a throwaway PostgreSQL server (tests/postgres.py)")
+            progress("starting a throwaway PostgreSQL server (tests/support/postgres.py)")
             self._server = PostgresServer(workdir / "postgres").start()
         self.throwaway = self._server is not None
         self.backends = ["sqlite"] + (["postgresql"] if postgres or postgres_url else [])

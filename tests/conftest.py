@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator
 from pathlib import Path
 from uuid import uuid4
@@ -12,19 +11,11 @@ from sqlalchemy import Engine
 
 from gecko_otel import _guard, _state
 from gecko_otel.store.engine import create_store_engine
-from gecko_otel.testing import CapturedRuns, capture_runs
-from postgres import PostgresServer, find_binaries
+from gecko_otel.testing import CapturedRuns, FakeClock, capture_runs
+from support.integration import NO_POSTGRES, skip_or_fail
+from support.postgres import PostgresServer, find_binaries
 
 pytest_plugins = ["pytester"]
-
-REQUIRE_INTEGRATION = os.environ.get("GECKO_OTEL_REQUIRE_INTEGRATION") == "1"
-
-
-def skip_or_fail(reason: str) -> None:
-    """Skip a test whose external peer is missing, or fail when CI requires it."""
-    if REQUIRE_INTEGRATION:
-        pytest.fail(f"GECKO_OTEL_REQUIRE_INTEGRATION=1 but {reason}")
-    pytest.skip(reason)
 
 
 class InternalErrors:
@@ -75,9 +66,13 @@ def captured() -> Iterator[CapturedRuns]:
         yield runs
 
 
-# --------------------------------------------------------------------------- PostgreSQL
+@pytest.fixture
+def clock() -> FakeClock:
+    """A clock that moves only when the test advances it; starts at the real time."""
+    return FakeClock()
 
-NO_POSTGRES = "no PostgreSQL binaries: install the dev extra (pgserver)"
+
+# --------------------------------------------------------------------------- PostgreSQL
 
 
 def _postgres_binaries() -> Path:

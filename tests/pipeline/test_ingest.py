@@ -1,0 +1,106 @@
+"""Quiet runs wait in a short batch; anything that matters is processed at once, in order."""
+
+from __future__ import annotations
+
+import pytest
+
+from gecko_otel import ExecutionStatus, MonitorConfig
+from gecko_otel._pipeline.ingest import BATCH
+from gecko_otel.testing import FakeClock, capture_runs
+from support.runs import run
+
+
+def test_quiet_runs_wait_and_any_query_sees_them() -> None:
+    with capture_runs(watchdog=False) as captured:
+        ingest = captured.monitor._pipeline._ingest
+        run("pools")  # a first run is processed at once: it registers the collector
+        assert len(ingest._pending) == 0
+        for _ in range(5):
+            run("pools")
+        assert len(ingest._pending) == 5
+        assert captured.monitor.statistics("pools").total_executions == 6
+        assert len(ingest._pending) == 0
+
+
+def test_a_full_batch_is_processed_by_the_run_that_fills_it() -> None:
+    with capture_runs(watchdog=False) as captured:
+        ingest = captured.monitor._pipeline._ingest
+        run("pools")
+        for _ in range(BATCH - 1):
+            run("pools")
+        assert len(ingest._pending) == BATCH - 1
+        run("pools")
+        assert len(ingest._pending) == 0
+
+
+def test_runs_that_matter_go_through_at_once_after_those_waiting() -> None:
+    clock = FakeClock()
+    config = MonitorConfig(max_consecutive_failures=2, min_runs_for_rate=1000)
+    with capture_runs(config, clock=clock, watchdog=False) as captured:
+        monitor = captured.monitor
+        run("pools")
+        run("pools")  # waits
+        run("pools", fail=True)  # processed now, after the waiting success
+        run("pools", fail=True)
+        assert len(monitor._pipeline._ingest._pending) == 0
+        [alert] = monitor._pipeline.engine.alerts(
+            level=None, collector_type=None, active_only=True, now=clock.now
+        )
+        assert alert.rule == "consecutive_failures"
+        run("pools")  # the collector has an active alert: at once, and it resolves
+        assert len(monitor._pipeline._ingest._pending) == 0
+        assert monitor._pipeline.engine.has_active("pools") is False
+        statuses = [r.status for r in reversed(monitor.history("pools"))]
+        assert statuses == [
+            ExecutionStatus.SUCCESS,
+            ExecutionStatus.SUCCESS,
+            ExecutionStatus.FAILURE,
+            ExecutionStatus.FAILURE,
+            ExecutionStatus.SUCCESS,
+        ]
+
+
+def test_batched_runs_keep_the_time_they_ended() -> None:
+    clock = FakeClock()
+    with capture_runs(clock=clock, watchdog=False) as captured:
+        run("pools")
+        ended = clock.now + 10
+        clock.advance(10)
+        run("pools")  # quiet: waits in the batch
+        assert len(captured.monitor._pipeline._ingest._pending) == 1
+        clock.advance(3000)  # processed much later, by this query
+        health = captured.monitor.health("pools")["pools"]
+        assert health.last_success is not None
+        assert health.last_success.timestamp() == pytest.approx(ended)
+
+
+def test_a_success_that_moves_the_window_is_processed_at_once() -> None:
+    clock = FakeClock()
+    with capture_runs(clock=clock, watchdog=False) as captured:
+        run("pools")
+        clock.advance(3600)  # a later bucket
+        run("pools")
+        assert len(captured.monitor._pipeline._ingest._pending) == 0
+
+
+@pytest.mark.parametrize(
+    "config",
+    [
+        MonitorConfig(max_execution_time=1e-9),  # every run is slow
+        MonitorConfig(min_records_per_second=1.0),  # a throughput rule is on
+    ],
+)
+def test_no_batching_when_a_success_can_raise_an_alert(config: MonitorConfig) -> None:
+    with capture_runs(config, watchdog=False) as captured:
+        for _ in range(3):
+            run("pools")
+        assert len(captured.monitor._pipeline._ingest._pending) == 0
+
+
+def test_the_watchdog_tick_drains() -> None:
+    with capture_runs(watchdog=False) as captured:
+        run("pools")
+        run("pools")
+        assert len(captured.monitor._pipeline._ingest._pending) == 1
+        captured.monitor.evaluate()
+        assert len(captured.monitor._pipeline._ingest._pending) == 0
