@@ -19,21 +19,25 @@ from typing import IO, TYPE_CHECKING, Any, Final
 from opentelemetry.metrics import MeterProvider
 from opentelemetry.trace import TracerProvider
 
-from gecko_otel._alerts.values import Alert, AlertState
-from gecko_otel._capture.instruments import CustomMetrics, Instrumentation, not_started_run
+from gecko_otel._alerts.values import Alert, AlertState, newest_first
+from gecko_otel._capture.instruments import (
+    CustomMetrics,
+    Instrumentation,
+    flush_providers,
+    not_started_run,
+)
 from gecko_otel._capture.observables import observables_for
 from gecko_otel._capture.run import Run
-from gecko_otel._capture.span_processor import HistorySpanProcessor
-from gecko_otel._config import MonitorConfig, check_collector_type, check_seconds
+from gecko_otel._capture.span_processor import HistorySpanProcessor, attach
+from gecko_otel._config import MonitorConfig, check_seconds
 from gecko_otel._guard import guarded, internal_error_count
-from gecko_otel._health.expectations import Expectation, make_expectation
+from gecko_otel._health.expectations import Expectation, expectation_of
 from gecko_otel._health.values import AlertLevel, CollectorHealth, SystemHealth
 from gecko_otel._history.memory import History, check_limit, check_since, check_status, check_window
 from gecko_otel._history.records import ExecutionRecord, ExecutionStatistics, ExecutionStatus
 from gecko_otel._pipeline.pipeline import RunPipeline
-from gecko_otel.errors import ConfigError
 from gecko_otel.store._open import open_backend
-from gecko_otel.store.export import check_format
+from gecko_otel.store.export import check_format, open_export
 from gecko_otel.typing import AlertHandler, RunStore
 
 if TYPE_CHECKING:
@@ -51,36 +55,30 @@ class Monitor:
     """Execution history, statistics, health and alerts of collection runs.
 
     Args:
-        tracer_provider: The SDK ``TracerProvider`` whose spans are watched; the
-            history processor is added to it. Not shut down by the Monitor
-            unless listed in ``owned_providers``.
-        meter_provider: Where the duration histogram and the observable
-            instruments are created.
+        tracer_provider: The SDK ``TracerProvider`` whose spans are watched (the
+            history processor is added to it).
+        meter_provider: Where the duration histogram and observable instruments live.
         config: Limits, thresholds and behaviour; ``MonitorConfig()`` when omitted.
-        alert_handlers: Alert handlers to start with (any callable taking an
-            `Alert`).
-        owned_providers: Providers the Monitor created and must shut down.
-        clock: Unix time in seconds for health and alerts (``time.time`` by
-            default); tests pass a fake clock to move time without sleeping.
-        watchdog: Run the watchdog thread that evaluates time-based rules every
+        alert_handlers: Alert handlers to start with (any callable taking an `Alert`).
+        owned_providers: Providers the Monitor created and shuts down; others
+            are flushed and left running.
+        clock: Unix time in seconds for health and alerts (``time.time``); tests
+            pass a fake clock to move time without sleeping.
+        watchdog: Run the thread that evaluates time-based rules every
             ``watchdog_interval``; with False, call `evaluate` yourself.
-        database: The store: a URL (``sqlite:///path.db``,
-            ``postgresql+psycopg://...``) or a SQLAlchemy ``Engine`` you own
-            (never disposed by the Monitor). ``config.database_url`` when
-            omitted; memory only when both are None. The schema is migrated
-            and health and active alerts are rebuilt from it on start.
-        metric_exporter: A `StoreMetricExporter` on a
-            reader of ``meter_provider`` (see
-            `store_metric_reader`), bound to the store
-            so ``performance_metrics`` is filled. ``setup()`` does this for
-            the MeterProvider it creates.
+        database: A URL (``sqlite:///path.db``, ``postgresql+psycopg://...``) or a
+            SQLAlchemy ``Engine`` you own (never disposed); ``config.database_url``
+            when omitted; memory only when both are None. The schema is
+            migrated, and health and active alerts rebuilt from it, on start.
+        metric_exporter: A `StoreMetricExporter` on a reader of
+            ``meter_provider`` (`store_metric_reader`), so metric points are
+            stored; ``setup()`` adds one to the MeterProvider it creates.
         on_shutdown: Called with the Monitor once, when `shutdown` begins
             (``setup()`` uninstalls its global Monitor there).
 
     Threading: every method is safe from any thread. Without a database,
-    queries take per-collector locks briefly and do no I/O; with one,
-    ``history()``, ``statistics()``, ``alerts()`` and ``export()`` query it
-    (never on a collector's thread: runs only enqueue).
+    queries take per-collector locks briefly and do no I/O; with one, they
+    read it (never on a collector's thread: runs only enqueue).
 
     Raises:
         ConfigError: The database URL is unusable, its driver is missing, or
@@ -101,32 +99,27 @@ class Monitor:
         metric_exporter: StoreMetricExporter | None = None,
         on_shutdown: Callable[[Monitor], None] | None = None,
     ) -> None:
-        self.config = config if config is not None else MonitorConfig()
-        history = History(self.config)
+        self.config = config = config if config is not None else MonitorConfig()
+        history = History(config)
         resource = getattr(tracer_provider, "resource", None)
-        # The store is opened (and its schema checked) first, so a refused
-        # database leaves nothing running behind the ConfigError.
+        # Opened (and its schema checked) first: a refused database leaves
+        # nothing running behind the ConfigError.
         self._store = open_backend(
-            database if database is not None else self.config.database_url,
-            self.config,
+            database if database is not None else config.database_url,
+            config,
             history,
             resource_attributes=dict(getattr(resource, "attributes", None) or {}),
             metric_exporter=metric_exporter,
             before_exit=self._before_store_exit,
         )
         self.instrumentation = Instrumentation(
-            tracer_provider, meter_provider, self.config, discard_run=self._discard_run
+            tracer_provider, meter_provider, config, discard_run=self._discard_run
         )
-        self._pipeline = RunPipeline(
-            self.config,
-            history,
-            self._store,
-            clock=clock,
-            handlers=alert_handlers,
-            watchdog=watchdog,
+        self._pipeline = pipeline = RunPipeline(
+            config, history, self._store, clock=clock, handlers=alert_handlers, watchdog=watchdog
         )
         self._processor = HistorySpanProcessor(
-            self.instrumentation, self._pipeline.add, self._pipeline.on_run_start
+            self.instrumentation, pipeline.add, pipeline.on_run_start
         )
         self._custom_metrics = CustomMetrics(self.instrumentation)
         self._providers = (tracer_provider, meter_provider)
@@ -135,21 +128,11 @@ class Monitor:
         self._shutdown = False
         self._lock = threading.Lock()
         self._started = datetime.now(timezone.utc)
-        add = getattr(tracer_provider, "add_span_processor", None)
-        if add is None:
-            logger.warning(
-                "gecko_otel: %s is not an OpenTelemetry SDK TracerProvider; runs get spans "
-                "but no history. Pass an opentelemetry.sdk.trace.TracerProvider.",
-                type(tracer_provider).__name__,
-            )
-        else:
-            add(self._processor)
-        # Observable instruments are per MeterProvider; this Monitor's
-        # readings serve them from now on (see observables.py).
-        self._readings = _Readings(self._pipeline, self._processor, self._store)
+        attach(tracer_provider, self._processor)
+        self._readings = _Readings(pipeline, self._processor, self._store)
         self._observables = observables_for(meter_provider, self.instrumentation.meter)
-        self._observables.source = self._readings
-        self._store.start(self._pipeline)
+        self._observables.serve(self._readings)
+        self._store.start(pipeline)
 
     # -- queries -------------------------------------------------------------
 
@@ -161,17 +144,9 @@ class Monitor:
         status: ExecutionStatus | str | None = None,
         since: datetime | None = None,
     ) -> list[ExecutionRecord]:
-        """Finished runs, newest first (with a database, of every process sharing it).
-
-        Args:
-            collector_type: One collector, or ``None`` for all.
-            limit: At most this many records.
-            status: Only runs with this status (an ``ExecutionStatus`` or its value).
-            since: Only runs started at or after this aware datetime.
-
-        Raises:
-            ConfigError: An argument is invalid (the message says which).
-        """
+        """Finished runs, newest first: of one collector (or all), at most ``limit``,
+        with ``status``, started at or after ``since`` (an aware datetime); with a
+        database, of every process sharing it. ConfigError for an invalid argument."""
         limit, wanted, since = check_limit(limit), check_status(status), check_since(since)
         self._pipeline.drain()
         return self._store.history(collector_type, limit=limit, status=wanted, since=since)
@@ -182,15 +157,9 @@ class Monitor:
         *,
         window: timedelta | float | None = None,
     ) -> ExecutionStatistics:
-        """Aggregate figures for one collector or all of them.
-
-        Without a database and without ``window``, the figures cover every
-        run since the Monitor started (running aggregates: no history scan);
-        with ``window`` (a ``timedelta`` or seconds), the runs started within
-        it that are still held in memory (``max_history_per_collector`` per
-        collector). With a database, they are computed in SQL over every
-        stored run (of every process sharing it), within ``window`` if given.
-        """
+        """Aggregate figures for one collector or all, within ``window`` if given: from
+        running totals since start (or the runs held in memory, with ``window``), or
+        with a database in SQL over every stored run of every process sharing it."""
         seconds = check_window(window)
         self._pipeline.drain()
         return self._store.statistics(collector_type, window=seconds)
@@ -205,17 +174,13 @@ class Monitor:
         return self._processor.active_runs()
 
     def health(self, collector_type: str | None = None) -> dict[str, CollectorHealth]:
-        """Health of one collector or of every collector seen, by collector type.
-
-        With no argument, every collector the Monitor knows (it has run, or
-        has thresholds in ``MonitorConfig.collectors``); asked for by name, a
-        collector that has not run yet is returned with status ``unknown``.
-        """
+        """Health by collector type: every collector known (it ran, or has
+        thresholds configured), or one asked for by name (``unknown`` before it runs)."""
         return self._pipeline.health(collector_type)
 
     def system_health(self) -> SystemHealth:
         """All collectors at a glance, with active alerts per level and drop counters."""
-        return self._pipeline.system_health(self._dropped())
+        return self._pipeline.system_health(self._readings.drop_counts())
 
     def alerts(
         self,
@@ -224,44 +189,30 @@ class Monitor:
         collector_type: str | None = None,
         active_only: bool = True,
     ) -> list[Alert]:
-        """Alerts, newest first: active ones, or recently resolved ones too.
-
-        With a database, alerts of every process sharing it are listed too
-        (this process's own as it knows them now).
-
-        Raises:
-            ConfigError: ``level`` is not an alert level.
-        """
+        """Alerts, newest first: active ones, or recently resolved ones too (with a
+        database, other processes' too). ConfigError for an unknown ``level``."""
         parsed = AlertLevel.parse(level) if level is not None else None
         local = self._pipeline.alerts(
             level=parsed, collector_type=collector_type, active_only=active_only
         )
-        mine = {alert.id for alert in local}
         stored = self._store.alerts(
             level=parsed, collector_type=collector_type, active_only=active_only
         )
-        merged = local + [alert for alert in stored if alert.id not in mine]
-        merged.sort(key=lambda a: a.timestamp, reverse=True)
-        return merged
+        return newest_first(local, stored)
 
     # -- alert actions -------------------------------------------------------
 
     def acknowledge_alert(self, alert_id: str) -> bool:
-        """Acknowledge an active alert: no more repeats. False for an unknown or handled id.
-
-        An alert of another process sharing the database is acknowledged in
-        it, and its process applies it within ``watchdog_interval``.
-        """
+        """Acknowledge an active alert (no more repeats); False for an unknown or handled
+        id. Another process's alert is acknowledged in the database, and its process
+        applies it within ``watchdog_interval``."""
         return self._pipeline.acknowledge(alert_id) or self._set_stored(
             alert_id, AlertState.ACKNOWLEDGED
         )
 
     def resolve_alert(self, alert_id: str) -> bool:
-        """Resolve an active alert by hand (handlers hear of it).
-
-        Returns False for an unknown id or an alert that is already resolved.
-        Another process's alert as for `acknowledge_alert`.
-        """
+        """Resolve an active alert by hand (handlers hear of it); False for an unknown
+        or resolved id. Another process's alert as for `acknowledge_alert`."""
         return self._pipeline.resolve(alert_id) or self._set_stored(alert_id, AlertState.RESOLVED)
 
     def _set_stored(self, alert_id: str, state: AlertState) -> bool:
@@ -269,20 +220,13 @@ class Monitor:
         return self._store.set_alert_state(alert_id, state, at)
 
     def suppress(
-        self,
-        collector_type: str,
-        *,
-        duration: timedelta | float,
-        rule: str | None = None,
+        self, collector_type: str, *, duration: timedelta | float, rule: str | None = None
     ) -> datetime:
         """Silence the collector's alerts (or one rule's) for ``duration``; returns the end.
 
-        Suppressed alerts still fire and are listed (``suppressed=True``);
-        handlers are not notified until the suppression ends.
-
-        Raises:
-            ConfigError: An invalid collector type or a non-positive duration.
-        """
+        Suppressed alerts still fire and are listed (``suppressed=True``), but
+        handlers hear of them only once it ends. ConfigError for an invalid
+        collector type or a non-positive duration."""
         return self._pipeline.suppress(collector_type, duration, rule)
 
     def unsuppress(self, collector_type: str, rule: str | None = None) -> int:
@@ -290,11 +234,7 @@ class Monitor:
         return self._pipeline.unsuppress(collector_type, rule)
 
     def add_alert_handler(self, handler: AlertHandler) -> None:
-        """Notify ``handler`` too (any callable taking an Alert).
-
-        Raises:
-            ConfigError: ``handler`` is not callable.
-        """
+        """Notify ``handler`` too (any callable taking an Alert); ConfigError if not callable."""
         self._pipeline.add_handler(handler)
 
     def remove_alert_handler(self, handler: AlertHandler) -> bool:
@@ -320,42 +260,45 @@ class Monitor:
     ) -> None:
         """Declare when the collector should run (and for how long at most).
 
-        From now on the watchdog raises ``missed_run`` (level error) when no
-        run has started by a due time plus ``grace`` (a dead man's switch: it
-        works even if the scheduler died), and ``runtime_exceeded``
-        (critical) while a run goes on past ``max_runtime``. Both resolve
-        on their own. Declaring again replaces the expectation.
+        The watchdog then raises ``missed_run`` (error) when no run started by
+        a due time plus ``grace`` (a dead man's switch: it works even if the
+        scheduler died), and ``runtime_exceeded`` (critical) while a run goes
+        on past ``max_runtime``. Both resolve on their own. Declaring again
+        replaces the expectation.
 
         Args:
             collector_type: The collector.
             every: Interval between starts (timedelta or seconds).
-            cron: Cron expression for the starts, e.g. ``"*/5 * * * *"``
-                (needs the ``cron`` extra or APScheduler).
+            cron: Cron expression for the starts, e.g. ``"*/5 * * * *"`` (needs
+                the ``cron`` extra or APScheduler), in ``timezone`` (UTC).
             grace: How late a start may be (default 60 s).
             max_runtime: How long a run may take, or None.
-            timezone: Time zone of ``cron`` (UTC by default).
+            timezone: Time zone of ``cron``.
             first_due: When the first run is due (e.g. a scheduler's next run
                 time); by default one interval (or the next cron time) from now.
 
         Raises:
-            ConfigError: Both or neither of every/cron (without max_runtime),
-                a non-positive duration, an invalid cron expression, time
-                zone or collector type, or a naive ``first_due``.
+            ConfigError: Both or neither of every/cron (without max_runtime), a
+                non-positive duration, an invalid cron expression, time zone or
+                collector type, or a naive ``first_due``.
         """
-        check_collector_type(collector_type)
-        expectation = make_expectation(
-            every=every, cron=cron, grace=grace, max_runtime=max_runtime, tz=timezone
-        )
-        if first_due is not None and (
-            not isinstance(first_due, datetime) or first_due.tzinfo is None
-        ):
-            raise ConfigError(f"first_due must be a timezone-aware datetime, got {first_due!r}")
-        self._arm(
+        expectation, due = expectation_of(
             collector_type,
-            expectation,
-            timezone,
-            first_due.timestamp() if first_due is not None else None,
+            every=every,
+            cron=cron,
+            grace=grace,
+            max_runtime=max_runtime,
+            tz=timezone,
+            first_due=first_due,
         )
+        if self.instrumentation.records_all_runs:
+            self._pipeline.expect(collector_type, expectation, timezone, due)
+        else:  # run starts come through our span processor: all would look missed
+            logger.warning(
+                "gecko_otel: expectation for %r ignored: runs are not recorded "
+                "(OTEL_SDK_DISABLED, or not an SDK TracerProvider)",
+                collector_type,
+            )
 
     def unexpect(self, collector_type: str) -> bool:
         """Withdraw the collector's expectation (its schedule alerts resolve); False if none."""
@@ -364,24 +307,6 @@ class Monitor:
     def expectation(self, collector_type: str) -> Expectation | None:
         """The collector's declared expectation, if it has one."""
         return self._pipeline.schedules.expectation(collector_type)
-
-    def _arm(
-        self,
-        collector_type: str,
-        expectation: Expectation,
-        tz: tzinfo | None,
-        first_due: float | None = None,
-    ) -> None:
-        if not self.instrumentation.records_all_runs:
-            # Run starts are seen through our span processor, which a no-op
-            # or foreign tracer never calls: every run would look missed.
-            logger.warning(
-                "gecko_otel: expectation for %r ignored: runs are not recorded "
-                "(OTEL_SDK_DISABLED, or not an SDK TracerProvider)",
-                collector_type,
-            )
-            return
-        self._pipeline.expect(collector_type, expectation, tz, first_due)
 
     def record_not_started(
         self,
@@ -392,13 +317,11 @@ class Monitor:
         reason: str | None = None,
         metadata: Mapping[str, Any] | None = None,
     ) -> str:
-        """Record a scheduled run that never started: ``missed`` or ``skipped``.
+        """Record a scheduled run that never started (``missed`` or ``skipped``); its id.
 
-        Such runs have no span and no duration. They go to history and count
-        in ``total_executions``, but stay out of the health window (success
-        rate, average run time); a ``skipped`` run raises the ``overlap``
-        rule. Used by scheduler integrations for APScheduler's misfire and
-        max-instances events. Returns the execution id given to the record.
+        It has no span and no duration; it is in history and
+        ``total_executions`` but not in the health window, and a ``skipped``
+        run raises the ``overlap`` rule. Scheduler integrations call it.
 
         Raises:
             ConfigError: ``status`` is not missed or skipped, the collector
@@ -422,13 +345,9 @@ class Monitor:
     # -- export and maintenance ----------------------------------------------
 
     def export(self) -> dict[str, Any]:
-        """Everything the Monitor knows, as a JSON-serialisable dict.
-
-        Statistics and the newest ``max_history_per_collector`` runs of each
-        collector, health, alerts, expectations and drop counters. With a
-        database, its state and ``collection_metadata`` rows are added under
-        ``"store"``; for every stored run, stream `export_history`.
-        """
+        """Everything the Monitor knows, as a JSON-serialisable dict: statistics and the
+        newest ``max_history_per_collector`` runs per collector, health, alerts,
+        expectations, drop counters, and a database's state under ``"store"``."""
         limit = self.config.max_history_per_collector
         collectors = {
             name: {
@@ -448,7 +367,7 @@ class Monitor:
             "alerts": [a.to_dict() for a in self.alerts(active_only=False)],
             "internal": {
                 "internal_errors": internal_error_count(),
-                "dropped_runs": self._dropped()["dropped_runs"],
+                "dropped_runs": self._store.counts()["dropped_runs"],
                 "records_every_run": self.instrumentation.records_all_runs,
             },
             **self._store.export_state(),
@@ -464,22 +383,13 @@ class Monitor:
         until: datetime | None = None,
         status: ExecutionStatus | str | None = None,
     ) -> int:
-        """Stream every stored run (oldest first) to a file, as JSON lines or CSV.
+        """Stream runs, oldest first, to ``out`` (a path, overwritten, or a text file)
+        as ``"jsonl"`` or ``"csv"`` (lists and metadata as JSON in their cells); how
+        many. Filters: ``collector_type``, ``status``, start time in [since, until).
 
-        Rows are read a thousand at a time and written as they come, so the
-        export never holds the history in memory; runs queued for a database
-        are written to it first (waiting up to ``store_read_timeout``).
-        Without a database, the runs held in memory are written. Returns how
-        many runs were written.
-
-        Args:
-            out: A path (overwritten) or a text file open for writing.
-            format: ``"jsonl"`` (one JSON object per line) or ``"csv"``
-                (lists and metadata as JSON text in their cells).
-            collector_type: Only this collector's runs.
-            since: Only runs started at or after this aware datetime.
-            until: Only runs started before this aware datetime.
-            status: Only runs with this status.
+        Rows are read a thousand at a time, so memory stays flat; runs queued
+        for a database are written to it first (up to ``store_read_timeout``).
+        Without a database, the runs held in memory are written.
 
         Raises:
             ConfigError: An unknown format or an invalid filter.
@@ -487,30 +397,25 @@ class Monitor:
         """
         check_format(format)
         wanted, start, end = check_status(status), check_since(since), check_since(until)
-        if isinstance(out, str | os.PathLike):
-            with open(out, "w", encoding="utf-8", newline="") as handle:
-                return self.export_history(
-                    handle,
-                    format=format,
-                    collector_type=collector_type,
-                    since=since,
-                    until=until,
-                    status=status,
-                )
         self._pipeline.drain()
-        return self._store.export_history(
-            out, format=format, collector_type=collector_type, since=start, until=end, status=wanted
-        )
+        with open_export(out) as handle:
+            return self._store.export_history(
+                handle,
+                format=format,
+                collector_type=collector_type,
+                since=start,
+                until=end,
+                status=wanted,
+            )
 
     def cleanup(self, older_than: timedelta | float) -> dict[str, int]:
         """Forget runs started, and alerts resolved, more than ``older_than`` ago.
 
-        Active alerts, health and the running statistics are kept. Runs are
-        aged by their start time (wall clock, as on their spans), alerts by
-        when they resolved (the Monitor's clock). Returns how many were
-        removed per table: ``execution_history`` and ``system_alerts``, and
-        with a database ``performance_metrics`` too (counted in it, deleted
-        in batches of a few thousand rows, each a short transaction).
+        Active alerts and health are kept, and so are the running totals of
+        a Monitor without a database. Runs age by start time (wall clock),
+        alerts by resolution time (the Monitor's clock). Returns how many were
+        removed per table (``execution_history``, ``system_alerts``, and with a
+        database ``performance_metrics``, deleted in short batches).
 
         Raises:
             ConfigError: ``older_than`` is not a positive duration.
@@ -531,40 +436,25 @@ class Monitor:
     def record_metric(
         self, name: str, value: float, labels: Mapping[str, Any] | None = None
     ) -> None:
-        """Record a custom measurement (e.g. ``"pools_seen"``) in a histogram named ``name``.
+        """Record a custom measurement in a histogram named ``name`` (e.g. ``"pools_seen"``),
+        exported like every metric and, with a database, kept in ``performance_metrics``.
 
-        It is exported over OTLP like every metric and, with a database, kept
-        in ``performance_metrics`` every ``metrics_export_interval``. Labels
-        are sanitised as metadata is (credentials redacted); a
-        ``collector_type`` label fills the row's collector column. A
-        non-number or non-finite value is ignored and logged.
-
-        Raises:
-            ConfigError: ``name`` is not a valid OpenTelemetry instrument
-                name (letters first; letters, digits, ``_ . - /``; at most
-                255 characters).
-        """
+        Labels are sanitised as metadata is; a ``collector_type`` label fills the
+        row's collector column. A non-number or non-finite value is ignored and
+        logged. ConfigError for an invalid instrument name (a letter, then
+        letters, digits, ``_ . - /``; 255 at most)."""
         self._custom_metrics.record(name, value, labels)
 
     # -- lifecycle -----------------------------------------------------------
 
     def force_flush(self, timeout_millis: int = 30_000) -> bool:
-        """Deliver queued alert notifications, export what the providers hold, store the rest.
-
-        Returns True when everything was delivered, exported and stored in time.
-        """
+        """Deliver queued notifications, export what the providers hold, store the rest;
+        True when all of it was done in time."""
         return self._flush(timeout_millis) and self._store.flush(timeout_millis / 1000)
 
     def _flush(self, timeout_millis: int) -> bool:
-        ok = self._pipeline.flush(timeout_millis / 1000)
-        for provider in self._providers:
-            flush = getattr(provider, "force_flush", None)
-            flushed = flush is None
-            if flush is not None:
-                with guarded("Monitor.force_flush"):  # a broken exporter must not raise here
-                    flushed = bool(flush(timeout_millis))
-            ok = flushed and ok
-        return ok
+        delivered = self._pipeline.flush(timeout_millis / 1000)
+        return flush_providers(self._providers, timeout_millis) and delivered
 
     def _before_store_exit(self) -> None:
         # At interpreter exit, before the store's last flush: queue the last
@@ -573,10 +463,8 @@ class Monitor:
             self._flush(5_000)
 
     def shutdown(self) -> None:
-        """Flush, stop recording, and shut down the providers the Monitor created.
-
-        Idempotent. Providers passed in are flushed but left running.
-        """
+        """Flush, stop recording, and shut down the providers the Monitor created
+        (others are flushed and left running). Idempotent."""
         with self._lock:
             if self._shutdown:
                 return
@@ -584,17 +472,16 @@ class Monitor:
         if self._on_shutdown is not None:
             with guarded("Monitor.shutdown"):
                 self._on_shutdown(self)
-        # The observable instruments keep reporting through the final flush
-        # and the final collection a MeterProvider makes when it shuts down.
-        # The store gets its own bounded wait below, after the last changes.
+        # The observables keep reporting through the final flush and the final
+        # collection a MeterProvider makes as it shuts down; the store gets
+        # its own bounded wait last, after the last changes.
         self._flush(30_000)
         for provider in self._owned:
             with guarded("Monitor.shutdown"):
                 provider.shutdown()
         self._processor.shutdown()
         self._pipeline.shutdown()
-        if self._observables.source is self._readings:
-            self._observables.source = None
+        self._observables.release(self._readings)
         self._pipeline.drain()
         self._store.shutdown(STORE_SHUTDOWN_TIMEOUT)
 
@@ -602,9 +489,6 @@ class Monitor:
     def is_shutdown(self) -> bool:
         """Whether `shutdown` has been called."""
         return self._shutdown
-
-    def _dropped(self) -> dict[str, int]:
-        return {"internal_errors": internal_error_count(), **self._store.counts()}
 
 
 class _Readings:

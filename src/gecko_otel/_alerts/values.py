@@ -10,7 +10,7 @@ receive immutable `Alert` snapshots; the alert engine
 from __future__ import annotations
 
 import enum
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -128,3 +128,11 @@ class Alert:
             "notification": self.notification.value if self.notification else None,
             "notifications": self.notifications,
         }
+
+
+def newest_first(local: list[Alert], stored: Iterable[Alert]) -> list[Alert]:
+    """This process's alerts and the stored ones it does not hold, newest first."""
+    mine = {alert.id for alert in local}
+    merged = local + [alert for alert in stored if alert.id not in mine]
+    merged.sort(key=lambda a: a.timestamp, reverse=True)
+    return merged

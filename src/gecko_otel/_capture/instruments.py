@@ -14,7 +14,7 @@ import logging
 import math
 import re
 import threading
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from datetime import datetime
 from types import MappingProxyType
 from typing import Any, Final
@@ -26,6 +26,7 @@ from gecko_otel import semconv
 from gecko_otel._capture.metadata import REDACTED, MetadataSanitizer
 from gecko_otel._capture.sampling import record_all_runs
 from gecko_otel._config import MonitorConfig, check_collector_type
+from gecko_otel._guard import guarded
 from gecko_otel._history.records import (
     AttributeValue,
     ExecutionStatus,
@@ -253,3 +254,19 @@ def not_started_run(
         None,
         0,
     )
+
+
+def flush_providers(providers: Iterable[object], timeout_millis: int) -> bool:
+    """``force_flush`` each provider that has one; True if all flushed in time.
+
+    A provider whose exporter raises is reported as an internal error, never raised.
+    """
+    ok = True
+    for provider in providers:
+        flush = getattr(provider, "force_flush", None)
+        flushed = flush is None
+        if flush is not None:
+            with guarded("force_flush of a provider"):
+                flushed = bool(flush(timeout_millis))
+        ok = flushed and ok
+    return ok

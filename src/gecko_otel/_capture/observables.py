@@ -119,6 +119,15 @@ class Observables:
             description="What gecko-otel lost (and counted), by reason.",
         )
 
+    def serve(self, source: MetricReadings) -> None:
+        """Report ``source`` from now on (the newest Monitor on this provider)."""
+        self.source = source
+
+    def release(self, source: MetricReadings) -> None:
+        """Stop reporting ``source``, unless another Monitor took over already."""
+        if self.source is source:
+            self.source = None
+
     def _guard(
         self, read: Callable[[MetricReadings], list[Observation]]
     ) -> Callable[[CallbackOptions], Iterable[Observation]]:

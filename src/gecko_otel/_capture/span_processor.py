@@ -8,6 +8,7 @@ internal error is logged and counted by `gecko_otel._guard`.
 
 from __future__ import annotations
 
+import logging
 import threading
 from typing import TYPE_CHECKING
 
@@ -18,6 +19,8 @@ from opentelemetry.trace import INVALID_SPAN
 
 from gecko_otel._capture.run import RUN_KEY, Run
 from gecko_otel._guard import at_fork_in_child, report_internal_error
+
+logger = logging.getLogger("gecko_otel.monitor")
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -113,3 +116,16 @@ class HistorySpanProcessor(SpanProcessor):
     def force_flush(self, timeout_millis: int = 30000) -> bool:
         # Nothing is buffered: records reach history inside on_end.
         return True
+
+
+def attach(tracer_provider: object, processor: HistorySpanProcessor) -> None:
+    """Add ``processor`` to an SDK ``TracerProvider``; warn that runs get no history otherwise."""
+    add = getattr(tracer_provider, "add_span_processor", None)
+    if add is None:
+        logger.warning(
+            "gecko_otel: %s is not an OpenTelemetry SDK TracerProvider; runs get spans "
+            "but no history. Pass an opentelemetry.sdk.trace.TracerProvider.",
+            type(tracer_provider).__name__,
+        )
+        return
+    add(processor)

@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone, tzinfo
 from typing import Any, Final
 
-from gecko_otel._config import check_seconds
+from gecko_otel._config import check_collector_type, check_seconds
 from gecko_otel._guard import at_fork_in_child
 from gecko_otel._health.values import (
     RULE_MISSED_RUN,
@@ -98,6 +98,32 @@ class Expectation:
         if self.every is not None:
             return f"every {span_text(self.every)}"
         return "no schedule"
+
+
+def expectation_of(
+    collector_type: str,
+    *,
+    every: timedelta | float | None,
+    cron: str | None,
+    grace: timedelta | float | None,
+    max_runtime: timedelta | float | None,
+    tz: object,
+    first_due: datetime | None,
+) -> tuple[Expectation, float | None]:
+    """A validated expectation for ``Monitor.expect``, and its first due time (unix seconds).
+
+    Raises:
+        ConfigError: As ``Monitor.expect`` documents.
+    """
+    check_collector_type(collector_type)
+    expectation = make_expectation(
+        every=every, cron=cron, grace=grace, max_runtime=max_runtime, tz=tz
+    )
+    if first_due is None:
+        return expectation, None
+    if not isinstance(first_due, datetime) or first_due.tzinfo is None:
+        raise ConfigError(f"first_due must be a timezone-aware datetime, got {first_due!r}")
+    return expectation, first_due.timestamp()
 
 
 def make_expectation(

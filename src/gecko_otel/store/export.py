@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import json
-from collections.abc import Iterable, Mapping
+import os
+from collections.abc import Iterable, Iterator, Mapping
 from typing import IO, Any, Final
 
 from gecko_otel.errors import ConfigError
@@ -70,3 +72,13 @@ def write_export(out: IO[str], format: str, rows: Iterable[Mapping[str, Any]]) -
         )
         count += 1
     return count
+
+
+@contextlib.contextmanager
+def open_export(out: str | os.PathLike[str] | IO[str]) -> Iterator[IO[str]]:
+    """``out`` as a text file to write to: a path is opened (and overwritten), a file is used."""
+    if isinstance(out, str | os.PathLike):
+        with open(out, "w", encoding="utf-8", newline="") as handle:
+            yield handle
+    else:
+        yield out
