@@ -39,6 +39,7 @@ lint: $(BIN)/.installed-dev
 	$(BIN)/ruff check src tests benchmarks examples conftest.py noxfile.py
 	$(BIN)/ruff format --check src tests benchmarks examples conftest.py noxfile.py
 	$(BIN)/mypy
+	$(BIN)/lint-imports --no-cache
 	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict --quiet
 
 bench: $(BIN)/.installed

@@ -44,16 +44,14 @@ def _doc_example(
     before = _state.monitor()
     if one_program:
         before = document.namespace.setdefault("__monitor_before__", before)
-    declared = dict(_state._declared)
+    saved = _state.snapshot()
     try:
         yield
     finally:
         _guard.remove_internal_error_listener(listener)
         leaked = _state.monitor()
         if not one_program or last:
-            _state._declared.clear()
-            _state._declared.update(declared)
-            _state.install(before, arm=False)
+            _state.restore((before, saved[1]))
     if errors:
         where, exc = errors[0]
         pytest.fail(f"gecko-otel internal error in {where}: {exc!r}", pytrace=False)

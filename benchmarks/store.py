@@ -75,7 +75,7 @@ from sqlalchemy import func, select, text
 
 import gecko_otel
 from gecko_otel import ExecutionStatus, MonitorConfig
-from gecko_otel._history.records import (
+from gecko_otel._values.records import (
     FinishedRun,
     new_execution_id,  # the ids runs get
 )
@@ -255,7 +255,7 @@ def end_to_end(url: str | None, n: int) -> dict[str, float]:
         database=url,
     )
     tracks = [gecko_otel.track_collection(name, monitor=monitor) for name in COLLECTORS]
-    writer = monitor._writer
+    writer = monitor._store.writer  # type: ignore[attr-defined]  # noqa: SLF001 - measures the writer itself
     for i in range(1000):  # warm up (and the schema exists)
         with tracks[i % len(tracks)] as run:
             run.add_records(3)
@@ -456,7 +456,7 @@ def overhead_ratio(dbs: Databases, batches: int, calls: int) -> None:
     handwritten, hw_providers = overhead.make_handwritten()
     plain, plain_monitor, plain_providers = make_instrumented(None)
     stored, store_monitor, store_providers = make_instrumented(dbs.fresh("sqlite", "overhead"))
-    writer = store_monitor._writer
+    writer = store_monitor._store.writer  # type: ignore[attr-defined]  # noqa: SLF001 - measures the writer itself
     assert writer is not None
     candidates: dict[str, Callable[[], int]] = {
         "bare": overhead.work,

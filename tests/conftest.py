@@ -11,7 +11,7 @@ from sqlalchemy import Engine
 
 from gecko_otel import _guard, _state
 from gecko_otel.store.engine import create_store_engine
-from gecko_otel.testing import CapturedRuns, FakeClock, capture_runs
+from gecko_otel.testing import CapturedRuns, FakeClock, capture_runs, isolated_state
 from support.integration import NO_POSTGRES, skip_or_fail
 from support.postgres import PostgresServer, find_binaries
 
@@ -29,12 +29,15 @@ class InternalErrors:
 
 @pytest.fixture(autouse=True)
 def _fail_on_internal_errors() -> Iterator[InternalErrors]:
-    """Our hooks swallow their own errors in production; here each one fails the test."""
+    """Our hooks swallow their own errors in production; here each one fails the test,
+    and the guard re-raises it where it happened (strict mode)."""
     errors = InternalErrors()
     _guard.add_internal_error_listener(errors)
+    strict = _guard.set_strict(True)
     try:
         yield errors
     finally:
+        _guard.set_strict(strict)
         _guard.remove_internal_error_listener(errors)
     if errors.seen and not errors.expected:
         where, exc = errors.seen[0]
@@ -43,20 +46,19 @@ def _fail_on_internal_errors() -> Iterator[InternalErrors]:
 
 @pytest.fixture
 def internal_errors(_fail_on_internal_errors: InternalErrors) -> list[tuple[str, BaseException]]:
-    """For tests that provoke internal errors on purpose: the errors, not a failure."""
+    """For tests that provoke internal errors on purpose: the errors, not a failure
+    (and the guard swallows them, as in production)."""
     _fail_on_internal_errors.expected = True
+    _guard.set_strict(False)
     return _fail_on_internal_errors.seen
 
 
 @pytest.fixture(autouse=True)
 def _no_global_monitor_leaks() -> Iterator[None]:
     before = _state.monitor()
-    declared = dict(_state._declared)  # expectations declared by decorators in a test
-    yield
-    _state._declared.clear()
-    _state._declared.update(declared)
-    leaked = _state.monitor()
-    _state.install(before)
+    with isolated_state():  # expectations declared by decorators in a test are forgotten
+        yield
+        leaked = _state.monitor()
     assert leaked is before, "a test left a global Monitor installed"
 
 

@@ -15,15 +15,15 @@ lands in execution history, and can be queried::
 
 from __future__ import annotations
 
-from gecko_otel._alerts.values import Alert, AlertState, Notification
 from gecko_otel._capture.decorators import collection, track_collection
 from gecko_otel._capture.run import Run, current_run
 from gecko_otel._config import CollectorThresholds, MonitorConfig
 from gecko_otel._guard import internal_error_count
-from gecko_otel._health.values import AlertLevel, CollectionStatus, CollectorHealth, SystemHealth
-from gecko_otel._history.records import ExecutionRecord, ExecutionStatistics, ExecutionStatus
 from gecko_otel._monitor import Monitor
 from gecko_otel._setup import get_monitor, setup
+from gecko_otel._values.alerts import Alert, AlertState, Notification
+from gecko_otel._values.health import AlertLevel, CollectionStatus, CollectorHealth, SystemHealth
+from gecko_otel._values.records import ExecutionRecord, ExecutionStatistics, ExecutionStatus
 from gecko_otel._version import __version__
 from gecko_otel.errors import ConfigError
 from gecko_otel.typing import AlertHandler

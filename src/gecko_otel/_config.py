@@ -18,11 +18,30 @@ from datetime import timedelta
 from types import MappingProxyType
 from typing import Any, Final
 
-from gecko_otel._capture.metadata import DEFAULT_SENSITIVE_KEYS
 from gecko_otel.errors import ConfigError
 
 #: Seconds, given as a number or a ``timedelta``; stored as float seconds.
 Duration = float | timedelta
+
+#: Metadata keys whose values are redacted (matched after normalising case and separators).
+DEFAULT_SENSITIVE_KEYS: Final[tuple[str, ...]] = (
+    "password",
+    "passwd",
+    "passphrase",
+    "pwd",
+    "secret",
+    "token",
+    "api_key",
+    "apikey",
+    "authorization",
+    "auth_header",
+    "credential",
+    "private_key",
+    "access_key",
+    "session_key",
+    "cookie",
+    "signature",
+)
 
 #: Fields that can be set globally on MonitorConfig and per collector in
 #: CollectorThresholds; the per-collector value wins when it is not None.

@@ -19,7 +19,6 @@ from typing import IO, TYPE_CHECKING, Any, Final
 from opentelemetry.metrics import MeterProvider
 from opentelemetry.trace import TracerProvider
 
-from gecko_otel._alerts.values import Alert, AlertState, newest_first
 from gecko_otel._capture.instruments import (
     CustomMetrics,
     Instrumentation,
@@ -32,10 +31,11 @@ from gecko_otel._capture.span_processor import HistorySpanProcessor, attach
 from gecko_otel._config import MonitorConfig, check_seconds
 from gecko_otel._guard import guarded, internal_error_count
 from gecko_otel._health.expectations import Expectation, expectation_of
-from gecko_otel._health.values import AlertLevel, CollectorHealth, SystemHealth
 from gecko_otel._history.memory import History, check_limit, check_since, check_status, check_window
-from gecko_otel._history.records import ExecutionRecord, ExecutionStatistics, ExecutionStatus
 from gecko_otel._pipeline.pipeline import RunPipeline
+from gecko_otel._values.alerts import Alert, AlertState, newest_first
+from gecko_otel._values.health import AlertLevel, CollectorHealth, SystemHealth
+from gecko_otel._values.records import ExecutionRecord, ExecutionStatistics, ExecutionStatus
 from gecko_otel.store._open import open_backend
 from gecko_otel.store.export import check_format, open_export
 from gecko_otel.typing import AlertHandler, RunStore
@@ -499,11 +499,14 @@ class _Readings:
     ) -> None:
         self.records_per_collector = pipeline.records_per_collector
         self.collector_types = pipeline.collector_types
-        self.active_runs = processor.active_runs
+        self._active_runs = processor.active_runs
         self.health = pipeline.health
         self.active_alert_counts = pipeline.engine.active_counts
         self._dispatcher_counts = pipeline.dispatcher.counts
         self._store_counts = store.counts
+
+    def active_collector_types(self) -> list[str]:
+        return [run.collector_type for run in self._active_runs()]
 
     def drop_counts(self) -> dict[str, int]:
         return {

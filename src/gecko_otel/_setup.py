@@ -8,7 +8,7 @@ import logging
 import os
 import weakref
 from collections.abc import Iterable, Mapping
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from opentelemetry import metrics, trace
 from opentelemetry.sdk.metrics import MeterProvider as SDKMeterProvider
@@ -69,8 +69,8 @@ def setup(
         ConfigError: A ``GECKO_OTEL_*`` or OTLP variable is invalid, or the
             database URL is unusable (see `Monitor`).
     """
-    with _state._lock:
-        existing = _state.monitor()
+    with _state.lock:
+        existing = installed()
         if existing is not None:
             if (
                 service_name
@@ -139,7 +139,12 @@ def setup(
 
 def get_monitor() -> Monitor | None:
     """The Monitor installed by `setup`, or ``None``."""
-    return _state.monitor()
+    return installed()
+
+
+def installed() -> Monitor | None:
+    """The installed Monitor (only Monitors are ever installed)."""
+    return cast("Monitor | None", _state.monitor())
 
 
 def _global_tracer_provider() -> SDKTracerProvider | None:

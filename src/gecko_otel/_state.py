@@ -1,4 +1,8 @@
-"""The process-wide Monitor that decorators use when none is passed to them."""
+"""The process-wide Monitor that decorators use when none is passed to them.
+
+It sits below the capture layer: it knows a Monitor only as a
+`MonitorHandle`, and `gecko_otel.testing.reset` clears it.
+"""
 
 from __future__ import annotations
 
@@ -7,20 +11,14 @@ import weakref
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
-from opentelemetry import metrics, trace
-
-from gecko_otel._config import MonitorConfig
-
 if TYPE_CHECKING:
     from datetime import tzinfo
 
-    from gecko_otel._capture.instruments import Instrumentation
     from gecko_otel._health.expectations import Expectation
-    from gecko_otel._monitor import Monitor
+    from gecko_otel.typing import MonitorHandle as Monitor
 
-_lock = threading.RLock()
+lock = threading.RLock()
 _monitor: Monitor | None = None
-_default: Instrumentation | None = None
 
 #: Providers a Monitor created and has shut down. The OpenTelemetry API keeps
 #: a global provider installed for good, so a later setup() must recognise
@@ -50,7 +48,7 @@ def install(new: Monitor | None, *, arm: bool = True) -> Monitor | None:
     decorators (not when a previous Monitor is merely put back).
     """
     global _monitor
-    with _lock:
+    with lock:
         previous, _monitor = _monitor, new
         declared = list(_declared.items())
     if new is not None and arm:
@@ -66,7 +64,7 @@ _declared: dict[str, tuple[Expectation, tzinfo | None]] = {}
 
 def declare(collector_type: str, expectation: Expectation, tz: tzinfo | None) -> None:
     """Record a decorator's expectation and arm it in the global Monitor, if any."""
-    with _lock:
+    with lock:
         _declared[collector_type] = (expectation, tz)
         current = _monitor
     if current is not None:
@@ -97,34 +95,36 @@ def shutting_down(old: Monitor, providers: Iterable[Any] = ()) -> None:
 def uninstall(old: Monitor) -> None:
     """Remove ``old`` if it is the global Monitor."""
     global _monitor  # noqa: PLW0603
-    with _lock:
+    with lock:
         if _monitor is old:
             _monitor = None
 
 
-def instrumentation() -> Instrumentation:
-    """The global Monitor's instrumentation, or one on the global OTel providers.
-
-    Without ``setup()`` runs still produce spans and duration metrics through
-    whatever providers the application installed globally (nothing, until it
-    installs some); they just have no history.
-    """
+def installed_instrumentation() -> Any:
+    """The installed Monitor's `Instrumentation`, or None without one."""
     current = _monitor
-    if current is not None:
-        return current.instrumentation
-    default = _default
-    if default is None:
-        default = _build_default()
-    return default
+    return current.instrumentation if current is not None else None
 
 
-def _build_default() -> Instrumentation:
-    global _default  # noqa: PLW0603
-    from gecko_otel._capture.instruments import Instrumentation  # noqa: PLC0415 - import cycle
+def snapshot() -> tuple[Monitor | None, dict[str, tuple[Expectation, tzinfo | None]]]:
+    """The installed Monitor and the declared expectations, for `restore`."""
+    with lock:
+        return _monitor, dict(_declared)
 
-    with _lock:
-        if _default is None:
-            _default = Instrumentation(
-                trace.get_tracer_provider(), metrics.get_meter_provider(), MonitorConfig()
-            )
-        return _default
+
+def restore(saved: tuple[Monitor | None, dict[str, tuple[Expectation, tzinfo | None]]]) -> None:
+    """Put back what `snapshot` saw (the Monitor is not armed again)."""
+    monitor_, declared = saved
+    with lock:
+        _declared.clear()
+        _declared.update(declared)
+    install(monitor_, arm=False)
+
+
+def reset() -> None:
+    """Uninstall the global Monitor and forget declared expectations and retired providers."""
+    global _monitor  # noqa: PLW0603
+    with lock:
+        _monitor = None
+        _declared.clear()
+        _retired.clear()

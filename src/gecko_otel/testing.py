@@ -32,11 +32,20 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.sdk.trace.sampling import Sampler
 
-from gecko_otel import _state
-from gecko_otel._alerts.values import Alert
+from gecko_otel import _guard, _state
 from gecko_otel._config import MonitorConfig
-from gecko_otel._history.records import ExecutionRecord
 from gecko_otel._monitor import Monitor
+from gecko_otel._values.alerts import Alert
+from gecko_otel._values.records import ExecutionRecord
+
+__all__ = [
+    "CapturedRuns",
+    "FakeClock",
+    "capture_runs",
+    "isolated_state",
+    "reset",
+    "strict_internal_errors",
+]
 
 
 class FakeClock:
@@ -166,3 +175,47 @@ def capture_runs(
     finally:
         _state.install(previous, arm=False)
         monitor.shutdown()
+
+
+def reset() -> None:
+    """Forget gecko-otel's process-wide state, as a fresh interpreter has it.
+
+    The global Monitor (from ``setup()``) is shut down and uninstalled, and the
+    expectations that ``@collection(every=..., cron=...)`` declared are
+    forgotten. Call it between tests that call ``setup()``.
+    """
+    current = _state.monitor()
+    _state.reset()
+    if isinstance(current, Monitor):
+        current.shutdown()
+
+
+@contextmanager
+def isolated_state() -> Iterator[None]:
+    """Undo, on exit, what the block did to the process-wide state.
+
+    The global Monitor installed before the block is put back, and the
+    expectations declared inside are forgotten (Monitors the block created are
+    not shut down: that stays the block's job).
+    """
+    saved = _state.snapshot()
+    try:
+        yield
+    finally:
+        _state.restore(saved)
+
+
+@contextmanager
+def strict_internal_errors(strict: bool = True) -> Iterator[None]:
+    """Make gecko-otel re-raise its own internal errors inside the block.
+
+    In production a bug inside gecko-otel is logged and counted, never raised
+    into a collector. In your tests you may prefer it to fail loudly: inside
+    this block the guard re-raises after logging (gecko-otel's own test suite
+    runs this way). ``strict=False`` turns it off for a block.
+    """
+    previous = _guard.set_strict(strict)
+    try:
+        yield
+    finally:
+        _guard.set_strict(previous)

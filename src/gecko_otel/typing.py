@@ -15,14 +15,13 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Iterable, Mapping, Sequence
-from datetime import datetime
+from datetime import datetime, timedelta, tzinfo
 from typing import IO, TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 if TYPE_CHECKING:
-    from gecko_otel._alerts.values import Alert, AlertState
-    from gecko_otel._capture.run import Run
-    from gecko_otel._health.values import AlertLevel, CollectorHealth
-    from gecko_otel._history.records import (
+    from gecko_otel._values.alerts import Alert, AlertState
+    from gecko_otel._values.health import AlertLevel, CollectorHealth
+    from gecko_otel._values.records import (
         ExecutionRecord,
         ExecutionStatistics,
         ExecutionStatus,
@@ -35,6 +34,7 @@ __all__ = [
     "HealthSnapshot",
     "IngestTarget",
     "MetricReadings",
+    "MonitorHandle",
     "PipelineHandle",
     "RunConsumer",
     "RunStore",
@@ -212,8 +212,8 @@ class MetricReadings(Protocol):
     def collector_types(self) -> list[str]:
         """Collectors this process has seen finish a run."""
 
-    def active_runs(self) -> Sequence[Run]:
-        """Runs in progress."""
+    def active_collector_types(self) -> list[str]:
+        """The collector type of each run in progress."""
 
     def health(self) -> Mapping[str, CollectorHealth]:
         """Health per collector."""
@@ -246,3 +246,28 @@ class IngestTarget(Protocol):
 
     def keep_watchdog_running(self) -> None:
         """Restart the watchdog if this process lost it (after ``fork()``)."""
+
+
+class MonitorHandle(Protocol):
+    """What the decorators and the process-wide state use of a Monitor.
+
+    `gecko_otel.Monitor` is the one implementation; the decorators' ``monitor=``
+    argument takes it.
+    """
+
+    @property
+    def instrumentation(self) -> Any:
+        """The Monitor's `Instrumentation` (typed loosely: this module sits below capture)."""
+
+    def expect(
+        self,
+        collector_type: str,
+        *,
+        every: timedelta | float | None = None,
+        cron: str | None = None,
+        grace: timedelta | float | None = None,
+        max_runtime: timedelta | float | None = None,
+        timezone: tzinfo | None = None,
+        first_due: datetime | None = None,
+    ) -> None:
+        """Declare when the collector should run (see `gecko_otel.Monitor.expect`)."""

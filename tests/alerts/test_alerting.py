@@ -344,7 +344,7 @@ def test_notifications_lost_at_shutdown_are_counted() -> None:
     release = threading.Event()
     dispatcher = AlertDispatcher(timeout=30, queue_size=10)
     dispatcher.add(lambda alert: release.wait(5))
-    from gecko_otel._health.values import AlertLevel
+    from gecko_otel._values.health import AlertLevel
 
     alert = Alert(
         id="x",

@@ -31,10 +31,10 @@ from typing import Any
 
 import pytest
 
-from gecko_otel._alerts.values import Alert, AlertState, Notification
 from gecko_otel._capture.metadata import MetadataSanitizer
 from gecko_otel._config import MonitorConfig, seconds
-from gecko_otel._health.values import AlertLevel
+from gecko_otel._values.alerts import Alert, AlertState, Notification
+from gecko_otel._values.health import AlertLevel
 from gecko_otel._version import __version__
 from gecko_otel.errors import ConfigError
 from gecko_otel.handlers import (

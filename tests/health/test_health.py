@@ -18,7 +18,7 @@ from gecko_otel import (
     track_collection,
 )
 from gecko_otel._config import Thresholds
-from gecko_otel._health.values import health_score
+from gecko_otel._values.health import health_score
 from gecko_otel.testing import CapturedRuns, FakeClock, capture_runs
 from support.runs import run
 
@@ -259,7 +259,7 @@ def test_health_gauges(watched: CapturedRuns, clock: FakeClock) -> None:
 def test_runs_that_never_started_count_but_not_in_the_success_rate(
     watched: CapturedRuns,
 ) -> None:
-    from gecko_otel._history.records import ExecutionRecord, FinishedRun
+    from gecko_otel._values.records import ExecutionRecord, FinishedRun
 
     monitor = watched.monitor
     record = ExecutionRecord(

@@ -13,7 +13,7 @@ from opentelemetry.sdk.trace.sampling import ALWAYS_OFF, TraceIdRatioBased
 import gecko_otel
 from gecko_otel import ConfigError, ExecutionStatus, MonitorConfig, track_collection
 from gecko_otel._history.memory import Aggregate, History
-from gecko_otel._history.records import ExecutionRecord, FinishedRun
+from gecko_otel._values.records import ExecutionRecord, FinishedRun
 from gecko_otel.testing import CapturedRuns, capture_runs
 from support.runs import run
 
@@ -270,7 +270,7 @@ def test_fork_child_forgets_runs_of_other_threads(captured: CapturedRuns) -> Non
 def test_make_record_matches_the_dataclass_constructor() -> None:
     from dataclasses import fields
 
-    from gecko_otel._history.records import make_record
+    from gecko_otel._values.records import make_record
 
     kwargs = {
         "collector_type": "c",

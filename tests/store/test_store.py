@@ -42,7 +42,7 @@ from gecko_otel import (
     track_collection,
 )
 from gecko_otel._history.memory import duration_key
-from gecko_otel._history.records import utc_ns
+from gecko_otel._values.records import utc_ns
 from gecko_otel.store.engine import create_store_engine
 from gecko_otel.store.export import EXPORT_COLUMNS
 from gecko_otel.store.rows import STREAM_CHUNK

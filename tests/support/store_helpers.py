@@ -21,8 +21,8 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from sqlalchemy import Engine, Table, event, select
 
 from gecko_otel import Alert, AlertLevel, AlertState, ExecutionStatus, MonitorConfig
-from gecko_otel._history.records import FinishedRun, to_ns
 from gecko_otel._monitor import Monitor
+from gecko_otel._values.records import FinishedRun, to_ns
 from gecko_otel.store.engine import create_store_engine
 from gecko_otel.store.store import Store
 from gecko_otel.testing import FakeClock

@@ -18,8 +18,8 @@ import time
 from collections.abc import Callable
 from typing import Final
 
-from gecko_otel._alerts.values import Alert
 from gecko_otel._guard import at_fork_in_child, guarded
+from gecko_otel._values.alerts import Alert
 from gecko_otel._worker import AGAIN, STOP, Worker
 from gecko_otel.typing import AlertHandler
 

@@ -37,11 +37,11 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any, Final
 
-from gecko_otel._alerts.values import Alert, AlertState, Notification
 from gecko_otel._guard import at_fork_in_child
 from gecko_otel._health.rules import HealthEvaluator
-from gecko_otel._health.values import TIME_RULES, AlertLevel, Condition
-from gecko_otel._history.records import new_execution_id, utc_seconds
+from gecko_otel._values.alerts import Alert, AlertState, Notification
+from gecko_otel._values.health import TIME_RULES, AlertLevel, Condition
+from gecko_otel._values.records import new_execution_id, utc_seconds
 
 _MAX_RESOLVED: Final = 1000
 

@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar, cast, overload
 from opentelemetry import context
 
 from gecko_otel import _state
+from gecko_otel._capture.instruments import Instrumentation, default_instrumentation
 from gecko_otel._capture.run import Run
 from gecko_otel._config import MAX_COLLECTOR_TYPE_LENGTH, check_collector_type
 from gecko_otel._guard import report_internal_error
@@ -33,7 +34,7 @@ if TYPE_CHECKING:
     from datetime import timedelta, tzinfo
 
     from gecko_otel._capture.instruments import Prepared
-    from gecko_otel._monitor import Monitor
+    from gecko_otel.typing import MonitorHandle as Monitor
 
 #: Longest collector type accepted (the store's column width).
 
@@ -104,7 +105,11 @@ class _Target:
         """A started Run, or None (and the error counted) if starting failed."""
         try:
             monitor = self.monitor
-            instr = monitor.instrumentation if monitor is not None else _state.instrumentation()
+            instr: Instrumentation = (
+                monitor.instrumentation
+                if monitor is not None
+                else _state.installed_instrumentation() or default_instrumentation()
+            )
             prepared = self._prepared
             if prepared is None or prepared.instr is not instr:
                 # Prepared once per Monitor: setup() may come after decoration.
@@ -245,7 +250,7 @@ def _function_wrapper(func: Callable[P, R], target: _Target) -> Callable[P, R]:
         run = target.begin()
         if run is None:
             return func(*args, **kwargs)
-        token = context.attach(cast("context.Context", run._context))
+        token = context.attach(cast("context.Context", run.otel_context))
         try:
             result = func(*args, **kwargs)
         except BaseException as exc:
@@ -264,7 +269,7 @@ def _coroutine_wrapper(func: Callable[P, Any], target: _Target) -> Callable[P, A
         run = target.begin()
         if run is None:
             return await func(*args, **kwargs)
-        token = context.attach(cast("context.Context", run._context))
+        token = context.attach(cast("context.Context", run.otel_context))
         try:
             result = await func(*args, **kwargs)
         except BaseException as exc:
@@ -289,7 +294,7 @@ def _generator_wrapper(
         run = target.begin()
         if run is None:
             return (yield from gen)
-        ctx = cast("context.Context", run._context)
+        ctx = cast("context.Context", run.otel_context)
         sent: Any = None
         thrown: BaseException | None = None
         while True:
@@ -337,7 +342,7 @@ def _async_generator_wrapper(
             async for item in _passthrough(agen):
                 yield item
             return
-        ctx = cast("context.Context", run._context)
+        ctx = cast("context.Context", run.otel_context)
         sent: Any = None
         thrown: BaseException | None = None
         while True:
@@ -453,7 +458,7 @@ class track_collection:
         if run is None:
             _OPEN.set((*_OPEN.get(), (self, None, None)))
             return _detached_run(self._target.collector_type)
-        token = context.attach(cast("context.Context", run._context))
+        token = context.attach(cast("context.Context", run.otel_context))
         _OPEN.set((*_OPEN.get(), (self, run, token)))
         return run
 
@@ -493,7 +498,6 @@ def _detached_run(collector_type: str) -> Run:
     from opentelemetry.metrics import NoOpMeterProvider  # noqa: PLC0415 - rare error path
     from opentelemetry.trace import NoOpTracerProvider  # noqa: PLC0415
 
-    from gecko_otel._capture.instruments import Instrumentation  # noqa: PLC0415
     from gecko_otel._config import MonitorConfig  # noqa: PLC0415
 
     instr = Instrumentation(NoOpTracerProvider(), NoOpMeterProvider(), MonitorConfig())

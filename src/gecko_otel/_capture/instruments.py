@@ -19,6 +19,7 @@ from datetime import datetime
 from types import MappingProxyType
 from typing import Any, Final
 
+from opentelemetry import metrics, trace
 from opentelemetry.metrics import Histogram, MeterProvider
 from opentelemetry.trace import TracerProvider
 
@@ -27,7 +28,7 @@ from gecko_otel._capture.metadata import REDACTED, MetadataSanitizer
 from gecko_otel._capture.sampling import record_all_runs
 from gecko_otel._config import MonitorConfig, check_collector_type
 from gecko_otel._guard import guarded
-from gecko_otel._history.records import (
+from gecko_otel._values.records import (
     AttributeValue,
     ExecutionStatus,
     FinishedRun,
@@ -270,3 +271,24 @@ def flush_providers(providers: Iterable[object], timeout_millis: int) -> bool:
                 flushed = bool(flush(timeout_millis))
         ok = flushed and ok
     return ok
+
+
+_default: Instrumentation | None = None
+_default_lock = threading.Lock()
+
+
+def default_instrumentation() -> Instrumentation:
+    """Instrumentation on the global OpenTelemetry providers, for runs with no Monitor.
+
+    Without ``setup()`` runs still produce spans and duration metrics through
+    whatever providers the application installed globally (nothing, until it
+    installs some); they just have no history.
+    """
+    global _default  # noqa: PLW0603 - one per process, built on first use
+    if _default is None:
+        with _default_lock:
+            if _default is None:
+                _default = Instrumentation(
+                    trace.get_tracer_provider(), metrics.get_meter_provider(), MonitorConfig()
+                )
+    return _default

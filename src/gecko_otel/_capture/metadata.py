@@ -25,7 +25,8 @@ import re
 from collections.abc import Callable, Iterable, Mapping, Sequence, Set
 from typing import Any, Final, TypeVar
 
-from gecko_otel._history.records import AttributeValue
+from gecko_otel._config import DEFAULT_SENSITIVE_KEYS
+from gecko_otel._values.records import AttributeValue
 
 REDACTED: Final = "[REDACTED]"
 _MAX_JUDGED_KEYS: Final = 4096
@@ -34,24 +35,6 @@ MAX_DEPTH: Final = 4
 #: Key fragments that mark a value as a credential. Keys are compared in
 #: lower case with camelCase split and ``-``, ``.`` and spaces read as ``_``;
 #: a fragment must match whole words of the key (a trailing ``s`` allowed).
-DEFAULT_SENSITIVE_KEYS: Final[tuple[str, ...]] = (
-    "password",
-    "passwd",
-    "passphrase",
-    "pwd",
-    "secret",
-    "token",
-    "api_key",
-    "apikey",
-    "authorization",
-    "auth_header",
-    "credential",
-    "private_key",
-    "access_key",
-    "session_key",
-    "cookie",
-    "signature",
-)
 
 _INT64_MIN: Final = -(2**63)
 _INT64_MAX: Final = 2**63 - 1

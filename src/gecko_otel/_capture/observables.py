@@ -29,7 +29,7 @@ from gecko_otel._guard import guarded
 if TYPE_CHECKING:
     from opentelemetry.metrics import Meter
 
-    from gecko_otel._health.values import CollectorHealth
+    from gecko_otel._values.health import CollectorHealth
     from gecko_otel.typing import MetricReadings
 
 #: Health is read once per collection for the four per-collector gauges.
@@ -149,8 +149,8 @@ class Observables:
 
     def _active(self, source: MetricReadings) -> list[Observation]:
         counts = dict.fromkeys(source.collector_types(), 0)
-        for run in source.active_runs():
-            counts[run.collector_type] = counts.get(run.collector_type, 0) + 1
+        for collector_type in source.active_collector_types():
+            counts[collector_type] = counts.get(collector_type, 0) + 1
         return [Observation(n, {semconv.COLLECTOR_TYPE: name}) for name, n in counts.items()]
 
     def _per_collector(

@@ -27,7 +27,7 @@ from opentelemetry.trace import INVALID_SPAN, Span, Status, StatusCode
 from gecko_otel import semconv
 from gecko_otel._capture.metadata import safe_str
 from gecko_otel._guard import guarded, report_internal_error
-from gecko_otel._history.records import (
+from gecko_otel._values.records import (
     AttributeValue,
     ExecutionStatus,
     FinishedRun,
@@ -195,6 +195,24 @@ class Run:
                 self._metadata = MappingProxyType(own)
             if accepted:
                 self.span.set_attributes(accepted)
+
+    @property
+    def otel_context(self) -> context.Context | None:
+        """The OpenTelemetry Context with this run's span current, until the run ends.
+
+        Attach it where the run's work continues in a thread pool, to parent
+        that work's spans (tasks and ``copy_context`` inherit it already).
+        """
+        return self._context
+
+    @property
+    def thread_id(self) -> int:
+        """The ident of the thread that started the run (0 before it started)."""
+        return self._thread
+
+    def belongs_to(self, instrumentation: object) -> bool:
+        """Whether the run was started by ``instrumentation`` (that is, its Monitor)."""
+        return self._prepared.instr is instrumentation
 
     @property
     def metadata(self) -> Mapping[str, AttributeValue]:

@@ -26,7 +26,7 @@ if TYPE_CHECKING:
     from collections.abc import Callable
 
     from gecko_otel._capture.instruments import Instrumentation
-    from gecko_otel._history.records import FinishedRun
+    from gecko_otel._values.records import FinishedRun
 
 
 class HistorySpanProcessor(SpanProcessor):
@@ -66,7 +66,7 @@ class HistorySpanProcessor(SpanProcessor):
         # Only the forking thread survives fork(); runs other threads had in
         # progress will never end in the child.
         me = threading.get_ident()
-        self._active = {k: run for k, run in self._active.items() if run._thread == me}
+        self._active = {k: run for k, run in self._active.items() if run.thread_id == me}
 
     def on_start(self, span: SDKSpan, parent_context: Context | None = None) -> None:
         if parent_context is None or self._shutdown:
@@ -78,7 +78,7 @@ class HistorySpanProcessor(SpanProcessor):
             if (
                 isinstance(run, Run)
                 and run.span is INVALID_SPAN
-                and run._prepared.instr is self._instrumentation
+                and run.belongs_to(self._instrumentation)
             ):
                 self._active[span.context.span_id] = run
                 self._on_run_start(run.collector_type, run.execution_id)

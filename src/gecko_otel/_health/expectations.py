@@ -29,7 +29,7 @@ from typing import Any, Final
 
 from gecko_otel._config import check_collector_type, check_seconds
 from gecko_otel._guard import at_fork_in_child
-from gecko_otel._health.values import (
+from gecko_otel._values.health import (
     RULE_MISSED_RUN,
     RULE_RUNTIME_EXCEEDED,
     AlertLevel,

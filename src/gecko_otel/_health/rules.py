@@ -34,7 +34,7 @@ from typing import Final
 
 from gecko_otel._config import MonitorConfig, Thresholds, seconds
 from gecko_otel._guard import at_fork_in_child
-from gecko_otel._health.values import (
+from gecko_otel._values.health import (
     RULE_CONSECUTIVE_FAILURES,
     RULE_LOW_SUCCESS_RATE,
     RULE_LOW_THROUGHPUT,
@@ -48,7 +48,7 @@ from gecko_otel._health.values import (
     health_score,
     span_text,
 )
-from gecko_otel._history.records import ExecutionStatus, utc_seconds
+from gecko_otel._values.records import ExecutionStatus, utc_seconds
 
 #: The window is kept as this many buckets, so a run may leave the window up
 #: to 1/BUCKETS of the window early (15 minutes of 24 hours).

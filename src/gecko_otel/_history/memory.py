@@ -19,7 +19,7 @@ from typing import Final
 
 from gecko_otel._config import MonitorConfig, check_seconds
 from gecko_otel._guard import at_fork_in_child
-from gecko_otel._history.records import (
+from gecko_otel._values.records import (
     ExecutionRecord,
     ExecutionStatistics,
     ExecutionStatus,

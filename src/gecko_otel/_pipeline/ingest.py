@@ -28,7 +28,7 @@ from __future__ import annotations
 from collections import deque
 from typing import TYPE_CHECKING, Final
 
-from gecko_otel._history.records import FinishedRun
+from gecko_otel._values.records import FinishedRun
 
 if TYPE_CHECKING:
     from gecko_otel._config import MonitorConfig

@@ -20,12 +20,14 @@ from typing import Any
 
 from gecko_otel._alerts.dispatcher import AlertDispatcher
 from gecko_otel._alerts.engine import AlertEngine
-from gecko_otel._alerts.values import Alert
 from gecko_otel._config import MonitorConfig, check_collector_type, check_seconds, seconds
 from gecko_otel._guard import at_fork_in_child, guarded
 from gecko_otel._health.expectations import Expectation, Schedules
 from gecko_otel._health.rules import BUCKETS, HealthEvaluator
-from gecko_otel._health.values import (
+from gecko_otel._history.memory import History
+from gecko_otel._pipeline.ingest import RunIngest
+from gecko_otel._values.alerts import Alert
+from gecko_otel._values.health import (
     AlertLevel,
     CollectionStatus,
     CollectorHealth,
@@ -33,9 +35,7 @@ from gecko_otel._health.values import (
     SystemHealth,
     worst,
 )
-from gecko_otel._history.memory import History
-from gecko_otel._history.records import ExecutionStatus, FinishedRun
-from gecko_otel._pipeline.ingest import RunIngest
+from gecko_otel._values.records import ExecutionStatus, FinishedRun
 from gecko_otel._worker import Worker
 from gecko_otel.errors import ConfigError
 from gecko_otel.typing import AlertHandler, RunConsumer

@@ -22,16 +22,16 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from typing import TYPE_CHECKING, Any, Final
 
-from gecko_otel._alerts.values import AlertState, Notification
 from gecko_otel._capture.metadata import MetadataSanitizer
 from gecko_otel._config import check_seconds
 from gecko_otel._guard import at_fork_in_child, guarded
-from gecko_otel._history.records import AttributeValue
+from gecko_otel._values.alerts import AlertState, Notification
+from gecko_otel._values.records import AttributeValue
 from gecko_otel.errors import AlertDeliveryError, ConfigError
 from gecko_otel.handlers._http import Endpoint, build_opener, display_url, post_json
 
 if TYPE_CHECKING:
-    from gecko_otel._alerts.values import Alert
+    from gecko_otel._values.alerts import Alert
 
 __all__ = ["AlertmanagerAlertHandler"]
 

@@ -6,13 +6,13 @@ import logging
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Final
 
-from gecko_otel._alerts.values import Notification
 from gecko_otel._capture.metadata import MetadataSanitizer
-from gecko_otel._health.values import AlertLevel
+from gecko_otel._values.alerts import Notification
+from gecko_otel._values.health import AlertLevel
 from gecko_otel.errors import ConfigError
 
 if TYPE_CHECKING:
-    from gecko_otel._alerts.values import Alert
+    from gecko_otel._values.alerts import Alert
 
 __all__ = ["DEFAULT_LEVEL_MAP", "LoggingAlertHandler"]
 
@@ -63,7 +63,7 @@ class LoggingAlertHandler:
     safe to call from several threads at once (``logging`` locks).
 
     Args:
-        logger: A logger or a logger name; ``gecko_otel._alerts.values`` by default.
+        logger: A logger or a logger name; ``gecko_otel._values.alerts`` by default.
         level_map: Logging levels (numbers or names) for some or all alert
             levels (``AlertLevel`` or their names); the rest keep the default.
 

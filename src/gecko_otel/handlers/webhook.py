@@ -27,7 +27,7 @@ from gecko_otel.handlers._http import (
 )
 
 if TYPE_CHECKING:
-    from gecko_otel._alerts.values import Alert
+    from gecko_otel._values.alerts import Alert
 
 # AlertDeliveryError and display_url lived here before; re-exported so imports keep working.
 __all__ = ["AlertDeliveryError", "WebhookAlertHandler", "display_url"]
@@ -66,7 +66,7 @@ class WebhookAlertHandler:
           }
         }
 
-    ``alert`` is `Alert.to_dict() <gecko_otel._alerts.values.Alert.to_dict>`;
+    ``alert`` is `Alert.to_dict() <gecko_otel._values.alerts.Alert.to_dict>`;
     ``version`` changes only if the envelope changes incompatibly. Headers
     sent: ``Content-Type``, ``User-Agent: gecko-otel/<version>``,
     ``Authorization: Basic ...`` when the URL has userinfo, then ``headers``

@@ -30,9 +30,10 @@ from apscheduler.events import (
 )
 from apscheduler.executors.pool import ProcessPoolExecutor
 
-from gecko_otel import _state, semconv
+from gecko_otel import semconv
 from gecko_otel._capture.decorators import track_collection, usable_collector_type
 from gecko_otel._guard import guarded, report_internal_error
+from gecko_otel._setup import installed
 from gecko_otel.errors import ConfigError
 from gecko_otel.scheduling import _apscheduler_runs as runs
 from gecko_otel.scheduling._apscheduler_triggers import Schedule, crontab_of, schedule_of
@@ -231,7 +232,7 @@ class SchedulerHooks:
                 self._warn_process_pools()
 
     def _not_started(self, event: Any, status: str, run_times: Any, reason: str) -> None:
-        monitor = self.monitor if self.monitor is not None else _state.monitor()
+        monitor = self.monitor if self.monitor is not None else installed()
         if monitor is None:
             return
         collector_type = self._collector_type_for_event(event)
@@ -271,7 +272,7 @@ class SchedulerHooks:
         schedule = schedule_of(job)
         if schedule is None:
             return
-        monitor = self.monitor if self.monitor is not None else _state.monitor()
+        monitor = self.monitor if self.monitor is not None else installed()
         if monitor is None:
             return
         collector_type = self.plan(job).collector_type
@@ -300,7 +301,7 @@ class SchedulerHooks:
             if collector_type is None or collector_type in self._declared_jobs.values():
                 return  # unknown, or other jobs still run as this collector
             self._declared.pop(collector_type, None)
-        monitor = self.monitor if self.monitor is not None else _state.monitor()
+        monitor = self.monitor if self.monitor is not None else installed()
         if monitor is not None:
             monitor.unexpect(collector_type)
 

@@ -21,6 +21,7 @@ import logging
 import os
 import sqlite3
 import time
+import weakref
 from importlib import resources
 from typing import Any, Final
 
@@ -154,9 +155,13 @@ def create_store_engine(url: str | URL) -> Engine:
         ) from None
 
 
+#: SQLite engines whose connections are set up already (listeners added once).
+_configured: weakref.WeakSet[Engine] = weakref.WeakSet()
+
+
 def configure_sqlite(engine: Engine) -> None:
     """WAL, pragmas and explicit BEGIN for a SQLite engine (also one you passed in)."""
-    if engine.dialect.name != "sqlite" or getattr(engine, "_gecko_otel_sqlite", False):
+    if engine.dialect.name != "sqlite" or engine in _configured:
         return
 
     @event.listens_for(engine, "connect")
@@ -177,7 +182,7 @@ def configure_sqlite(engine: Engine) -> None:
         immediate = connection.get_execution_options().get(WRITE, False)
         connection.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
 
-    engine._gecko_otel_sqlite = True  # type: ignore[attr-defined]
+    _configured.add(engine)
 
 
 def _set_wal(cursor: Any) -> None:

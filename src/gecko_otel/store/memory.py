@@ -14,10 +14,10 @@ from typing import IO, TYPE_CHECKING, Any
 from gecko_otel.store.export import write_export
 
 if TYPE_CHECKING:
-    from gecko_otel._alerts.values import Alert, AlertState
-    from gecko_otel._health.values import AlertLevel
     from gecko_otel._history.memory import History
-    from gecko_otel._history.records import (
+    from gecko_otel._values.alerts import Alert, AlertState
+    from gecko_otel._values.health import AlertLevel
+    from gecko_otel._values.records import (
         ExecutionRecord,
         ExecutionStatistics,
         ExecutionStatus,

@@ -26,10 +26,10 @@ from sqlalchemy import (
     select,
 )
 
-from gecko_otel._alerts.values import Alert, AlertState
-from gecko_otel._health.values import AlertLevel
 from gecko_otel._history.memory import _STATUS_INDEX, Aggregate
-from gecko_otel._history.records import (
+from gecko_otel._values.alerts import Alert, AlertState
+from gecko_otel._values.health import AlertLevel
+from gecko_otel._values.records import (
     ExecutionRecord,
     ExecutionStatistics,
     ExecutionStatus,

@@ -19,9 +19,9 @@ from datetime import datetime, timedelta
 from types import MappingProxyType
 from typing import Any, Final
 
-from gecko_otel._alerts.values import Alert, AlertState
-from gecko_otel._health.values import AlertLevel
-from gecko_otel._history.records import (
+from gecko_otel._values.alerts import Alert, AlertState
+from gecko_otel._values.health import AlertLevel
+from gecko_otel._values.records import (
     ExecutionRecord,
     ExecutionStatus,
     FinishedRun,

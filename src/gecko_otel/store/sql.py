@@ -20,16 +20,16 @@ from typing import IO, TYPE_CHECKING, Any, Final
 from sqlalchemy import Engine
 from sqlalchemy.exc import DBAPIError
 
-from gecko_otel._alerts.values import Alert, AlertState
 from gecko_otel._config import MonitorConfig, seconds
 from gecko_otel._health.rules import BUCKETS
-from gecko_otel._health.values import AlertLevel
+from gecko_otel._values.alerts import Alert, AlertState
+from gecko_otel._values.health import AlertLevel
 from gecko_otel.store.engine import configure_sqlite, create_store_engine, is_transient
 from gecko_otel.store.store import Store
 from gecko_otel.store.writer import StoreWriter
 
 if TYPE_CHECKING:
-    from gecko_otel._history.records import (
+    from gecko_otel._values.records import (
         ExecutionRecord,
         ExecutionStatistics,
         ExecutionStatus,

@@ -24,7 +24,7 @@ from sqlalchemy import (
     update,
 )
 
-from gecko_otel._alerts.values import AlertState
+from gecko_otel._values.alerts import AlertState
 from gecko_otel.store.rows import _A, _ERROR_STATUSES, _H, _M, _OK_STATUSES
 from gecko_otel.store.schema import (
     UTCDateTime,

@@ -32,10 +32,10 @@ from sqlalchemy import (
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.dialects.postgresql import ARRAY
 
-from gecko_otel._alerts.values import Alert, AlertState
-from gecko_otel._health.values import AlertLevel
 from gecko_otel._history.memory import duration_key
-from gecko_otel._history.records import (
+from gecko_otel._values.alerts import Alert, AlertState
+from gecko_otel._values.health import AlertLevel
+from gecko_otel._values.records import (
     FinishedRun,
     utc_ns,
 )

@@ -44,7 +44,7 @@ from gecko_otel._worker import STOP, Worker
 from gecko_otel.store.engine import is_transient
 
 if TYPE_CHECKING:
-    from gecko_otel._history.records import FinishedRun
+    from gecko_otel._values.records import FinishedRun
     from gecko_otel.store.store import Store
 
 logger = logging.getLogger("gecko_otel.store")
@@ -154,6 +154,16 @@ class StoreWriter:
     def put_health(self, health: Mapping[str, tuple[str, float | None]]) -> None:
         """Queue collectors' health status and score (the newest per collector is written)."""
         self.put(HEALTH, dict(health))
+
+    def flush_at_exit(self) -> None:
+        """At interpreter (or multiprocessing child) exit: queue the owner's last items,
+        then write what is queued, bounded by ``EXIT_TIMEOUT``."""
+        if self._closed or self._pid != os.getpid():
+            return
+        if self.before_exit is not None:
+            with guarded("StoreWriter exit flush"):  # the flush below matters more
+                self.before_exit()
+        self.shutdown(EXIT_TIMEOUT)
 
     def pending(self) -> int:
         """Items not yet written: queued, and in the batch being written or retried."""
@@ -468,10 +478,5 @@ EXIT_TIMEOUT: Final = 10.0
 
 def _flush_at_exit(ref: weakref.ref[StoreWriter]) -> None:
     writer = ref()
-    if writer is None or writer._closed or writer._pid != os.getpid():
-        return
-    before = writer.before_exit
-    if before is not None:
-        with guarded("StoreWriter exit flush"):  # the flush below matters more
-            before()
-    writer.shutdown(EXIT_TIMEOUT)
+    if writer is not None:
+        writer.flush_at_exit()

@@ -15,8 +15,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from gecko_otel._health.values import AlertLevel
-from gecko_otel._history.records import iso
+from gecko_otel._values.health import AlertLevel
+from gecko_otel._values.records import iso
 
 
 class AlertState(str, enum.Enum):

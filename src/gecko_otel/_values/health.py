@@ -19,7 +19,7 @@ from datetime import datetime
 from typing import Any, Final
 
 from gecko_otel._config import Thresholds
-from gecko_otel._history.records import iso
+from gecko_otel._values.records import iso
 from gecko_otel.errors import ConfigError
 
 RULE_CONSECUTIVE_FAILURES: Final = "consecutive_failures"
