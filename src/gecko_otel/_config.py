@@ -14,14 +14,13 @@ import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from dataclasses import field as dataclass_field
-from datetime import timedelta
 from types import MappingProxyType
 from typing import Any, Final
 
+from gecko_otel._checks import Duration, check_seconds
 from gecko_otel.errors import ConfigError
 
 #: Seconds, given as a number or a ``timedelta``; stored as float seconds.
-Duration = float | timedelta
 
 #: Metadata keys whose values are redacted (matched after normalising case and separators).
 DEFAULT_SENSITIVE_KEYS: Final[tuple[str, ...]] = (
@@ -320,75 +319,6 @@ class MonitorConfig:
 def _require_positive_int(field: str, value: object, owner: str = "MonitorConfig") -> None:
     if isinstance(value, bool) or not isinstance(value, int) or value < 1:
         raise ConfigError(f"{owner}.{field} must be a positive integer, got {value!r}")
-
-
-def seconds(value: Duration) -> float:
-    """A duration field's value as float seconds (they are stored normalised)."""
-    return value.total_seconds() if isinstance(value, timedelta) else float(value)
-
-
-#: Longest collector type: it names metric series, alerts and stored rows.
-MAX_COLLECTOR_TYPE_LENGTH: Final = 255
-
-
-def check_collector_type(collector_type: object) -> str:
-    """``collector_type`` if it is a usable collector name: the one rule, applied everywhere.
-
-    Raises:
-        ConfigError: Not a non-empty string, a NUL character, or longer than
-            ``MAX_COLLECTOR_TYPE_LENGTH``.
-    """
-    if not isinstance(collector_type, str) or not collector_type.strip():
-        raise ConfigError(
-            f"collector_type must be a non-empty string, got {collector_type!r}; "
-            "pass a name such as 'pool_collector'"
-        )
-    if "\x00" in collector_type:
-        raise ConfigError(
-            f"collector_type {collector_type!r} contains a NUL character; remove it "
-            "(databases and exporters cannot store it)"
-        )
-    if len(collector_type) > MAX_COLLECTOR_TYPE_LENGTH:
-        raise ConfigError(
-            f"collector_type is {len(collector_type)} characters long; use at most "
-            f"{MAX_COLLECTOR_TYPE_LENGTH} (it names metrics, alerts and stored rows): "
-            f"{collector_type[:40]!r}..."
-        )
-    return collector_type
-
-
-def check_seconds(name: str, value: object, *, allow_zero: bool = False) -> float:
-    """Validate a duration given as seconds (a number) or a ``timedelta``.
-
-    The duration check of the package: ``MonitorConfig``,
-    ``CollectorThresholds`` and the alert handlers use it, so their messages
-    read alike.
-
-    Args:
-        name: What the message calls the value, e.g. ``"MonitorConfig.handler_timeout"``
-            or ``"WebhookAlertHandler: timeout"``.
-        value: The value given.
-        allow_zero: Accept ``0`` (for a wait that may be switched off, such
-            as a backoff); otherwise the value must be more than 0.
-
-    Returns:
-        The value as finite float seconds.
-
-    Raises:
-        ConfigError: ``value`` is not a number or a ``timedelta`` (booleans
-            are refused), is not finite, is negative, or is 0 without
-            ``allow_zero``. The message starts with ``name``.
-    """
-    if isinstance(value, timedelta):
-        total = value.total_seconds()
-    elif isinstance(value, int | float) and not isinstance(value, bool):
-        total = float(value)
-    else:
-        raise ConfigError(f"{name} must be seconds (a number) or a timedelta, got {value!r}")
-    if not math.isfinite(total) or total < 0 or (total == 0 and not allow_zero):
-        bound = "0 or more" if allow_zero else "positive"
-        raise ConfigError(f"{name} must be {bound}, got {value!r}")
-    return total
 
 
 def _number(name: str, value: object, low: float, high: float | None = None) -> float:

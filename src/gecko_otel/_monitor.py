@@ -28,7 +28,8 @@ from gecko_otel._capture.instruments import (
 from gecko_otel._capture.observables import observables_for
 from gecko_otel._capture.run import Run
 from gecko_otel._capture.span_processor import HistorySpanProcessor, attach
-from gecko_otel._config import MonitorConfig, check_seconds
+from gecko_otel._checks import check_seconds
+from gecko_otel._config import MonitorConfig
 from gecko_otel._guard import guarded, internal_error_count
 from gecko_otel._health.expectations import Expectation, expectation_of
 from gecko_otel._history.memory import History, check_limit, check_since, check_status, check_window

@@ -18,7 +18,8 @@ from opentelemetry.sdk.trace import TracerProvider as SDKTracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter
 
 from gecko_otel import _state
-from gecko_otel._config import MonitorConfig, seconds
+from gecko_otel._checks import seconds
+from gecko_otel._config import MonitorConfig
 from gecko_otel._monitor import Monitor
 from gecko_otel.errors import ConfigError
 from gecko_otel.typing import AlertHandler

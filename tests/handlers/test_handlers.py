@@ -32,7 +32,8 @@ from typing import Any
 import pytest
 
 from gecko_otel._capture.metadata import MetadataSanitizer
-from gecko_otel._config import MonitorConfig, seconds
+from gecko_otel._checks import seconds
+from gecko_otel._config import MonitorConfig
 from gecko_otel._values.alerts import Alert, AlertState, Notification
 from gecko_otel._values.health import AlertLevel
 from gecko_otel._version import __version__

@@ -16,27 +16,30 @@ import contextvars
 import functools
 import hashlib
 import inspect
-from collections.abc import AsyncGenerator, Callable, Generator, Mapping
+from collections.abc import Callable, Mapping
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar, cast, overload
 
 from opentelemetry import context
 
 from gecko_otel import _state
-from gecko_otel._capture.instruments import Instrumentation, default_instrumentation
+from gecko_otel._capture.instruments import Instrumentation
 from gecko_otel._capture.run import Run
-from gecko_otel._config import MAX_COLLECTOR_TYPE_LENGTH, check_collector_type
-from gecko_otel._guard import report_internal_error
+from gecko_otel._capture.wrappers import (
+    Target,
+    wrap_async_generator,
+    wrap_coroutine,
+    wrap_function,
+    wrap_generator,
+)
+from gecko_otel._checks import MAX_COLLECTOR_TYPE_LENGTH, check_collector_type
 from gecko_otel._health.expectations import make_expectation
 from gecko_otel.errors import ConfigError
 
 if TYPE_CHECKING:
     from datetime import timedelta, tzinfo
 
-    from gecko_otel._capture.instruments import Prepared
     from gecko_otel.typing import MonitorHandle as Monitor
-
-#: Longest collector type accepted (the store's column width).
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -72,59 +75,6 @@ def _check_metadata(metadata: object) -> Mapping[Any, Any] | None:
             f"metadata must be a mapping such as {{'network': 'solana'}}, got {metadata!r}"
         )
     return metadata
-
-
-class _Target:
-    """What a decorated function or a ``track_collection`` call runs as."""
-
-    __slots__ = (
-        "_prepared",
-        "attributes",
-        "collector_type",
-        "function_name",
-        "metadata",
-        "monitor",
-    )
-
-    def __init__(
-        self,
-        collector_type: str,
-        function_name: str | None,
-        metadata: Mapping[Any, Any] | None,
-        monitor: Monitor | None,
-        attributes: Mapping[str, Any] | None = None,
-    ) -> None:
-        self.collector_type = collector_type
-        self.function_name = function_name
-        self.metadata = metadata
-        self.monitor = monitor
-        self.attributes = attributes
-        self._prepared: Prepared | None = None
-
-    def begin(self) -> Run | None:
-        """A started Run, or None (and the error counted) if starting failed."""
-        try:
-            monitor = self.monitor
-            instr: Instrumentation = (
-                monitor.instrumentation
-                if monitor is not None
-                else _state.installed_instrumentation() or default_instrumentation()
-            )
-            prepared = self._prepared
-            if prepared is None or prepared.instr is not instr:
-                # Prepared once per Monitor: setup() may come after decoration.
-                prepared = self._prepared = instr.prepare(
-                    self.collector_type,
-                    function_name=self.function_name,
-                    metadata=self.metadata,
-                    attributes=self.attributes,
-                )
-            run = Run(prepared)
-            run.start()
-            return run
-        except Exception as exc:  # noqa: BLE001 - the collector must run regardless
-            report_internal_error("collection start", exc)
-            return None
 
 
 # -- the decorator ------------------------------------------------------------
@@ -230,177 +180,19 @@ def _decorate(
     name = collector_type if collector_type is not None else check_collector_type(qualname)
     module = getattr(func, "__module__", None)
     function_name = f"{module}.{qualname}" if module and qualname else qualname
-    target = _Target(name, function_name, metadata, monitor)
+    target = Target(name, function_name, metadata, monitor)
     wrapper: Callable[..., Any]
     if inspect.isasyncgenfunction(func):
-        wrapper = _async_generator_wrapper(func, target)
+        wrapper = wrap_async_generator(func, target)
     elif inspect.isgeneratorfunction(func):
-        wrapper = _generator_wrapper(func, target)
+        wrapper = wrap_generator(func, target)
     elif inspect.iscoroutinefunction(func):
-        wrapper = _coroutine_wrapper(func, target)
+        wrapper = wrap_coroutine(func, target)
     else:
-        wrapper = _function_wrapper(func, target)
+        wrapper = wrap_function(func, target)
     wrapper = functools.wraps(func)(wrapper)
     wrapper.__gecko_otel_collector_type__ = name  # type: ignore[attr-defined]
     return wrapper
-
-
-def _function_wrapper(func: Callable[P, R], target: _Target) -> Callable[P, R]:
-    def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
-        run = target.begin()
-        if run is None:
-            return func(*args, **kwargs)
-        token = context.attach(cast("context.Context", run.otel_context))
-        try:
-            result = func(*args, **kwargs)
-        except BaseException as exc:
-            context.detach(token)
-            run.finish(exc)
-            raise
-        context.detach(token)
-        run.finish(None, result)
-        return result
-
-    return wrapper
-
-
-def _coroutine_wrapper(func: Callable[P, Any], target: _Target) -> Callable[P, Any]:
-    async def wrapper(*args: P.args, **kwargs: P.kwargs) -> Any:
-        run = target.begin()
-        if run is None:
-            return await func(*args, **kwargs)
-        token = context.attach(cast("context.Context", run.otel_context))
-        try:
-            result = await func(*args, **kwargs)
-        except BaseException as exc:
-            context.detach(token)
-            run.finish(exc)
-            raise
-        context.detach(token)
-        run.finish(None, result)
-        return result
-
-    return wrapper
-
-
-def _generator_wrapper(
-    func: Callable[P, Generator[Any, Any, Any]], target: _Target
-) -> Callable[P, Generator[Any, Any, Any]]:
-    # The run's context is current only while the generator's own code runs
-    # (inside send/throw/close), never while the consumer runs between
-    # items, so the consumer's spans are not mistaken for the run's children.
-    def wrapper(*args: P.args, **kwargs: P.kwargs) -> Generator[Any, Any, Any]:
-        gen = func(*args, **kwargs)
-        run = target.begin()
-        if run is None:
-            return (yield from gen)
-        ctx = cast("context.Context", run.otel_context)
-        sent: Any = None
-        thrown: BaseException | None = None
-        while True:
-            token = context.attach(ctx)
-            try:
-                item = gen.send(sent) if thrown is None else gen.throw(thrown)
-            except StopIteration as stop:
-                context.detach(token)
-                run.finish(None, stop.value)
-                return stop.value
-            except BaseException as exc:
-                context.detach(token)
-                run.finish(exc)
-                raise
-            context.detach(token)
-            thrown = None
-            try:
-                sent = yield item
-            except GeneratorExit:
-                # The consumer stopped early (close() or garbage collection):
-                # the run ends with what it did so far.
-                token = context.attach(ctx)
-                try:
-                    gen.close()
-                except BaseException as exc:
-                    context.detach(token)
-                    run.finish(exc)
-                    raise
-                context.detach(token)
-                run.finish()
-                raise
-            except BaseException as exc:  # noqa: BLE001 - relayed into the inner generator
-                thrown, sent = exc, None
-
-    return wrapper
-
-
-def _async_generator_wrapper(
-    func: Callable[P, AsyncGenerator[Any, Any]], target: _Target
-) -> Callable[P, AsyncGenerator[Any, Any]]:
-    async def wrapper(*args: P.args, **kwargs: P.kwargs) -> AsyncGenerator[Any, Any]:
-        agen = func(*args, **kwargs)
-        run = target.begin()
-        if run is None:
-            async for item in _passthrough(agen):
-                yield item
-            return
-        ctx = cast("context.Context", run.otel_context)
-        sent: Any = None
-        thrown: BaseException | None = None
-        while True:
-            token = context.attach(ctx)
-            try:
-                if thrown is None:
-                    item = await agen.asend(sent)
-                else:
-                    item = await agen.athrow(thrown)
-            except StopAsyncIteration:
-                context.detach(token)
-                run.finish()
-                return
-            except BaseException as exc:
-                context.detach(token)
-                run.finish(exc)
-                raise
-            context.detach(token)
-            thrown = None
-            try:
-                sent = yield item
-            except GeneratorExit:
-                token = context.attach(ctx)
-                try:
-                    await agen.aclose()
-                except BaseException as exc:
-                    context.detach(token)
-                    run.finish(exc)
-                    raise
-                context.detach(token)
-                run.finish()
-                raise
-            except BaseException as exc:  # noqa: BLE001 - relayed into the inner generator
-                thrown, sent = exc, None
-
-    return wrapper
-
-
-async def _passthrough(agen: AsyncGenerator[Any, Any]) -> AsyncGenerator[Any, Any]:
-    """Relay ``agen`` faithfully (asend/athrow/aclose) when no run could start."""
-    sent: Any = None
-    thrown: BaseException | None = None
-    while True:
-        try:
-            item = await (agen.asend(sent) if thrown is None else agen.athrow(thrown))
-        except StopAsyncIteration:
-            return
-        thrown = None
-        try:
-            sent = yield item
-        except GeneratorExit:
-            await agen.aclose()
-            raise
-        except BaseException as exc:  # noqa: BLE001 - relayed into the inner generator
-            thrown, sent = exc, None
-
-
-# -- the context manager --------------------------------------------------------
 
 
 #: Blocks of ``track_collection`` open in this thread or asyncio task:
@@ -445,7 +237,7 @@ class track_collection:
         monitor: Monitor | None = None,
         attributes: Mapping[str, Any] | None = None,
     ) -> None:
-        self._target = _Target(
+        self._target = Target(
             check_collector_type(collector_type),
             None,
             _check_metadata(metadata),

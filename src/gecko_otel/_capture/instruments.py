@@ -26,7 +26,8 @@ from opentelemetry.trace import TracerProvider
 from gecko_otel import semconv
 from gecko_otel._capture.metadata import REDACTED, MetadataSanitizer
 from gecko_otel._capture.sampling import record_all_runs
-from gecko_otel._config import MonitorConfig, check_collector_type
+from gecko_otel._checks import check_collector_type
+from gecko_otel._config import MonitorConfig
 from gecko_otel._guard import guarded
 from gecko_otel._values.records import (
     AttributeValue,

@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone, tzinfo
 from typing import Any, Final
 
-from gecko_otel._config import check_collector_type, check_seconds
+from gecko_otel._checks import check_collector_type, check_seconds
 from gecko_otel._guard import at_fork_in_child
 from gecko_otel._values.health import (
     RULE_MISSED_RUN,

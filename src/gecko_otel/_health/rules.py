@@ -1,6 +1,6 @@
 """The health evaluator: incremental per-collector state and the rules.
 
-Every finished run updates its collector's `_CollectorState` in O(1):
+Every finished run updates its collector's `CollectorState` in O(1):
 streaks, last success and failure, and a ring of time buckets covering the
 success-rate window (counts, durations, records), whose running sums make the
 window's success rate, average duration and throughput O(1) to read. Rules
@@ -32,8 +32,10 @@ from collections.abc import Sequence
 from datetime import datetime, timezone
 from typing import Final
 
-from gecko_otel._config import MonitorConfig, Thresholds, seconds
+from gecko_otel._checks import seconds
+from gecko_otel._config import MonitorConfig, Thresholds
 from gecko_otel._guard import at_fork_in_child
+from gecko_otel._health.window import BUCKETS, CollectorState
 from gecko_otel._values.health import (
     RULE_CONSECUTIVE_FAILURES,
     RULE_LOW_SUCCESS_RATE,
@@ -50,113 +52,8 @@ from gecko_otel._values.health import (
 )
 from gecko_otel._values.records import ExecutionStatus, utc_seconds
 
-#: The window is kept as this many buckets, so a run may leave the window up
-#: to 1/BUCKETS of the window early (15 minutes of 24 hours).
-BUCKETS: Final = 96
-
 _NOT_STARTED: Final = frozenset({ExecutionStatus.MISSED, ExecutionStatus.SKIPPED})
 _NONE: Final[list[Condition]] = []  # shared "no condition holds"; never mutated
-
-
-class _CollectorState:
-    """Incremental health state of one collector. Guarded by ``lock``."""
-
-    __slots__ = (
-        "bucket_ids",
-        "consecutive_failures",
-        "dur_count",
-        "dur_sum",
-        "expired_upto",
-        "first_seen",
-        "last_failure",
-        "last_success",
-        "lock",
-        "ok",
-        "records",
-        "skipped",
-        "skipped_at",
-        "started_executions",
-        "sum_dur_count",
-        "sum_dur_sum",
-        "sum_ok",
-        "sum_records",
-        "sum_total",
-        "thresholds",
-        "total",
-        "total_executions",
-    )
-
-    def __init__(self, thresholds: Thresholds, now: float) -> None:
-        self.thresholds = thresholds
-        self.lock = threading.Lock()
-        self.first_seen = now
-        self.last_success: float | None = None
-        self.last_failure: float | None = None
-        self.skipped = False  # a scheduled run was skipped (overlap) and no clean run since
-        self.skipped_at = 0.0
-        self.started_executions = 0
-        self.consecutive_failures = 0
-        self.total_executions = 0
-        self.bucket_ids = [-1] * BUCKETS
-        self.total = [0] * BUCKETS
-        self.ok = [0] * BUCKETS
-        self.dur_sum = [0.0] * BUCKETS
-        self.dur_count = [0] * BUCKETS
-        self.records = [0] * BUCKETS
-        self.sum_total = 0
-        self.sum_ok = 0
-        self.sum_dur_sum = 0.0
-        self.sum_dur_count = 0
-        self.sum_records = 0
-        self.expired_upto = -1  # buckets with ids <= this are out of the sums
-
-    def _drop(self, i: int) -> None:
-        self.sum_total -= self.total[i]
-        self.sum_ok -= self.ok[i]
-        self.sum_dur_sum -= self.dur_sum[i]
-        self.sum_dur_count -= self.dur_count[i]
-        self.sum_records -= self.records[i]
-        self.total[i] = self.ok[i] = self.dur_count[i] = self.records[i] = 0
-        self.dur_sum[i] = 0.0
-
-    def expire(self, bucket: int) -> None:
-        """Take buckets that left the window (ids <= bucket - BUCKETS) out of the sums."""
-        oldest_kept = bucket - BUCKETS + 1
-        if self.expired_upto >= oldest_kept - 1:
-            return
-        if oldest_kept - self.expired_upto > BUCKETS:
-            # A long quiet spell: look at every slot rather than every bucket id.
-            slots: range | list[int] = range(BUCKETS)
-        else:
-            slots = [b % BUCKETS for b in range(self.expired_upto + 1, oldest_kept)]
-        for i in slots:
-            if -1 < self.bucket_ids[i] < oldest_kept:
-                self._drop(i)
-                self.bucket_ids[i] = -1
-        self.expired_upto = oldest_kept - 1
-
-    def add(
-        self, bucket: int, status: ExecutionStatus, duration: float | None, records: int
-    ) -> None:
-        if status in _NOT_STARTED:
-            return  # missed/skipped runs have rules of their own (missed_run, overlap)
-        i = bucket % BUCKETS
-        if self.bucket_ids[i] != bucket:  # first run in this bucket: rotate
-            self.expire(bucket)
-            self._drop(i)
-            self.bucket_ids[i] = bucket
-        self.total[i] += 1
-        self.sum_total += 1
-        if status.is_successful:
-            self.ok[i] += 1
-            self.sum_ok += 1
-        if duration is not None:
-            self.dur_sum[i] += duration
-            self.sum_dur_sum += duration
-            self.dur_count[i] += 1
-            self.sum_dur_count += 1
-        self.records[i] += records
-        self.sum_records += records
 
 
 class HealthEvaluator:
@@ -172,7 +69,7 @@ class HealthEvaluator:
     def __init__(self, config: MonitorConfig) -> None:
         self._config = config
         self._width = seconds(config.success_rate_window) / BUCKETS
-        self._states: dict[str, _CollectorState] = {}
+        self._states: dict[str, CollectorState] = {}
         self._lock = threading.Lock()
         at_fork_in_child(self, "_reset_locks")
 
@@ -185,7 +82,7 @@ class HealthEvaluator:
         """Collectors known to the evaluator, sorted."""
         return sorted(self._states)
 
-    def state(self, collector_type: str, now: float) -> _CollectorState | None:
+    def state(self, collector_type: str, now: float) -> CollectorState | None:
         """The collector's state, created on first sight (None past ``max_collectors``)."""
         state = self._states.get(collector_type)
         if state is not None:
@@ -193,7 +90,7 @@ class HealthEvaluator:
         with self._lock:
             state = self._states.get(collector_type)
             if state is None and len(self._states) < self._config.max_collectors:
-                state = _CollectorState(self._config.thresholds_for(collector_type), now)
+                state = CollectorState(self._config.thresholds_for(collector_type), now)
                 self._states[collector_type] = state
             return state
 
@@ -256,12 +153,12 @@ class HealthEvaluator:
             state.started_executions = total_executions if started else 0
             return True
 
-    def in_current_bucket(self, state: _CollectorState, now: float) -> bool:
+    def in_current_bucket(self, state: CollectorState, now: float) -> bool:
         """Whether a run at ``now`` lands in the bucket the collector's last run did."""
         bucket = int(now // self._width)
         return state.bucket_ids[bucket % BUCKETS] == bucket
 
-    def existing_state(self, collector_type: str) -> _CollectorState | None:
+    def existing_state(self, collector_type: str) -> CollectorState | None:
         """The collector's state if it has one (never creates it)."""
         return self._states.get(collector_type)
 
@@ -353,7 +250,7 @@ class HealthEvaluator:
             return state.thresholds
         return self._config.thresholds_for(collector_type)
 
-    def _conditions(self, state: _CollectorState, now: float) -> list[Condition]:
+    def _conditions(self, state: CollectorState, now: float) -> list[Condition]:
         t = state.thresholds
         out: list[Condition] = []
         if state.consecutive_failures >= t.max_consecutive_failures:

@@ -17,7 +17,8 @@ from collections.abc import Iterable, Iterator
 from datetime import datetime, timedelta, timezone
 from typing import Final
 
-from gecko_otel._config import MonitorConfig, check_seconds
+from gecko_otel._checks import check_seconds
+from gecko_otel._config import MonitorConfig
 from gecko_otel._guard import at_fork_in_child
 from gecko_otel._values.records import (
     ExecutionRecord,

@@ -20,10 +20,12 @@ from typing import Any
 
 from gecko_otel._alerts.dispatcher import AlertDispatcher
 from gecko_otel._alerts.engine import AlertEngine
-from gecko_otel._config import MonitorConfig, check_collector_type, check_seconds, seconds
+from gecko_otel._checks import check_collector_type, check_seconds, seconds
+from gecko_otel._config import MonitorConfig
 from gecko_otel._guard import at_fork_in_child, guarded
 from gecko_otel._health.expectations import Expectation, Schedules
-from gecko_otel._health.rules import BUCKETS, HealthEvaluator
+from gecko_otel._health.rules import HealthEvaluator
+from gecko_otel._health.window import BUCKETS
 from gecko_otel._history.memory import History
 from gecko_otel._pipeline.ingest import RunIngest
 from gecko_otel._values.alerts import Alert

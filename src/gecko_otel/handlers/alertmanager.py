@@ -23,7 +23,7 @@ from datetime import datetime, timedelta, timezone
 from typing import TYPE_CHECKING, Any, Final
 
 from gecko_otel._capture.metadata import MetadataSanitizer
-from gecko_otel._config import check_seconds
+from gecko_otel._checks import check_seconds
 from gecko_otel._guard import at_fork_in_child, guarded
 from gecko_otel._values.alerts import AlertState, Notification
 from gecko_otel._values.records import AttributeValue

@@ -15,7 +15,7 @@ from collections.abc import Mapping
 from datetime import timedelta
 from typing import TYPE_CHECKING, Final
 
-from gecko_otel._config import check_seconds
+from gecko_otel._checks import check_seconds
 from gecko_otel.errors import AlertDeliveryError, ConfigError
 from gecko_otel.handlers._http import (
     Endpoint,

@@ -20,8 +20,9 @@ from typing import IO, TYPE_CHECKING, Any, Final
 from sqlalchemy import Engine
 from sqlalchemy.exc import DBAPIError
 
-from gecko_otel._config import MonitorConfig, seconds
-from gecko_otel._health.rules import BUCKETS
+from gecko_otel._checks import seconds
+from gecko_otel._config import MonitorConfig
+from gecko_otel._health.window import BUCKETS
 from gecko_otel._values.alerts import Alert, AlertState
 from gecko_otel._values.health import AlertLevel
 from gecko_otel.store.engine import configure_sqlite, create_store_engine, is_transient

@@ -1,0 +1,85 @@
+"""Checks of user input shared by every module: durations, collector names.
+
+One rule each, applied everywhere, so their messages read alike and say
+what to change.
+"""
+
+from __future__ import annotations
+
+import math
+from datetime import timedelta
+from typing import Final
+
+from gecko_otel.errors import ConfigError
+
+#: A duration as seconds or a ``timedelta``.
+Duration = float | timedelta
+
+
+def seconds(value: Duration) -> float:
+    """A duration field's value as float seconds (they are stored normalised)."""
+    return value.total_seconds() if isinstance(value, timedelta) else float(value)
+
+
+#: Longest collector type: it names metric series, alerts and stored rows.
+MAX_COLLECTOR_TYPE_LENGTH: Final = 255
+
+
+def check_collector_type(collector_type: object) -> str:
+    """``collector_type`` if it is a usable collector name: the one rule, applied everywhere.
+
+    Raises:
+        ConfigError: Not a non-empty string, a NUL character, or longer than
+            ``MAX_COLLECTOR_TYPE_LENGTH``.
+    """
+    if not isinstance(collector_type, str) or not collector_type.strip():
+        raise ConfigError(
+            f"collector_type must be a non-empty string, got {collector_type!r}; "
+            "pass a name such as 'pool_collector'"
+        )
+    if "\x00" in collector_type:
+        raise ConfigError(
+            f"collector_type {collector_type!r} contains a NUL character; remove it "
+            "(databases and exporters cannot store it)"
+        )
+    if len(collector_type) > MAX_COLLECTOR_TYPE_LENGTH:
+        raise ConfigError(
+            f"collector_type is {len(collector_type)} characters long; use at most "
+            f"{MAX_COLLECTOR_TYPE_LENGTH} (it names metrics, alerts and stored rows): "
+            f"{collector_type[:40]!r}..."
+        )
+    return collector_type
+
+
+def check_seconds(name: str, value: object, *, allow_zero: bool = False) -> float:
+    """Validate a duration given as seconds (a number) or a ``timedelta``.
+
+    The duration check of the package: ``MonitorConfig``,
+    ``CollectorThresholds`` and the alert handlers use it, so their messages
+    read alike.
+
+    Args:
+        name: What the message calls the value, e.g. ``"MonitorConfig.handler_timeout"``
+            or ``"WebhookAlertHandler: timeout"``.
+        value: The value given.
+        allow_zero: Accept ``0`` (for a wait that may be switched off, such
+            as a backoff); otherwise the value must be more than 0.
+
+    Returns:
+        The value as finite float seconds.
+
+    Raises:
+        ConfigError: ``value`` is not a number or a ``timedelta`` (booleans
+            are refused), is not finite, is negative, or is 0 without
+            ``allow_zero``. The message starts with ``name``.
+    """
+    if isinstance(value, timedelta):
+        total = value.total_seconds()
+    elif isinstance(value, int | float) and not isinstance(value, bool):
+        total = float(value)
+    else:
+        raise ConfigError(f"{name} must be seconds (a number) or a timedelta, got {value!r}")
+    if not math.isfinite(total) or total < 0 or (total == 0 and not allow_zero):
+        bound = "0 or more" if allow_zero else "positive"
+        raise ConfigError(f"{name} must be {bound}, got {value!r}")
+    return total
