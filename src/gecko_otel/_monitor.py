@@ -25,7 +25,7 @@ from gecko_otel._capture.instruments import (
     flush_providers,
     not_started_run,
 )
-from gecko_otel._capture.observables import observables_for
+from gecko_otel._capture.observables import Readings, observables_for
 from gecko_otel._capture.run import Run
 from gecko_otel._capture.span_processor import HistorySpanProcessor, attach
 from gecko_otel._checks import check_seconds
@@ -39,7 +39,7 @@ from gecko_otel._values.health import AlertLevel, CollectorHealth, SystemHealth
 from gecko_otel._values.records import ExecutionRecord, ExecutionStatistics, ExecutionStatus
 from gecko_otel.store._open import open_backend
 from gecko_otel.store.export import check_format, open_export
-from gecko_otel.typing import AlertHandler, RunStore
+from gecko_otel.typing import AlertHandler
 
 if TYPE_CHECKING:
     from sqlalchemy import Engine
@@ -130,7 +130,11 @@ class Monitor:
         self._lock = threading.Lock()
         self._started = datetime.now(timezone.utc)
         attach(tracer_provider, self._processor)
-        self._readings = _Readings(pipeline, self._processor, self._store)
+        self._readings = Readings(
+            pipeline,
+            active_runs=self._processor.active_runs,
+            drop_counts=(self._store.counts, pipeline.dispatcher.counts),
+        )
         self._observables = observables_for(meter_provider, self.instrumentation.meter)
         self._observables.serve(self._readings)
         self._store.start(pipeline)
@@ -490,28 +494,3 @@ class Monitor:
     def is_shutdown(self) -> bool:
         """Whether `shutdown` has been called."""
         return self._shutdown
-
-
-class _Readings:
-    """What the observable instruments read (see `MetricReadings`)."""
-
-    def __init__(
-        self, pipeline: RunPipeline, processor: HistorySpanProcessor, store: RunStore
-    ) -> None:
-        self.records_per_collector = pipeline.records_per_collector
-        self.collector_types = pipeline.collector_types
-        self._active_runs = processor.active_runs
-        self.health = pipeline.health
-        self.active_alert_counts = pipeline.engine.active_counts
-        self._dispatcher_counts = pipeline.dispatcher.counts
-        self._store_counts = store.counts
-
-    def active_collector_types(self) -> list[str]:
-        return [run.collector_type for run in self._active_runs()]
-
-    def drop_counts(self) -> dict[str, int]:
-        return {
-            "internal_errors": internal_error_count(),
-            **self._store_counts(),
-            **self._dispatcher_counts(),
-        }

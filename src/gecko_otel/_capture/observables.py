@@ -19,12 +19,12 @@ import threading
 import time
 import weakref
 from collections.abc import Callable, Iterable, Mapping
-from typing import TYPE_CHECKING, Final
+from typing import TYPE_CHECKING, Any, Final
 
 from opentelemetry.metrics import CallbackOptions, MeterProvider, Observation
 
 from gecko_otel import semconv
-from gecko_otel._guard import guarded
+from gecko_otel._guard import guarded, internal_error_count
 
 if TYPE_CHECKING:
     from opentelemetry.metrics import Meter
@@ -188,3 +188,36 @@ class Observables:
             Observation(count, {semconv.DROP_REASON: reason})
             for reason, count in source.drop_counts().items()
         ]
+
+
+class Readings:
+    """A Monitor's `MetricReadings`: what its observable instruments read.
+
+    Args:
+        source: Records, collector types, health and alert counts (the run pipeline).
+        active_runs: The runs in progress (the span processor's).
+        drop_counts: Drop counters to report beside the internal-error count.
+    """
+
+    def __init__(
+        self,
+        source: Any,
+        *,
+        active_runs: Callable[[], Iterable[Any]],
+        drop_counts: Iterable[Callable[[], Mapping[str, int]]],
+    ) -> None:
+        self.records_per_collector = source.records_per_collector
+        self.collector_types = source.collector_types
+        self.health = source.health
+        self.active_alert_counts = source.engine.active_counts
+        self._active_runs = active_runs
+        self._drop_counts = tuple(drop_counts)
+
+    def active_collector_types(self) -> list[str]:
+        return [run.collector_type for run in self._active_runs()]
+
+    def drop_counts(self) -> dict[str, int]:
+        counts = {"internal_errors": internal_error_count()}
+        for read in self._drop_counts:
+            counts.update(read())
+        return counts
