@@ -120,7 +120,7 @@ class Monitor:
             config, history, self._store, clock=clock, handlers=alert_handlers, watchdog=watchdog
         )
         self._processor = HistorySpanProcessor(
-            self.instrumentation, pipeline.add, pipeline.on_run_start
+            self.instrumentation, pipeline.add, pipeline.run_started, pipeline.schedules.watched
         )
         self._custom_metrics = CustomMetrics(self.instrumentation)
         self._providers = (tracer_provider, meter_provider)

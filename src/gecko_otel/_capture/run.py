@@ -99,10 +99,13 @@ class Run:
         execution_id: Unique id of the run (span attribute ``gecko.execution.id``).
         span: The run's OpenTelemetry span (a non-recording span when the SDK
             is disabled).
+        otel_context: The OpenTelemetry Context with the run's span current,
+            until the run ends (then None): attach it where the run's work
+            continues in a thread pool, to parent that work's spans (tasks
+            and ``copy_context`` inherit it already).
     """
 
     __slots__ = (
-        "_context",
         "_dropped_messages",
         "_errors",
         "_lock",
@@ -118,6 +121,7 @@ class Run:
         "error_message",
         "error_type",
         "execution_id",
+        "otel_context",
         "span",
         "status",
     )
@@ -127,7 +131,7 @@ class Run:
         self.collector_type = prepared.collector_type
         self.execution_id = new_execution_id()
         self.span: Span = INVALID_SPAN
-        self._context: context.Context | None = None
+        self.otel_context: context.Context | None = None
         self._records = 0
         self._warnings: list[str] = []
         self._errors: list[str] = []
@@ -197,22 +201,9 @@ class Run:
                 self.span.set_attributes(accepted)
 
     @property
-    def otel_context(self) -> context.Context | None:
-        """The OpenTelemetry Context with this run's span current, until the run ends.
-
-        Attach it where the run's work continues in a thread pool, to parent
-        that work's spans (tasks and ``copy_context`` inherit it already).
-        """
-        return self._context
-
-    @property
     def thread_id(self) -> int:
         """The ident of the thread that started the run (0 before it started)."""
         return self._thread
-
-    def belongs_to(self, instrumentation: object) -> bool:
-        """Whether the run was started by ``instrumentation`` (that is, its Monitor)."""
-        return self._prepared.instr is instrumentation
 
     @property
     def metadata(self) -> Mapping[str, AttributeValue]:
@@ -296,7 +287,7 @@ class Run:
         )
         self.span = span
         ctx = trace.set_span_in_context(span, parent)
-        self._context = ctx
+        self.otel_context = ctx
         self._thread = threading.get_ident()
         self._start = time.perf_counter()
         return ctx
@@ -344,7 +335,7 @@ class Run:
                 discard = self._prepared.instr.discard_run
                 if discard is not None:
                     discard(self)
-            self._context = None  # break the Run -> Context -> Run cycle
+            self.otel_context = None  # break the Run -> Context -> Run cycle
 
     def _record_exception(self, span: Span, exc: BaseException) -> None:
         # Span.record_exception would export str(exc) and the traceback as

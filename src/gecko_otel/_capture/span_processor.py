@@ -23,7 +23,7 @@ from gecko_otel._guard import at_fork_in_child, report_internal_error
 logger = logging.getLogger("gecko_otel.monitor")
 
 if TYPE_CHECKING:
-    from collections.abc import Callable
+    from collections.abc import Callable, Container
 
     from gecko_otel._capture.instruments import Instrumentation
     from gecko_otel._values.records import FinishedRun
@@ -45,6 +45,8 @@ class HistorySpanProcessor(SpanProcessor):
         on_run_start: Called on the starting thread with the collector type
             and execution id of each run that starts (schedule expectations
             resolve ``missed_run`` there); must be O(1) and must not block.
+        watched: The collector types ``on_run_start`` is called for (a live
+            container: schedule expectations add and remove names).
     """
 
     def __init__(
@@ -52,9 +54,11 @@ class HistorySpanProcessor(SpanProcessor):
         instrumentation: Instrumentation,
         on_record: Callable[[FinishedRun], None],
         on_run_start: Callable[[str, str], None],
+        watched: Container[str],
     ) -> None:
         self._on_record = on_record
         self._on_run_start = on_run_start
+        self._watched = watched
         self._instrumentation = instrumentation
         # span_id -> Run. dict get/set/pop are atomic under the GIL, so the
         # hot path takes no lock.
@@ -78,10 +82,12 @@ class HistorySpanProcessor(SpanProcessor):
             if (
                 isinstance(run, Run)
                 and run.span is INVALID_SPAN
-                and run.belongs_to(self._instrumentation)
+                # hot path: an attribute read, not a method call
+                and run._prepared.instr is self._instrumentation  # noqa: SLF001
             ):
                 self._active[span.context.span_id] = run
-                self._on_run_start(run.collector_type, run.execution_id)
+                if run.collector_type in self._watched:  # O(1), no call for most runs
+                    self._on_run_start(run.collector_type, run.execution_id)
         except Exception as exc:  # noqa: BLE001 - must not raise into span creation
             report_internal_error("HistorySpanProcessor.on_start", exc)
 

@@ -22,7 +22,7 @@ extra); never by hand.
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Container
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone, tzinfo
 from typing import Any, Final
@@ -192,7 +192,12 @@ class Schedules:
         # missed. The child starts with none (and a fresh lock); it declares
         # what it runs itself (set up the Monitor after the fork).
         self._lock = threading.Lock()
-        self._entries = {}
+        self._entries.clear()  # in place: `watched` hands out this very dict
+
+    @property
+    def watched(self) -> Container[str]:
+        """The collectors with an expectation: a live view, cheap to test with ``in``."""
+        return self._entries
 
     def expect(
         self,

@@ -72,6 +72,7 @@ class RunPipeline:
         self._config = config
         self._history = history
         self._consumer = consumer
+        self._consumer_add_run = consumer.add_run  # bound once: it is called per run
         self._clock = clock or time.time
         self.evaluator = HealthEvaluator(config)
         self.dispatcher = AlertDispatcher(
@@ -127,7 +128,7 @@ class RunPipeline:
     def add(self, run: FinishedRun) -> None:
         """Take a finished run (on the thread that ended it). O(1) amortised, no I/O."""
         self._ingest.add(run)
-        self._consumer.add_run(run)
+        self._consumer_add_run(run)
 
     def is_quiet(self, run: FinishedRun, ended: float) -> bool:
         """Whether ``run`` can wait in a batch: it cannot fire or resolve an alert alone."""
@@ -147,11 +148,6 @@ class RunPipeline:
     def drain(self) -> None:
         """Process the runs waiting in the ingest (before any query or flush)."""
         self._ingest.drain()
-
-    def on_run_start(self, collector_type: str, execution_id: str) -> None:
-        """A run started (on its thread): only collectors with an expectation care."""
-        if self.schedules.has(collector_type):
-            self.run_started(collector_type, execution_id)
 
     def observe(self, record: FinishedRun, ended: float) -> None:
         """Count a run that ended at unix time ``ended`` and update its alerts. O(1).
