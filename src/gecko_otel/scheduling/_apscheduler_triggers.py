@@ -26,8 +26,7 @@ from apscheduler.triggers.cron.expressions import AllExpression, RangeExpression
 from apscheduler.triggers.cron.fields import MAX_VALUES
 from apscheduler.triggers.interval import IntervalTrigger
 
-#: Grace when the job has no ``misfire_grace_time`` (it may run however late).
-DEFAULT_GRACE: Final = timedelta(seconds=60)
+from gecko_otel._health.expectations import DEFAULT_GRACE
 
 _CRONTAB_FIELDS: Final = ("minute", "hour", "day", "month")
 
@@ -63,8 +62,9 @@ def schedule_of(job: Any) -> Schedule | None:
         zone = trigger.timezone
     if every is None and cron is None:
         return None
+    # A job with no misfire_grace_time may run however late: the default grace.
     misfire = getattr(job, "misfire_grace_time", None)
-    grace = timedelta(seconds=misfire) if misfire is not None else DEFAULT_GRACE
+    grace = timedelta(seconds=misfire if misfire is not None else DEFAULT_GRACE)
     jitter = getattr(trigger, "jitter", None)
     if jitter:
         # A jittered run may start up to ``jitter`` seconds after its slot.
