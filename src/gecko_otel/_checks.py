@@ -12,6 +12,12 @@ from typing import Final
 
 from gecko_otel.errors import ConfigError
 
+#: Most records one run may report: larger counts are clamped to it (and
+#: logged), so totals stay within the int64 that OTLP and the databases hold.
+MAX_RECORDS_PER_RUN: Final = 2**40 - 1
+#: The largest value an OTLP or SQL integer holds; running totals saturate there.
+INT64_MAX: Final = 2**63 - 1
+
 #: A duration as seconds or a ``timedelta``.
 Duration = float | timedelta
 

@@ -26,6 +26,7 @@ from opentelemetry.trace import INVALID_SPAN, Span, Status, StatusCode
 
 from gecko_otel import semconv
 from gecko_otel._capture.metadata import safe_str
+from gecko_otel._checks import MAX_RECORDS_PER_RUN
 from gecko_otel._guard import guarded, report_internal_error
 from gecko_otel._values.records import (
     AttributeValue,
@@ -158,13 +159,13 @@ class Run:
     def records_collected(self, value: int) -> None:
         if self._usable("records_collected", value):
             with self._lock:
-                self._records = value
+                self._records = self._clamped("records_collected", value)
 
     def add_records(self, n: int = 1) -> None:
         """Add ``n`` (a non-negative int) to the records collected."""
         if self._usable("add_records", n):
             with self._lock:
-                self._records += n
+                self._records = self._clamped("add_records", self._records + n)
 
     def warn(self, message: object) -> None:
         """Record a warning: the run ends ``partial`` unless it fails."""
@@ -249,6 +250,18 @@ class Run:
             )
             return False
         return True
+
+    def _clamped(self, what: str, records: int) -> int:
+        if records <= MAX_RECORDS_PER_RUN:
+            return records
+        logger.warning(
+            "gecko_otel: %s: %d records clamped to %d for %r (the most one run may report)",
+            what,
+            records,
+            MAX_RECORDS_PER_RUN,
+            self.collector_type,
+        )
+        return MAX_RECORDS_PER_RUN
 
     def _ended(self, what: str) -> bool:
         if self.status is None:
@@ -397,7 +410,7 @@ class Run:
             )
             return False
         if isinstance(records, int) and not isinstance(records, bool) and records >= 0:
-            self._records = records
+            self._records = self._clamped("result.records_collected", records)
         text = self._prepared.instr.sanitizer.text
         limit = self._prepared.instr.config.max_messages_per_run
         for bucket, messages in ((self._errors, errors), (self._warnings, warnings)):

@@ -17,7 +17,7 @@ from collections.abc import Iterable, Iterator
 from datetime import datetime, timedelta, timezone
 from typing import Final
 
-from gecko_otel._checks import check_seconds
+from gecko_otel._checks import INT64_MAX, check_seconds
 from gecko_otel._config import MonitorConfig
 from gecko_otel._guard import at_fork_in_child
 from gecko_otel._values.records import (
@@ -65,7 +65,7 @@ class Aggregate:
 
     def add(self, record: FinishedRun) -> None:
         self.counts[_STATUS_INDEX[record.status]] += 1
-        self.records += record.records_collected
+        self.records = min(self.records + record.records_collected, INT64_MAX)  # saturates
         duration = record.duration_seconds
         if duration is not None:
             self.duration_sum += duration
@@ -83,7 +83,7 @@ class Aggregate:
             self.counts[i] += count
         self.duration_sum += other.duration_sum
         self.duration_count += other.duration_count
-        self.records += other.records
+        self.records = min(self.records + other.records, INT64_MAX)
         for key, count in other.sketch.items():
             self.sketch[key] = self.sketch.get(key, 0) + count
         if other.first is not None and (self.first is None or other.first < self.first):
