@@ -18,6 +18,12 @@ MAX_RECORDS_PER_RUN: Final = 2**40 - 1
 #: The largest value an OTLP or SQL integer holds; running totals saturate there.
 INT64_MAX: Final = 2**63 - 1
 
+#: The longest duration accepted anywhere: 100 years, well under
+#: ``threading.TIMEOUT_MAX``, so no wait can overflow and kill a thread.
+MAX_DURATION: Final = 100 * 365.25 * 86400
+#: The shortest interval that paces a background thread.
+MIN_INTERVAL: Final = 0.01
+
 #: A duration as seconds or a ``timedelta``.
 Duration = float | timedelta
 
@@ -57,7 +63,9 @@ def check_collector_type(collector_type: object) -> str:
     return collector_type
 
 
-def check_seconds(name: str, value: object, *, allow_zero: bool = False) -> float:
+def check_seconds(
+    name: str, value: object, *, allow_zero: bool = False, minimum: float = 0.0
+) -> float:
     """Validate a duration given as seconds (a number) or a ``timedelta``.
 
     The duration check of the package: ``MonitorConfig``,
@@ -70,6 +78,8 @@ def check_seconds(name: str, value: object, *, allow_zero: bool = False) -> floa
         value: The value given.
         allow_zero: Accept ``0`` (for a wait that may be switched off, such
             as a backoff); otherwise the value must be more than 0.
+        minimum: The least accepted value above 0, for the intervals that
+            pace a background thread (shorter ones would busy-loop a CPU).
 
     Returns:
         The value as finite float seconds.
@@ -88,4 +98,10 @@ def check_seconds(name: str, value: object, *, allow_zero: bool = False) -> floa
     if not math.isfinite(total) or total < 0 or (total == 0 and not allow_zero):
         bound = "0 or more" if allow_zero else "positive"
         raise ConfigError(f"{name} must be {bound}, got {value!r}")
+    if total > MAX_DURATION:
+        raise ConfigError(f"{name} must be at most {MAX_DURATION:.0f} s (100 years), got {value!r}")
+    if 0 < total < minimum or (total == 0 and minimum and not allow_zero):
+        raise ConfigError(
+            f"{name} must be at least {minimum:g} s (shorter would busy-loop), got {value!r}"
+        )
     return total

@@ -17,7 +17,7 @@ from dataclasses import field as dataclass_field
 from types import MappingProxyType
 from typing import Any, Final
 
-from gecko_otel._checks import Duration, check_seconds
+from gecko_otel._checks import MIN_INTERVAL, Duration, check_seconds
 from gecko_otel.errors import ConfigError
 
 #: Seconds, given as a number or a ``timedelta``; stored as float seconds.
@@ -40,6 +40,14 @@ DEFAULT_SENSITIVE_KEYS: Final[tuple[str, ...]] = (
     "session_key",
     "cookie",
     "signature",
+)
+
+#: Intervals that pace a background thread: at least `MIN_INTERVAL`.
+INTERVAL_FIELDS: Final = (
+    "watchdog_interval",
+    "store_flush_interval",
+    "metrics_export_interval",
+    "retention_interval",
 )
 
 #: Fields that can be set globally on MonitorConfig and per collector in
@@ -95,6 +103,12 @@ class Thresholds:
 @dataclass(frozen=True, slots=True, kw_only=True)
 class MonitorConfig:
     """Configuration of a `Monitor`.
+
+    Durations are seconds or a ``timedelta``, positive and at most 100 years;
+    the intervals that pace a background thread (``watchdog_interval``,
+    ``store_flush_interval``, ``metrics_export_interval``,
+    ``retention_interval``) are at least 0.01 s. Anything else is a
+    `ConfigError` when the configuration is built.
 
     Attributes:
         max_history_per_collector: Execution records kept in memory per
@@ -228,22 +242,21 @@ class MonitorConfig:
             )
         object.__setattr__(self, "sensitive_keys", tuple(keys))
         _validate_thresholds(self, "MonitorConfig", allow_none=False)
-        for name in ("success_rate_window", "watchdog_interval", "handler_timeout"):
+        for name in ("success_rate_window", "handler_timeout"):
             object.__setattr__(
                 self, name, check_seconds(f"MonitorConfig.{name}", getattr(self, name))
             )
         _require_positive_int("alert_queue_size", self.alert_queue_size)
         _require_positive_int("store_queue_size", self.store_queue_size)
         _require_positive_int("store_batch_size", self.store_batch_size)
-        for name in (
-            "store_flush_interval",
+        object.__setattr__(
+            self,
             "store_read_timeout",
-            "metrics_export_interval",
-            "retention_interval",
-        ):
-            object.__setattr__(
-                self, name, check_seconds(f"MonitorConfig.{name}", getattr(self, name))
-            )
+            check_seconds("MonitorConfig.store_read_timeout", self.store_read_timeout),
+        )
+        for name in INTERVAL_FIELDS:  # they pace background threads
+            label, value = f"MonitorConfig.{name}", getattr(self, name)
+            object.__setattr__(self, name, check_seconds(label, value, minimum=MIN_INTERVAL))
         for name in ("retention_runs", "retention_metrics", "retention_alerts"):
             if getattr(self, name) is not None:
                 object.__setattr__(
@@ -303,7 +316,7 @@ class MonitorConfig:
                 continue
             try:
                 values[field] = parse(raw.strip())
-            except (ValueError, TypeError) as exc:
+            except (ValueError, TypeError, OverflowError) as exc:
                 raise ConfigError(f"{variable}={raw!r} is invalid: {exc}") from None
         values.update(overrides)
         try:
