@@ -7,6 +7,7 @@ what to change.
 from __future__ import annotations
 
 import math
+import re
 from datetime import timedelta
 from typing import Final
 
@@ -23,6 +24,8 @@ INT64_MAX: Final = 2**63 - 1
 MAX_DURATION: Final = 100 * 365.25 * 86400
 #: The shortest interval that paces a background thread.
 MIN_INTERVAL: Final = 0.01
+
+_SURROGATE: Final = re.compile("[\ud800-\udfff]")
 
 #: A duration as seconds or a ``timedelta``.
 Duration = float | timedelta
@@ -41,7 +44,8 @@ def check_collector_type(collector_type: object) -> str:
     """``collector_type`` if it is a usable collector name: the one rule, applied everywhere.
 
     Raises:
-        ConfigError: Not a non-empty string, a NUL character, or longer than
+        ConfigError: Not a non-empty string, a NUL character or a lone
+            surrogate (neither can be encoded), or longer than
             ``MAX_COLLECTOR_TYPE_LENGTH``.
     """
     if not isinstance(collector_type, str) or not collector_type.strip():
@@ -53,6 +57,12 @@ def check_collector_type(collector_type: object) -> str:
         raise ConfigError(
             f"collector_type {collector_type!r} contains a NUL character; remove it "
             "(databases and exporters cannot store it)"
+        )
+    if _SURROGATE.search(collector_type):
+        raise ConfigError(
+            f"collector_type {collector_type!r} contains a lone surrogate (from os.fsdecode of "
+            "a file name that is not UTF-8?); it cannot be encoded: decode the name as UTF-8 "
+            "with errors='replace'"
         )
     if len(collector_type) > MAX_COLLECTOR_TYPE_LENGTH:
         raise ConfigError(

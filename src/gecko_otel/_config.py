@@ -17,7 +17,7 @@ from dataclasses import field as dataclass_field
 from types import MappingProxyType
 from typing import Any, Final
 
-from gecko_otel._checks import MIN_INTERVAL, Duration, check_seconds
+from gecko_otel._checks import MIN_INTERVAL, Duration, check_collector_type, check_seconds
 from gecko_otel.errors import ConfigError
 
 #: Seconds, given as a number or a ``timedelta``; stored as float seconds.
@@ -275,10 +275,10 @@ class MonitorConfig:
                 f"got {collectors!r}"
             )
         for name, overrides in collectors.items():
-            if not isinstance(name, str) or not name.strip():
-                raise ConfigError(
-                    f"MonitorConfig.collectors keys must be non-empty collector types, got {name!r}"
-                )
+            try:
+                check_collector_type(name)
+            except ConfigError as exc:
+                raise ConfigError(f"MonitorConfig.collectors: {exc}") from None
             if not isinstance(overrides, CollectorThresholds):
                 raise ConfigError(
                     f"MonitorConfig.collectors[{name!r}] must be a CollectorThresholds, "

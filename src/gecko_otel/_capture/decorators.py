@@ -16,9 +16,10 @@ import contextvars
 import functools
 import hashlib
 import inspect
+import re
 from collections.abc import Callable, Mapping
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar, cast, overload
+from typing import TYPE_CHECKING, Any, Final, ParamSpec, TypeVar, cast, overload
 
 from opentelemetry import context
 
@@ -41,6 +42,8 @@ if TYPE_CHECKING:
 
     from gecko_otel.typing import MonitorHandle as Monitor
 
+_UNENCODABLE: Final = re.compile("[\x00\ud800-\udfff]")
+
 P = ParamSpec("P")
 R = TypeVar("R")
 
@@ -48,10 +51,10 @@ R = TypeVar("R")
 def usable_collector_type(name: str) -> str:
     """``name`` made acceptable as a collector type (for names we did not choose, like job ids).
 
-    NUL characters become U+FFFD; a name over the limit is cut and ends in a
-    hash of the whole name, so two long names stay apart.
+    NUL characters and lone surrogates become U+FFFD; a name over the limit
+    is cut and ends in a hash of the whole name, so two long names stay apart.
     """
-    name = name.replace("\x00", "\ufffd")
+    name = _UNENCODABLE.sub("\ufffd", name)
     if len(name) <= MAX_COLLECTOR_TYPE_LENGTH:
         return name
     digest = hashlib.sha256(name.encode("utf-8", "surrogatepass")).hexdigest()[:16]
