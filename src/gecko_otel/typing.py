@@ -54,7 +54,9 @@ class AlertHandler(Protocol):
     is abandoned (left running on its thread) and a fresh thread carries on
     with the next notification, so only then can two calls overlap: a
     handler whose calls may hang should be thread-safe. Exceptions are
-    logged and counted, never propagated.
+    logged and counted, never propagated. An ``async def`` handler is
+    awaited there, in an event loop of its own (``asyncio.run``). The alert
+    is read-only (its ``metadata`` too): every handler gets the same one.
     """
 
     def __call__(self, alert: Alert, /) -> object: ...

@@ -394,7 +394,10 @@ def test_setup_after_shutdown_builds_fresh_providers() -> None:
         ({"handler_timeout": 0}, r"handler_timeout must be positive"),
         ({"alert_queue_size": 0}, r"alert_queue_size must be a positive integer"),
         ({"collectors": ["pools"]}, r"collectors must map collector types"),
-        ({"collectors": {"": CollectorThresholds()}}, r"MonitorConfig.collectors: collector_type must be a non-empty string"),
+        (
+            {"collectors": {"": CollectorThresholds()}},
+            r"MonitorConfig.collectors: collector_type must be a non-empty string",
+        ),
         ({"collectors": {"pools": {"max_consecutive_failures": 5}}}, r"must be a Collector"),
     ],
 )

@@ -11,11 +11,13 @@ counts it. Nothing here ever blocks the caller of `AlertDispatcher.submit`.
 
 from __future__ import annotations
 
+import asyncio
+import inspect
 import logging
 import queue
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Final
 
 from gecko_otel._guard import at_fork_in_child, guarded
@@ -59,7 +61,9 @@ class _Lane:
         generation = self.worker.generation
         self.busy_since = time.monotonic()
         try:
-            self.handler(alert)
+            result = self.handler(alert)
+            if inspect.isawaitable(result):  # an async def handler: run it here, on our thread
+                asyncio.run(_completed(result))
         except Exception as exc:
             self.dispatcher.count("handler_errors")
             logger.warning(
@@ -241,3 +245,7 @@ class AlertDispatcher:
             lane.queue = queue.Queue(maxsize=self._queue_size)
             lane.pending = 0
             lane.busy_since = None
+
+
+async def _completed(awaitable: Awaitable[object]) -> object:
+    return await awaitable

@@ -13,6 +13,7 @@ import enum
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
+from types import MappingProxyType
 from typing import Any
 
 from gecko_otel._values.health import AlertLevel
@@ -60,7 +61,8 @@ class Alert:
             ``stale``, ...).
         message: What is wrong, in plain words.
         timestamp: When the alert fired (same as ``fired_at``).
-        metadata: The figures that triggered it (JSON-serialisable).
+        metadata: The figures that triggered it (JSON-serialisable; read-only:
+            every handler gets the same snapshot).
         state: firing, acknowledged or resolved.
         fired_at: When it fired.
         last_notified_at: When handlers were last told about it.
@@ -91,6 +93,10 @@ class Alert:
     notification: Notification | None = None
     notifications: int = 0
 
+    def __post_init__(self) -> None:
+        # Every handler gets the same snapshot: it must not see another's changes.
+        object.__setattr__(self, "metadata", _read_only(self.metadata))
+
     @property
     def acknowledged(self) -> bool:
         """True once acknowledged (stays true after it resolves)."""
@@ -115,7 +121,7 @@ class Alert:
             "rule": self.rule,
             "message": self.message,
             "timestamp": iso(self.timestamp),
-            "metadata": dict(self.metadata),
+            "metadata": _plain(self.metadata),
             "state": self.state.value,
             "acknowledged": self.acknowledged,
             "resolved": self.resolved,
@@ -136,3 +142,21 @@ def newest_first(local: list[Alert], stored: Iterable[Alert]) -> list[Alert]:
     merged = local + [alert for alert in stored if alert.id not in mine]
     merged.sort(key=lambda a: a.timestamp, reverse=True)
     return merged
+
+
+def _read_only(value: Any) -> Any:
+    """``value`` with every mapping made read-only and every list a tuple, recursively."""
+    if isinstance(value, Mapping):
+        return MappingProxyType({k: _read_only(v) for k, v in value.items()})
+    if isinstance(value, list | tuple):
+        return tuple(_read_only(v) for v in value)
+    return value
+
+
+def _plain(value: Any) -> Any:
+    """The JSON-ready copy of a read-only value (dicts and lists again)."""
+    if isinstance(value, Mapping):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, tuple):
+        return [_plain(v) for v in value]
+    return value
