@@ -22,7 +22,9 @@ from gecko_otel.errors import ConfigError
 
 #: Seconds, given as a number or a ``timedelta``; stored as float seconds.
 
-#: Metadata keys whose values are redacted (matched after normalising case and separators).
+#: Metadata key parts whose values are redacted: a part matches whole words of the key
+#: after case and separators are normalised (``privateKey``, ``x-api-key``,
+#: ``api_key_id`` and ``session_id`` match; ``tokenizer`` and ``author`` do not).
 DEFAULT_SENSITIVE_KEYS: Final[tuple[str, ...]] = (
     "password",
     "passwd",
@@ -40,6 +42,13 @@ DEFAULT_SENSITIVE_KEYS: Final[tuple[str, ...]] = (
     "session_key",
     "cookie",
     "signature",
+    "mnemonic",
+    "seed_phrase",
+    "bearer",
+    "dsn",
+    "jwt",
+    "session",
+    "auth",
 )
 
 #: Intervals that pace a background thread: at least `MIN_INTERVAL`.

@@ -30,6 +30,7 @@ from gecko_otel._values.records import AttributeValue
 
 REDACTED: Final = "[REDACTED]"
 _MAX_JUDGED_KEYS: Final = 4096
+_MAX_CACHED_KEY: Final = 256
 MAX_DEPTH: Final = 4
 
 #: Key fragments that mark a value as a credential. Keys are compared in
@@ -119,7 +120,8 @@ class MetadataSanitizer:
             judged = self._sensitive is not None and bool(
                 self._sensitive.search(_normalise_key(key))
             )
-            if len(self._judged) < _MAX_JUDGED_KEYS:
+            # Short keys only: the cache must not keep megabyte keys alive.
+            if len(key) <= _MAX_CACHED_KEY and len(self._judged) < _MAX_JUDGED_KEYS:
                 self._judged[key] = judged
         return judged
 
@@ -146,13 +148,13 @@ class MetadataSanitizer:
         if isinstance(items, BaseException):  # a broken Mapping is still not fatal
             out["_invalid"] = f"<unreadable metadata: {type(items).__qualname__}>"
             return out
-        self._flatten("", items, out, 0)
+        self._flatten("", items, out, 0, self._work_budget())
         return out
 
     def item(self, key: object, value: object) -> dict[str, AttributeValue]:
         """Sanitize one ``key: value`` pair (flattening it if ``value`` is a mapping)."""
         out: dict[str, AttributeValue] = {}
-        self._flatten("", [(key, value)], out, 0)
+        self._flatten("", [(key, value)], out, 0, self._work_budget())
         return out
 
     def _flatten(
@@ -161,6 +163,7 @@ class MetadataSanitizer:
         items: Sequence[tuple[Any, Any]],
         out: dict[str, AttributeValue],
         depth: int,
+        budget: list[int],
     ) -> None:
         for raw_key, value in items:
             if len(out) >= self._max_entries:
@@ -173,18 +176,24 @@ class MetadataSanitizer:
                 out[key] = REDACTED
             elif isinstance(value, Mapping):
                 if depth + 1 >= MAX_DEPTH:
-                    out[key] = self._json(value)
+                    out[key] = self._json(value, budget)
                 else:
                     nested = attempt(functools.partial(_items, value), lambda _: None)
                     if nested is None:  # an unreadable nested mapping
                         out[key] = self.text(value)
                         continue
-                    self._flatten(f"{key}.", nested, out, depth + 1)
+                    self._flatten(f"{key}.", nested, out, depth + 1, budget)
             else:
-                out[key] = self.value(value)
+                out[key] = self.value(value, budget)
 
-    def value(self, value: object) -> AttributeValue:
-        """One value as a valid attribute value (mappings are JSON-encoded)."""
+    def value(self, value: object, budget: list[int] | None = None) -> AttributeValue:
+        """One value as a valid attribute value (mappings are JSON-encoded).
+
+        ``budget`` (values left to copy) is shared by the values of one call, so
+        the work is bounded by the output however the input nests or repeats.
+        """
+        if budget is None:
+            budget = self._work_budget()
         if isinstance(value, str):
             return self.text(value)
         if isinstance(value, bool | float):
@@ -196,12 +205,12 @@ class MetadataSanitizer:
         if isinstance(value, bytes | bytearray | memoryview):
             return self.text(bytes(value).decode("utf-8", "replace"))
         if isinstance(value, Mapping):
-            return self._json(value)
+            return self._json(value, budget)
         if isinstance(value, Sequence | Set):
-            return self._sequence(value)
+            return self._sequence(value, budget)
         return self.text(value)
 
-    def _sequence(self, values: Iterable[object]) -> AttributeValue:
+    def _sequence(self, values: Iterable[object], budget: list[int]) -> AttributeValue:
         limit = self._max_entries
         items = attempt(
             lambda: [v for _, v in zip(range(limit), values, strict=False)], lambda _: None
@@ -218,29 +227,63 @@ class MetadataSanitizer:
         if items and all(isinstance(v, int | float) and not isinstance(v, bool) for v in items):
             return tuple(float(v) for v in items)  # type: ignore[arg-type]
         return tuple(
-            self._json(v) if isinstance(v, Mapping | list | tuple | Set) else self.text(v)
+            self._json(v, budget) if isinstance(v, Mapping | list | tuple | Set) else self.text(v)
             for v in items
         )
 
-    def _json(self, value: object) -> str:
+    def _work_budget(self) -> list[int]:
+        # Values one call may copy into JSON: a few attributes' worth of output.
+        return [4 * self._max_length]
+
+    def _json(self, value: object, budget: list[int]) -> str:
+        # The JSON is cut to max_length characters, and every value copied adds
+        # at least one: at most max_length values (and what is left of the
+        # call's budget) bounds the work by the output, not by the paths
+        # through the input (a=[a, a] nested n deep has 2**n of them).
+        local = [min(self._max_length, max(budget[0], 0))]
         text = attempt(
-            lambda: json.dumps(self._redacted(value, 0), default=safe_str, ensure_ascii=False),
+            lambda: json.dumps(
+                self._redacted(value, 0, local, set()), default=safe_str, ensure_ascii=False
+            ),
             lambda _: f"<unencodable {type(value).__qualname__}>",
         )
+        budget[0] -= min(self._max_length, max(budget[0], 0)) - max(local[0], 0)
         return self.text(text)
 
-    def _redacted(self, value: object, depth: int) -> object:
-        """A JSON-ready copy of ``value`` with credential keys masked, bounded in depth."""
+    def _redacted(self, value: object, depth: int, budget: list[int], path: set[int]) -> object:
+        """A JSON-ready copy of ``value`` with credential keys masked, bounded in depth and in
+        values copied (``budget``); a container inside itself (``path``) is not followed."""
+        budget[0] -= 1
+        if budget[0] < 0:
+            return "..."
         if depth > 32:
             return "<too deep>"
-        if isinstance(value, Mapping):
-            copy: dict[str, object] = {}
-            for raw_key, item in list(value.items())[: self._max_entries]:
-                key = safe_str(raw_key)
-                copy[key] = REDACTED if self.is_sensitive(key) else self._redacted(item, depth + 1)
-            return copy
-        if isinstance(value, list | tuple | Set):
-            return [self._redacted(item, depth + 1) for item in list(value)[: self._max_entries]]
         if value is None or isinstance(value, str | bool | int | float):
             return value
-        return safe_str(value)
+        if not isinstance(value, Mapping | list | tuple | Set):
+            return safe_str(value)
+        if id(value) in path:
+            return "<cycle>"
+        path.add(id(value))
+        try:
+            if isinstance(value, Mapping):
+                copy: dict[str, object] = {}
+                for raw_key, item in list(value.items())[: self._max_entries]:
+                    key = safe_str(raw_key)
+                    copy[key] = (
+                        REDACTED
+                        if self.is_sensitive(key)
+                        else self._redacted(item, depth + 1, budget, path)
+                    )
+                    if budget[0] < 0:
+                        break
+                return copy
+            items = list(value)[: self._max_entries]
+            out: list[object] = []
+            for item in items:
+                out.append(self._redacted(item, depth + 1, budget, path))
+                if budget[0] < 0:
+                    break
+            return out
+        finally:
+            path.discard(id(value))
