@@ -99,13 +99,17 @@ def test_credentials_redacted_in_nested_and_sequences() -> None:
     assert out == {"credentials": REDACTED, "db.password": REDACTED}
     deep = sanitize({"a": {"b": {"c": {"d": [{"secret": "s", "ok": 1}]}}}})
     assert deep == {"a.b.c.d": ('{"secret": "[REDACTED]", "ok": 1}',)}
-    listed = sanitize({"pools": [{"id": 1, "auth": {"token": "t"}}, "plain"]})
-    assert listed == {"pools": ('{"id": 1, "auth": {"token": "[REDACTED]"}}', "plain")}
+    listed = sanitize({"pools": [{"id": 1, "login": {"token": "t"}}, "plain"]})
+    assert listed == {"pools": ('{"id": 1, "login": {"token": "[REDACTED]"}}', "plain")}
+    assert sanitize({"auth": {"user": "u"}}) == {"auth": REDACTED}  # a credential key part
 
 
 def test_url_passwords_masked() -> None:
-    out = sanitize({"dsn": "postgresql://gecko:s3cr3t@db:5432/x", "url": "https://example/"})
-    assert out == {"dsn": f"postgresql://gecko:{REDACTED}@db:5432/x", "url": "https://example/"}
+    out = sanitize({"database": "postgresql://gecko:s3cr3t@db:5432/x", "url": "https://example/"})
+    assert out == {
+        "database": f"postgresql://gecko:{REDACTED}@db:5432/x",
+        "url": "https://example/",
+    }
 
 
 def test_huge_values_truncated_and_entries_bounded() -> None:
