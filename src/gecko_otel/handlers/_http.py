@@ -85,24 +85,45 @@ class Endpoint:
 
 
 def display_url(url: str) -> str:
-    """``url`` as it may be logged: the userinfo password masked.
+    """``url`` as it may be logged, in ``repr()`` or ``.url``: its secrets masked.
 
-    Uses `MetadataSanitizer.mask`; a userinfo without a password is
-    usually a token (``https://TOKEN@host``) and is masked whole, and so is
-    a userinfo the masking pattern cannot follow (a raw ``@`` in the password).
+    The userinfo password (a userinfo without one is usually a token,
+    ``https://TOKEN@host``, and is masked whole, as is one the pattern cannot
+    follow); every query value (``?token=...``, ``?sig=...``); the fragment;
+    and path segments that look like secrets (Slack's
+    ``/services/T.../B.../XXXX``, Discord's ``/webhooks/ID/TOKEN``): any
+    segment of 16 characters or more, or of 8 or more with a digit.
     """
     masked = MetadataSanitizer.mask(url)
     scheme, sep, rest = masked.partition("://")
     if not sep:
         return masked
     end = next((i for i, ch in enumerate(rest) if ch in "/?#"), len(rest))
-    userinfo, at, host = rest[:end].rpartition("@")
-    if not at:
-        return masked
-    user, colon, password = userinfo.partition(":")
-    if not colon or "@" in user or password != REDACTED:
-        userinfo = REDACTED
-    return f"{scheme}://{userinfo}@{host}{rest[end:]}"
+    authority, tail = rest[:end], rest[end:]
+    userinfo, at, host = authority.rpartition("@")
+    if at:
+        user, colon, password = userinfo.partition(":")
+        if not colon or "@" in user or password != REDACTED:
+            userinfo = REDACTED
+        authority = f"{userinfo}@{host}"
+    return f"{scheme}://{authority}{_masked_tail(tail)}"
+
+
+def _masked_tail(tail: str) -> str:
+    path, _, fragment = tail.partition("#")
+    path, question, query = path.partition("?")
+    segments = [REDACTED if _secret_like(seg) else seg for seg in path.split("/")]
+    out = "/".join(segments)
+    if question:
+        pairs = [pair.partition("=") for pair in query.split("&")]
+        out += "?" + "&".join(f"{k}={REDACTED}" if eq else k for k, eq, _ in pairs)
+    if fragment:
+        out += "#" + REDACTED
+    return out
+
+
+def _secret_like(segment: str) -> bool:
+    return len(segment) >= 16 or (len(segment) >= 8 and any(ch.isdigit() for ch in segment))
 
 
 def validate_headers(headers: Mapping[str, str] | None, owner: str) -> dict[str, str]:

@@ -36,10 +36,12 @@ from sqlalchemy.exc import (
     TimeoutError,
 )
 
+from gecko_otel._capture.metadata import MetadataSanitizer
 from gecko_otel.errors import ConfigError
 from gecko_otel.store.schema import HEAD_REVISION, VERSION_TABLE
 
 logger = logging.getLogger("gecko_otel.store")
+_SANITIZER: Final = MetadataSanitizer()
 
 #: Execution option that makes a SQLite transaction ``BEGIN IMMEDIATE``.
 WRITE: Final = "gecko_otel_write"
@@ -299,6 +301,25 @@ def _known_revisions() -> frozenset[str]:
 def _safe(url: object) -> str:
     """``url`` as text with any password masked (for messages)."""
     try:
-        return make_url(str(url)).render_as_string(hide_password=True)
+        return safe_url(make_url(str(url)))
     except (ArgumentError, ValueError, TypeError):  # no password we can find in it
         return "<unparseable>"
+
+
+#: Query parameters of a database URL that hold a secret (libpq's, and any
+#: whose name is a credential key part).
+_SECRET_PARAMS: Final = frozenset({"password", "sslpassword", "passfile", "sslkey"})
+
+
+def safe_url(url: URL) -> str:
+    """A database URL as it may be logged or exported: the password masked, in the
+    userinfo and in the query (``?password=...``, ``?sslpassword=...``)."""
+    sanitizer = _SANITIZER
+    hidden = {
+        key: "***"  # as SQLAlchemy masks the userinfo password
+        for key in url.query
+        if key.lower() in _SECRET_PARAMS or sanitizer.is_sensitive(key)
+    }
+    if hidden:
+        url = url.update_query_dict(hidden)
+    return url.render_as_string(hide_password=True)

@@ -40,7 +40,7 @@ from gecko_otel._values.records import (
     utc_ns,
 )
 from gecko_otel.errors import ConfigError
-from gecko_otel.store.engine import WRITE, migrate
+from gecko_otel.store.engine import WRITE, migrate, safe_url
 from gecko_otel.store.queries import StoreQueries
 from gecko_otel.store.rows import (
     _A,
@@ -125,7 +125,7 @@ class Store(StoreQueries):
 
     def describe(self) -> str:
         """The database URL with any password masked."""
-        return self.engine.url.render_as_string(hide_password=True)
+        return safe_url(self.engine.url)
 
     def close(self) -> None:
         """Release the connections (and the engine, when the Store made it)."""
