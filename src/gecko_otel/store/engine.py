@@ -187,6 +187,50 @@ def configure_sqlite(engine: Engine) -> None:
     _configured.add(engine)
 
 
+#: SQLite files found sound, by (real path, size, modification time).
+_checked: set[tuple[str, int, int]] = set()
+
+
+def check_sqlite_integrity(engine: Engine) -> None:
+    """Refuse a SQLite file that is not a database or is corrupt (``PRAGMA quick_check``).
+
+    Writing into a corrupt file would look healthy while losing data. The
+    check reads the whole file once, at start (about a second per few
+    hundred MB).
+
+    Raises:
+        ConfigError: The file is damaged; the message says where it is and
+            what to do.
+    """
+    if engine.dialect.name != "sqlite":
+        return
+    path = engine.url.database
+    if not path or path == ":memory:" or not os.path.exists(path) or not os.path.getsize(path):
+        return
+    stat = os.stat(path)
+    identity = (os.path.realpath(path), stat.st_size, stat.st_mtime_ns)
+    if identity in _checked:  # setup() checks first, then the Monitor: read it once
+        return
+    problem: str | None = None
+    try:
+        with engine.connect() as connection:
+            rows = connection.exec_driver_sql("PRAGMA quick_check").fetchall()
+        if [tuple(r) for r in rows] != [("ok",)]:
+            problem = "; ".join(str(r[0]) for r in rows[:3])
+    except DBAPIError as exc:
+        if is_transient(exc) and "not a database" not in str(exc) and "malformed" not in str(exc):
+            raise
+        problem = str(exc.orig) if exc.orig is not None else str(exc)
+    if problem is not None:
+        problem = " ".join(problem.split())  # one line
+        raise ConfigError(
+            f"the SQLite store {path} is damaged ({problem[:200]}); gecko-otel will not write "
+            "into it: move the file aside (or restore a backup) and start again, "
+            "and a new store is created"
+        )
+    _checked.add(identity)
+
+
 def _set_wal(cursor: Any) -> None:
     """``journal_mode = WAL``, retried: on a new file, connections opening it
     together can get "database is locked" at once, without the busy timeout."""
@@ -222,6 +266,7 @@ def preflight(database: str | URL | Engine) -> None:
         )
     try:
         configure_sqlite(engine)
+        check_sqlite_integrity(engine)
         migrate(engine)
     except DBAPIError as exc:
         if not is_transient(exc):

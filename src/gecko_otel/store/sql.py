@@ -25,7 +25,12 @@ from gecko_otel._config import MonitorConfig
 from gecko_otel._health.window import BUCKETS
 from gecko_otel._values.alerts import Alert, AlertState
 from gecko_otel._values.health import AlertLevel
-from gecko_otel.store.engine import configure_sqlite, create_store_engine, is_transient
+from gecko_otel.store.engine import (
+    check_sqlite_integrity,
+    configure_sqlite,
+    create_store_engine,
+    is_transient,
+)
 from gecko_otel.store.store import Store
 from gecko_otel.store.writer import StoreWriter
 
@@ -54,8 +59,9 @@ def open_store(
     """The Store, and whether its schema is current; before anything else starts.
 
     Raises:
-        ConfigError: The URL is unusable, its driver is missing, or the
-            database was written by a newer gecko-otel; nothing is left open.
+        ConfigError: The URL is unusable, its driver is missing, the database
+            was written by a newer gecko-otel, or a SQLite file is damaged;
+            nothing is left open.
     """
     if isinstance(database, Engine):
         engine, owned = database, False
@@ -70,6 +76,7 @@ def open_store(
     opened = False
     try:
         configure_sqlite(engine)
+        check_sqlite_integrity(engine)
         store.ensure_schema()
         opened = True
     except DBAPIError as exc:
