@@ -196,6 +196,13 @@ class MonitorConfig:
             time) are deleted; active alerts are always kept.
         retention_interval: Seconds between automatic cleanups (the first
             runs one interval after start).
+        shutdown_timeout: Seconds ``Monitor.shutdown()`` (and so interpreter
+            exit and SIGTERM) may take in all: handlers, exporters and the
+            store share it; what is not delivered by then is logged.
+        handle_sigterm: With ``setup()``, a SIGTERM first shuts the Monitor
+            down (bounded by ``shutdown_timeout``), then the process ends as
+            it would have: the application's own handler runs, or the
+            default action kills it with the same status.
     """
 
     max_history_per_collector: int = 1000
@@ -226,6 +233,8 @@ class MonitorConfig:
     retention_metrics: Duration | None = 30 * 86400.0
     retention_alerts: Duration | None = 90 * 86400.0
     retention_interval: Duration = 3600.0
+    shutdown_timeout: Duration = 5.0
+    handle_sigterm: bool = True
     # Compared but not hashed (a mapping has no hash), and stored read-only.
     collectors: Mapping[str, CollectorThresholds] = dataclass_field(
         default_factory=dict, hash=False
@@ -258,11 +267,13 @@ class MonitorConfig:
         _require_positive_int("alert_queue_size", self.alert_queue_size)
         _require_positive_int("store_queue_size", self.store_queue_size)
         _require_positive_int("store_batch_size", self.store_batch_size)
-        object.__setattr__(
-            self,
-            "store_read_timeout",
-            check_seconds("MonitorConfig.store_read_timeout", self.store_read_timeout),
-        )
+        for name in ("store_read_timeout", "shutdown_timeout"):
+            label = f"MonitorConfig.{name}"
+            object.__setattr__(self, name, check_seconds(label, getattr(self, name)))
+        if not isinstance(self.handle_sigterm, bool):
+            raise ConfigError(
+                f"MonitorConfig.handle_sigterm must be True or False, got {self.handle_sigterm!r}"
+            )
         for name in INTERVAL_FIELDS:  # they pace background threads
             label, value = f"MonitorConfig.{name}", getattr(self, name)
             object.__setattr__(self, name, check_seconds(label, value, minimum=MIN_INTERVAL))
@@ -369,6 +380,15 @@ def _validate_thresholds(obj: Any, owner: str, *, allow_none: bool) -> None:
             object.__setattr__(obj, name, check_seconds(label, value))
 
 
+def _boolean(raw: str) -> bool:
+    value = raw.strip().lower()
+    if value in ("1", "true", "yes", "on"):
+        return True
+    if value in ("0", "false", "no", "off"):
+        return False
+    raise ValueError("use true or false")
+
+
 def _csv(raw: str) -> tuple[str, ...]:
     parts = tuple(part.strip() for part in raw.split(",") if part.strip())
     if not parts:
@@ -412,4 +432,6 @@ ENV_VARS: Final[dict[str, tuple[str, Callable[[str], Any]]]] = {
     "retention_metrics": ("GECKO_OTEL_RETENTION_METRICS", _optional_seconds),
     "retention_alerts": ("GECKO_OTEL_RETENTION_ALERTS", _optional_seconds),
     "retention_interval": ("GECKO_OTEL_RETENTION_INTERVAL", float),
+    "shutdown_timeout": ("GECKO_OTEL_SHUTDOWN_TIMEOUT", float),
+    "handle_sigterm": ("GECKO_OTEL_HANDLE_SIGTERM", _boolean),
 }

@@ -140,3 +140,22 @@ def at_fork_in_child(obj: object, method: str) -> None:
                 getattr(target, method)()
 
     os.register_at_fork(after_in_child=reset)
+
+
+def finish_within(call: Callable[[], object], timeout: float) -> bool:
+    """Run ``call`` on a daemon thread and wait at most ``timeout`` seconds for it.
+
+    For shutting down what may hang (an exporter stuck on an unreachable
+    endpoint): True if it finished in time, False if it was left running.
+    Its errors are reported as internal errors.
+    """
+    done = threading.Event()
+
+    def run() -> None:
+        with guarded(f"{getattr(call, '__qualname__', 'call')} at shutdown"):
+            call()
+        done.set()
+
+    thread = threading.Thread(target=run, name="gecko-otel-shutdown", daemon=True)
+    thread.start()
+    return done.wait(max(0.0, timeout))

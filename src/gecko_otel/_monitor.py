@@ -12,9 +12,10 @@ from __future__ import annotations
 import logging
 import os
 import threading
+import time
 from collections.abc import Callable, Iterable, Mapping
 from datetime import datetime, timedelta, timezone, tzinfo
-from typing import IO, TYPE_CHECKING, Any, Final
+from typing import IO, TYPE_CHECKING, Any
 
 from opentelemetry.metrics import MeterProvider
 from opentelemetry.trace import TracerProvider
@@ -28,9 +29,9 @@ from gecko_otel._capture.instruments import (
 from gecko_otel._capture.observables import Readings, observables_for
 from gecko_otel._capture.run import Run
 from gecko_otel._capture.span_processor import HistorySpanProcessor, attach
-from gecko_otel._checks import check_seconds
+from gecko_otel._checks import check_seconds, seconds
 from gecko_otel._config import MonitorConfig
-from gecko_otel._guard import guarded, internal_error_count
+from gecko_otel._guard import finish_within, guarded, internal_error_count
 from gecko_otel._health.expectations import Expectation, expectation_of
 from gecko_otel._history.memory import History, check_limit, check_since, check_status, check_window
 from gecko_otel._pipeline.pipeline import RunPipeline
@@ -47,9 +48,6 @@ if TYPE_CHECKING:
     from gecko_otel.store.metrics import StoreMetricExporter
 
 logger = logging.getLogger("gecko_otel.monitor")
-
-#: Seconds shutdown() gives the store to write what is queued.
-STORE_SHUTDOWN_TIMEOUT: Final = 10.0
 
 
 class Monitor:
@@ -467,28 +465,49 @@ class Monitor:
         if not self._shutdown:
             self._flush(5_000)
 
-    def shutdown(self) -> None:
+    def shutdown(self, timeout_millis: int | None = None) -> None:
         """Flush, stop recording, and shut down the providers the Monitor created
-        (others are flushed and left running). Idempotent."""
+        (others are flushed and left running). Idempotent.
+
+        Everything shares one deadline, ``timeout_millis`` or
+        ``config.shutdown_timeout``: notifications, exporters and the store.
+        An exporter that has not finished by then is left to finish in the
+        background; runs the store could not write are counted and logged.
+        """
         with self._lock:
             if self._shutdown:
                 return
             self._shutdown = True
+        budget = (
+            timeout_millis / 1000
+            if timeout_millis is not None
+            else seconds(self.config.shutdown_timeout)
+        )
+        deadline = time.monotonic() + max(0.0, budget)
+
+        def left() -> float:
+            return max(0.0, deadline - time.monotonic())
+
         if self._on_shutdown is not None:
             with guarded("Monitor.shutdown"):
                 self._on_shutdown(self)
         # The observables keep reporting through the final flush and the final
         # collection a MeterProvider makes as it shuts down; the store gets
-        # its own bounded wait last, after the last changes.
-        self._flush(30_000)
-        for provider in self._owned:
-            with guarded("Monitor.shutdown"):
-                provider.shutdown()
+        # what is left of the deadline last, after the last changes.
+        self._flush(int(left() * 1000 * 0.5))
+        late = [p for p in self._owned if not finish_within(p.shutdown, left() * 0.5)]
         self._processor.shutdown()
-        self._pipeline.shutdown()
+        self._pipeline.shutdown(left() * 0.5)
         self._observables.release(self._readings)
         self._pipeline.drain()
-        self._store.shutdown(STORE_SHUTDOWN_TIMEOUT)
+        self._store.shutdown(left())
+        if late:
+            logger.warning(
+                "gecko_otel: shutdown deadline (%.1f s) reached while %s still exported; "
+                "what they had not sent may be lost",
+                budget,
+                ", ".join(type(p).__name__ for p in late),
+            )
 
     @property
     def is_shutdown(self) -> bool:

@@ -6,8 +6,11 @@ import atexit
 import functools
 import logging
 import os
+import signal
+import threading
 import weakref
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
+from types import FrameType
 from typing import TYPE_CHECKING, Any, cast
 
 from opentelemetry import metrics, trace
@@ -20,6 +23,7 @@ from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter
 from gecko_otel import _state
 from gecko_otel._checks import seconds
 from gecko_otel._config import MonitorConfig
+from gecko_otel._guard import guarded
 from gecko_otel._monitor import Monitor
 from gecko_otel.errors import ConfigError
 from gecko_otel.typing import AlertHandler
@@ -135,7 +139,46 @@ def setup(
             current.shutdown()
 
     atexit.register(shutdown_at_exit)
+    if monitor.config.handle_sigterm:
+        flush_on_sigterm(ref)
     return monitor
+
+
+def flush_on_sigterm(ref: weakref.ref[Monitor]) -> None:
+    """On SIGTERM, shut the Monitor down (bounded), then end as the process would have.
+
+    systemd, ``docker stop`` and Kubernetes stop a process with SIGTERM, whose
+    default action ends it at once: no ``atexit`` hook runs, so queued runs
+    and spans were lost uncounted. The handler shuts the Monitor down within
+    ``shutdown_timeout``, then hands the signal on: to the handler that was
+    installed before (it runs as before), or, with the default action, by
+    restoring it and sending SIGTERM again, so the exit status is the same as
+    without gecko-otel. Only from the main thread, and not when SIGTERM is
+    ignored or handled outside Python.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        return
+    previous = signal.getsignal(signal.SIGTERM)
+    if previous is None or previous is signal.SIG_IGN or previous in _sigterm_handlers:
+        return
+
+    def on_sigterm(signum: int, frame: FrameType | None) -> None:
+        current = ref()
+        if current is not None:
+            with guarded("SIGTERM shutdown"):
+                current.shutdown()
+        if callable(previous):
+            previous(signum, frame)
+            return
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        os.kill(os.getpid(), signal.SIGTERM)
+
+    _sigterm_handlers.append(on_sigterm)
+    signal.signal(signal.SIGTERM, on_sigterm)
+
+
+#: The SIGTERM handlers setup() installed (a later setup() does not chain a second).
+_sigterm_handlers: list[Callable[[int, FrameType | None], None]] = []
 
 
 def get_monitor() -> Monitor | None:
@@ -167,7 +210,9 @@ def _resource(service_name: str | None) -> Resource:
 
 
 def _new_tracer_provider(service_name: str | None, owned: list[Any]) -> SDKTracerProvider:
-    provider = SDKTracerProvider(resource=_resource(service_name))
+    # Shut down by the Monitor within its deadline, not by the SDK's own
+    # unbounded exit hook.
+    provider = SDKTracerProvider(resource=_resource(service_name), shutdown_on_exit=False)
     exporter = _span_exporter(os.environ)
     if exporter is not None:
         provider.add_span_processor(BatchSpanProcessor(exporter))
@@ -186,7 +231,7 @@ def _new_meter_provider(
     exporter = _metric_exporter(os.environ)
     readers = [PeriodicExportingMetricReader(exporter)] if exporter is not None else []
     readers.extend(extra_readers or ())
-    provider = SDKMeterProvider(resource=resource, metric_readers=readers)
+    provider = SDKMeterProvider(resource=resource, metric_readers=readers, shutdown_on_exit=False)
     _install_global(metrics.set_meter_provider, metrics.get_meter_provider, provider)
     owned.append(provider)
     return provider

@@ -81,6 +81,8 @@ def test_from_env_reads_every_variable_in_the_table() -> None:
         "GECKO_OTEL_RETENTION_METRICS": "off",
         "GECKO_OTEL_RETENTION_ALERTS": "604800",
         "GECKO_OTEL_RETENTION_INTERVAL": "600",
+        "GECKO_OTEL_SHUTDOWN_TIMEOUT": "2.5",
+        "GECKO_OTEL_HANDLE_SIGTERM": "off",
     }
     assert {var for var, _ in ENV_VARS.values()} == set(env)
     config = MonitorConfig.from_env(env)
@@ -113,6 +115,8 @@ def test_from_env_reads_every_variable_in_the_table() -> None:
         retention_metrics=None,
         retention_alerts=604800,
         retention_interval=600,
+        shutdown_timeout=2.5,
+        handle_sigterm=False,
     )
     assert MonitorConfig.from_env(env, max_collectors=7).max_collectors == 7
     assert MonitorConfig.from_env({"GECKO_OTEL_MAX_COLLECTORS": " "}) == MonitorConfig()

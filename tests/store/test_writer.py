@@ -66,11 +66,12 @@ def test_runs_lost_at_shutdown_are_counted_and_logged(
     """The database stays locked through shutdown: the writer, between retries, gives its
     batch up; every run is counted once and the loss is logged."""
     monkeypatch.setattr(gecko_otel.store.engine, "SQLITE_BUSY_TIMEOUT", 0.1)
-    monkeypatch.setattr(gecko_otel._monitor, "STORE_SHUTDOWN_TIMEOUT", 0.5)
     path = tmp_path / "locked.db"
     locker = sqlite3.connect(path, isolation_level=None, timeout=10)
     try:
-        with stored_monitor(f"sqlite:///{path}", store_flush_interval=0.05) as sm:
+        with stored_monitor(
+            f"sqlite:///{path}", store_flush_interval=0.05, shutdown_timeout=1.0
+        ) as sm:
             m, writer = sm.monitor, sm.monitor._store.writer
             assert writer is not None
             assert m.force_flush()
@@ -96,12 +97,11 @@ def test_runs_at_shutdown_while_sqlite_is_locked_are_stored_or_counted_once(
     and lets go just after: the writer, still inside its BEGIN IMMEDIATE, then writes the
     batch that shutdown() already counted as lost."""
     monkeypatch.setattr(gecko_otel.store.engine, "SQLITE_BUSY_TIMEOUT", 3.0)
-    monkeypatch.setattr(gecko_otel._monitor, "STORE_SHUTDOWN_TIMEOUT", 0.5)
     path = tmp_path / "locked.db"
     url = f"sqlite:///{path}"
     locker = sqlite3.connect(path, isolation_level=None, timeout=10)
     try:
-        with stored_monitor(url, store_flush_interval=3600) as sm:
+        with stored_monitor(url, store_flush_interval=3600, shutdown_timeout=1.0) as sm:
             m, writer = sm.monitor, sm.monitor._store.writer
             assert writer is not None and m.force_flush() is True
             locker.execute("BEGIN EXCLUSIVE")
@@ -125,12 +125,13 @@ def test_a_flush_waiting_when_shutdown_gives_up_returns_at_shutdown(
     """force_flush() on one thread while the database is locked; shutdown() on another
     gives up on the batch. The waiting flush must not sit out its whole timeout."""
     monkeypatch.setattr(gecko_otel.store.engine, "SQLITE_BUSY_TIMEOUT", 0.1)
-    monkeypatch.setattr(gecko_otel._monitor, "STORE_SHUTDOWN_TIMEOUT", 0.5)
     path = tmp_path / "marker.db"
     locker = sqlite3.connect(path, isolation_level=None, timeout=10)
     result: list[tuple[bool, float]] = []
     try:
-        with stored_monitor(f"sqlite:///{path}", store_flush_interval=3600) as sm:
+        with stored_monitor(
+            f"sqlite:///{path}", store_flush_interval=3600, shutdown_timeout=1.0
+        ) as sm:
             m, writer = sm.monitor, sm.monitor._store.writer
             assert writer is not None and m.force_flush()
             locker.execute("BEGIN EXCLUSIVE")

@@ -10,10 +10,12 @@ is computed ahead of time.
 
 from __future__ import annotations
 
+import functools
 import logging
 import math
 import re
 import threading
+import time
 from collections.abc import Callable, Iterable, Mapping
 from datetime import datetime
 from types import MappingProxyType
@@ -28,7 +30,7 @@ from gecko_otel._capture.metadata import REDACTED, MetadataSanitizer
 from gecko_otel._capture.sampling import record_all_runs
 from gecko_otel._checks import check_collector_type
 from gecko_otel._config import MonitorConfig
-from gecko_otel._guard import guarded
+from gecko_otel._guard import finish_within
 from gecko_otel._values.records import (
     AttributeValue,
     ExecutionStatus,
@@ -259,19 +261,32 @@ def not_started_run(
 
 
 def flush_providers(providers: Iterable[object], timeout_millis: int) -> bool:
-    """``force_flush`` each provider that has one; True if all flushed in time.
+    """``force_flush`` each provider that has one, all within ``timeout_millis``;
+    True if all flushed in time.
 
-    A provider whose exporter raises is reported as an internal error, never raised.
+    The SDK's batch processors export on the caller's thread and may not honour
+    the timeout (an unreachable endpoint holds them for the exporter's own
+    timeout and retries), so each flush runs on a helper thread that is left
+    behind at the deadline. A provider whose exporter raises is reported as
+    an internal error, never raised.
     """
+    deadline = time.monotonic() + max(0, timeout_millis) / 1000
     ok = True
     for provider in providers:
         flush = getattr(provider, "force_flush", None)
-        flushed = flush is None
-        if flush is not None:
-            with guarded("force_flush of a provider"):
-                flushed = bool(flush(timeout_millis))
-        ok = flushed and ok
+        if flush is None:
+            continue
+        left = max(0.0, deadline - time.monotonic())
+        results: list[bool] = []
+        finished = finish_within(
+            functools.partial(_flush_into, flush, int(left * 1000), results), left
+        )
+        ok = finished and all(results) and ok
     return ok
+
+
+def _flush_into(flush: Callable[[int], object], timeout_millis: int, results: list[bool]) -> None:
+    results.append(bool(flush(timeout_millis)))
 
 
 _default: Instrumentation | None = None

@@ -418,10 +418,12 @@ class RunPipeline:
             self.publish_health()
         return self.dispatcher.flush(timeout)
 
-    def shutdown(self) -> None:
-        self._watchdog.stop(5.0)
+    def shutdown(self, timeout: float = 5.0) -> None:
+        """Stop the watchdog, deliver queued notifications (bounded), close handlers."""
+        deadline = time.monotonic() + timeout
+        self._watchdog.stop(min(timeout, 1.0))
         with guarded("RunPipeline.shutdown"):  # shutdown goes on
-            self.dispatcher.shutdown()
+            self.dispatcher.shutdown(max(0.0, deadline - time.monotonic()))
 
     def export(self) -> dict[str, Any]:
         return {

@@ -1,0 +1,164 @@
+"""Guarantee: stopping the process stores what was queued, within one deadline.
+
+- SIGTERM (systemd, ``docker stop``, Kubernetes) used to kill the process with
+  the store's queue and the span queue unwritten and uncounted: now the
+  Monitor shuts down first (bounded by ``shutdown_timeout``), and the process
+  ends exactly as it would have: killed by SIGTERM, or through the
+  application's own handler. ``handle_sigterm=False`` turns it off.
+- ``shutdown()`` has one overall deadline: an unreachable OTLP endpoint used
+  to make it take 50-80 s.
+
+Each case runs a real child process that collects into a SQLite file.
+"""
+
+from __future__ import annotations
+
+import signal
+import socket
+import sqlite3
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import pytest
+
+RUNS = 3000
+
+CHILD = textwrap.dedent(
+    """
+    import os, signal, sys, time
+    import gecko_otel
+
+    mode, db, ready = sys.argv[1], sys.argv[2], sys.argv[3]
+    if mode == "app-handler":
+        def on_term(signum, frame):
+            open(ready + ".app", "w").write("app handler ran")
+            sys.exit(3)
+        signal.signal(signal.SIGTERM, on_term)
+    config = gecko_otel.MonitorConfig(
+        store_flush_interval=3600,  # nothing is written before the end...
+        store_batch_size=100_000,   # ...unless the shutdown writes it
+        handle_sigterm=(mode != "opt-out"),
+    )
+    monitor = gecko_otel.setup("sigterm-test", database_url=f"sqlite:///{db}", config=config)
+    for i in range(RUNS):
+        with gecko_otel.track_collection("pools") as run:
+            run.add_records(1)
+    open(ready, "w").write("ready")
+    while True:
+        time.sleep(0.1)
+    """
+).replace("RUNS", str(RUNS))
+
+
+def stored_runs(db: Path) -> int:
+    if not db.exists():
+        return 0
+    with sqlite3.connect(db) as connection:
+        try:
+            return int(connection.execute("SELECT count(*) FROM execution_history").fetchone()[0])
+        except sqlite3.OperationalError:
+            return 0
+
+
+def run_child(tmp_path: Path, mode: str, env: dict[str, str] | None = None) -> tuple[int, Path]:
+    db, ready = tmp_path / "runs.db", tmp_path / "ready"
+    script = tmp_path / "child.py"
+    script.write_text(CHILD)
+    child_env = {"OTEL_TRACES_EXPORTER": "none", "OTEL_METRICS_EXPORTER": "none", **(env or {})}
+    import os
+
+    log = tmp_path / "child.log"
+    with log.open("w") as output:
+        process = subprocess.Popen(
+            [sys.executable, str(script), mode, str(db), str(ready)],
+            env={**os.environ, **child_env},
+            stdout=output,
+            stderr=subprocess.STDOUT,
+        )
+    try:
+        deadline = time.monotonic() + 60
+        while not ready.exists():
+            assert process.poll() is None, log.read_text()
+            assert time.monotonic() < deadline, "the child never got ready"
+            time.sleep(0.02)
+        process.send_signal(signal.SIGTERM)
+        code = process.wait(timeout=30)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+    return code, db
+
+
+def test_sigterm_stores_every_queued_run_and_dies_by_the_signal(tmp_path: Path) -> None:
+    code, db = run_child(tmp_path, "default")
+    assert code == -signal.SIGTERM  # the same end as without gecko-otel
+    assert stored_runs(db) == RUNS
+
+
+def test_sigterm_runs_the_applications_own_handler_after_the_flush(tmp_path: Path) -> None:
+    code, db = run_child(tmp_path, "app-handler")
+    assert code == 3  # the application's handler decided the exit
+    assert (tmp_path / "ready.app").read_text() == "app handler ran"
+    assert stored_runs(db) == RUNS
+
+
+def test_sigterm_handling_can_be_turned_off(tmp_path: Path) -> None:
+    code, db = run_child(tmp_path, "opt-out")
+    assert code == -signal.SIGTERM
+    assert stored_runs(db) == 0  # as documented: the queue dies with the process
+
+
+@pytest.fixture
+def blackhole() -> object:
+    """A TCP port that accepts connections and never answers."""
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen(16)
+    yield server
+    server.close()
+
+
+def test_shutdown_keeps_one_deadline_with_an_unreachable_exporter(
+    tmp_path: Path, blackhole: socket.socket
+) -> None:
+    port = blackhole.getsockname()[1]
+    script = tmp_path / "exit.py"
+    script.write_text(
+        textwrap.dedent(
+            """
+            import time, gecko_otel
+            config = gecko_otel.MonitorConfig(shutdown_timeout=2.0)
+            monitor = gecko_otel.setup("deadline-test", config=config)
+            for _ in range(50):
+                with gecko_otel.track_collection("pools"):
+                    pass
+            started = time.monotonic()
+            monitor.shutdown()
+            print(f"{time.monotonic() - started:.2f}")
+            """
+        )
+    )
+    import os
+
+    env = {
+        **os.environ,
+        "OTEL_EXPORTER_OTLP_ENDPOINT": f"http://127.0.0.1:{port}",
+        "OTEL_EXPORTER_OTLP_TIMEOUT": "30",
+    }
+    started = time.monotonic()
+    result = subprocess.run(
+        [sys.executable, str(script)],
+        check=False,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stderr
+    shutdown_took = float(result.stdout.strip().splitlines()[-1])
+    assert shutdown_took < 2.0 + 1.5  # the deadline, give or take scheduling
+    assert time.monotonic() - started < 30  # and the interpreter's exit does not wait on it
