@@ -351,13 +351,15 @@ class Monitor:
         """Everything the Monitor knows, as a JSON-serialisable dict: statistics and the
         newest ``max_history_per_collector`` runs per collector, health, alerts,
         expectations, drop counters, and a database's state under ``"store"``."""
-        limit = self.config.max_history_per_collector
+        self._pipeline.drain()
         collectors = {
             name: {
-                "statistics": self.statistics(name).to_dict(),
-                "history": [r.to_dict() for r in self.history(name, limit=limit)],
+                "statistics": statistics.to_dict(),
+                "history": [r.to_dict() for r in history],
             }
-            for name in self.collector_types()
+            for name, (statistics, history) in sorted(
+                self._store.by_collector(self.config.max_history_per_collector).items()
+            )
         }
         return {
             "generated_at": datetime.now(timezone.utc).isoformat(),

@@ -163,6 +163,12 @@ class RunStore(RunConsumer, Protocol):
     def collector_types(self) -> list[str]:
         """Collectors with at least one stored run, sorted."""
 
+    def by_collector(
+        self, limit: int
+    ) -> dict[str, tuple[ExecutionStatistics, list[ExecutionRecord]]]:
+        """Every collector's statistics and newest ``limit`` runs (for exports), in a
+        few queries however many collectors there are."""
+
     def alerts(
         self, *, level: AlertLevel | None, collector_type: str | None, active_only: bool
     ) -> list[Alert]:

@@ -85,6 +85,18 @@ class MemoryStore:
         """Collectors with a run held in memory."""
         return self._history.collector_types()
 
+    def by_collector(
+        self, limit: int
+    ) -> dict[str, tuple[ExecutionStatistics, list[ExecutionRecord]]]:
+        """Each collector's running statistics and newest runs held in memory."""
+        return {
+            name: (
+                self._history.statistics(name, window=None),
+                self._history.records(name, limit=limit),
+            )
+            for name in self._history.collector_types()
+        }
+
     def alerts(
         self, *, level: AlertLevel | None, collector_type: str | None, active_only: bool
     ) -> list[Alert]:

@@ -9,7 +9,7 @@ stream rows in chunks; retention deletes in short batches.
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from datetime import datetime, timedelta, timezone
 from typing import IO, Any
 
@@ -26,6 +26,7 @@ from sqlalchemy import (
     select,
 )
 
+from gecko_otel._checks import INT64_MAX
 from gecko_otel._history.memory import _STATUS_INDEX, Aggregate
 from gecko_otel._values.alerts import Alert, AlertState
 from gecko_otel._values.health import AlertLevel
@@ -137,25 +138,57 @@ class StoreQueries:
         )
         aggregate = Aggregate()
         with self.engine.connect() as conn:
-            for status, count, dsum, dcount, records, first, last in conn.execute(totals):
-                index = _STATUS_INDEX.get(ExecutionStatus(status))
-                if index is None:  # pragma: no cover - every status has an index
-                    continue
-                aggregate.counts[index] += count
-                aggregate.duration_sum += float(dsum or 0.0)
-                aggregate.duration_count += dcount
-                aggregate.records += int(records or 0)
-                for moment in (first, last):
-                    if moment is None:
-                        continue
-                    ns = to_ns(moment)
-                    if aggregate.first is None or ns < aggregate.first:
-                        aggregate.first = ns
-                    if aggregate.last is None or ns > aggregate.last:
-                        aggregate.last = ns
+            for row in conn.execute(totals):
+                _add_totals(aggregate, row)
             for key, count in conn.execute(buckets):
                 aggregate.sketch[int(key)] = aggregate.sketch.get(int(key), 0) + count
         return aggregate.statistics(collector_type, window)
+
+    def statistics_by_collector(self) -> dict[str, ExecutionStatistics]:
+        """Statistics of every collector's stored runs, in two grouped queries."""
+        totals = select(
+            _H.collector_type,
+            _H.status,
+            func.count(),
+            func.sum(_H.duration_seconds),
+            func.count(_H.duration_seconds),
+            func.sum(_H.records_collected),
+            func.min(_H.start_time, type_=UTCDateTime()),
+            func.max(_H.start_time, type_=UTCDateTime()),
+        ).group_by(_H.collector_type, _H.status)
+        buckets = (
+            select(_H.collector_type, _H.duration_bucket, func.count())
+            .where(_H.duration_bucket.is_not(None))
+            .group_by(_H.collector_type, _H.duration_bucket)
+        )
+        aggregates: dict[str, Aggregate] = {}
+        with self.engine.connect() as conn:
+            for name, *row in conn.execute(totals):
+                _add_totals(aggregates.setdefault(name, Aggregate()), row)
+            for name, key, count in conn.execute(buckets):
+                sketch = aggregates.setdefault(name, Aggregate()).sketch
+                sketch[int(key)] = sketch.get(int(key), 0) + count
+        return {name: a.statistics(name, None) for name, a in aggregates.items()}
+
+    def newest_by_collector(self, limit: int) -> dict[str, list[ExecutionRecord]]:
+        """The newest ``limit`` runs of every collector, newest first, in one query."""
+        rank = (
+            func.row_number()
+            .over(partition_by=_H.collector_type, order_by=(_H.start_time.desc(), _H.id.desc()))
+            .label("rank")
+        )
+        ranked = select(execution_history, rank).subquery()
+        query = (
+            select(ranked)
+            .where(ranked.c.rank <= limit)
+            .order_by(ranked.c.collector_type, ranked.c.rank)
+        )
+        out: dict[str, list[ExecutionRecord]] = {}
+        with self.engine.connect() as conn:
+            for row in conn.execute(query):
+                record = record_from_row(row)
+                out.setdefault(record.collector_type, []).append(record)
+        return out
 
     def collector_types(self) -> list[str]:
         """Every collector with a stored run, sorted."""
@@ -375,3 +408,24 @@ class StoreQueries:
                 if deleted < batch:
                     break
         return counts
+
+
+def _add_totals(aggregate: Aggregate, row: Sequence[Any]) -> None:
+    """Add one (status) group of a statistics query to ``aggregate``: the row holds
+    status, count, duration sum and count, records, first and last start."""
+    status, count, duration_sum, duration_count, records, first, last = row
+    index = _STATUS_INDEX.get(ExecutionStatus(status))
+    if index is None:  # pragma: no cover - every status has an index
+        return
+    aggregate.counts[index] += count
+    aggregate.duration_sum += float(duration_sum or 0.0)
+    aggregate.duration_count += duration_count
+    aggregate.records = min(aggregate.records + int(records or 0), INT64_MAX)
+    for moment in (first, last):
+        if moment is None:
+            continue
+        ns = to_ns(moment)
+        if aggregate.first is None or ns < aggregate.first:
+            aggregate.first = ns
+        if aggregate.last is None or ns > aggregate.last:
+            aggregate.last = ns

@@ -251,6 +251,27 @@ class SQLStore:
                 self._unavailable(exc)
         return sorted(names)
 
+    def by_collector(
+        self, limit: int
+    ) -> dict[str, tuple[ExecutionStatistics, list[ExecutionRecord]]]:
+        """Every stored collector's statistics and newest runs: three queries in all."""
+        if self._synced():
+            try:
+                statistics = self._store.statistics_by_collector()
+                newest = self._store.newest_by_collector(limit)
+            except DBAPIError as exc:
+                self._unavailable(exc)
+            else:
+                names = sorted(statistics.keys() | set(self._memory.collector_types()))
+                memory = self._memory.by_collector(limit)
+                return {
+                    name: (statistics[name], newest.get(name, []))
+                    if name in statistics
+                    else memory[name]
+                    for name in names
+                }
+        return self._memory.by_collector(limit)
+
     def alerts(
         self, *, level: AlertLevel | None, collector_type: str | None, active_only: bool
     ) -> list[Alert]:
