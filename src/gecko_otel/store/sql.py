@@ -343,6 +343,7 @@ class SQLStore:
             "backend": store.backend,
             "service_name": store.service_name,
             "service_instance_id": store.service_instance_id,
+            "file_recreated": store.replaced,
             **writer.status(),
             **writer.counts(),
         }

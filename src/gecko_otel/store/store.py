@@ -14,6 +14,7 @@ Reads are in `gecko_otel.store.queries`; rows and their conversions in
 from __future__ import annotations
 
 import logging
+import os
 import threading
 import uuid
 from collections.abc import Iterable, Mapping, Sequence
@@ -101,6 +102,13 @@ class Store(StoreQueries):
         self._dialect = postgresql if engine.dialect.name == "postgresql" else sqlite
         self._schema_ready = False
         self._schema_lock = threading.Lock()
+        database = engine.url.database if engine.dialect.name == "sqlite" else None
+        #: The SQLite file (None for PostgreSQL or memory), and its identity when
+        #: the schema was made there.
+        self._path = os.path.abspath(database) if database and database != ":memory:" else None
+        self._file: tuple[int, int] | None = None
+        #: Times the SQLite file was found deleted or replaced, and made again.
+        self.replaced = 0
         self._statements: dict[str, Any] = {}
 
     def ensure_schema(self) -> None:
@@ -111,12 +119,42 @@ class Store(StoreQueries):
             sqlalchemy.exc.OperationalError: The database is unreachable
                 (the writer retries later).
         """
-        if self._schema_ready:
+        if self._schema_ready and not self._file_replaced():
             return
         with self._schema_lock:
             if not self._schema_ready:
                 migrate(self.engine)
+                self._file = self._file_identity()
                 self._schema_ready = True
+
+    def _file_identity(self) -> tuple[int, int] | None:
+        path = self._path
+        if path is None:
+            return None
+        try:
+            stat = os.stat(path)
+        except OSError:
+            return None
+        return stat.st_dev, stat.st_ino
+
+    def _file_replaced(self) -> bool:
+        """Whether the SQLite file was deleted or replaced since the schema was made.
+
+        Connections keep writing into a deleted file as if nothing happened, so
+        every batch checks (one ``stat``): a changed file is logged, the pool's
+        connections are dropped and the schema is made again in the new file.
+        """
+        if self._path is None or self._file_identity() == self._file:
+            return False
+        logger.error(
+            "gecko_otel: the SQLite store %s was deleted or replaced while in use; "
+            "creating it again (runs stored before are in the old file, if anyone kept it)",
+            self._path,
+        )
+        self.engine.dispose()
+        self._schema_ready = False
+        self.replaced += 1
+        return True
 
     @property
     def backend(self) -> str:
