@@ -103,6 +103,13 @@ class Worker:
             self._start()
             self._started_in = _forks
 
+    def abandon(self) -> None:
+        """Leave the current thread to finish its step and end, and start none now
+        (`restart` later, or `ensure_running` after it ended, carries on)."""
+        with self._lock:
+            self.generation += 1
+            self._started_in = -1  # ensure_running checks the thread again
+
     def wake(self) -> None:
         """Run the next step now rather than after ``interval``."""
         self._wake.set()

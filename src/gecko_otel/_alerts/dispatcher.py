@@ -12,6 +12,7 @@ counts it. Nothing here ever blocks the caller of `AlertDispatcher.submit`.
 from __future__ import annotations
 
 import asyncio
+import functools
 import inspect
 import logging
 import queue
@@ -20,7 +21,7 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Final
 
-from gecko_otel._guard import at_fork_in_child, guarded
+from gecko_otel._guard import at_fork_in_child, finish_within, guarded
 from gecko_otel._values.alerts import Alert
 from gecko_otel._worker import AGAIN, STOP, Worker
 from gecko_otel.typing import AlertHandler
@@ -28,6 +29,12 @@ from gecko_otel.typing import AlertHandler
 logger = logging.getLogger("gecko_otel.dispatch")
 
 _POLL: Final = 0.25
+#: Hung handler calls a lane leaves behind on their threads before it stops
+#: starting new ones (then its notifications queue, bounded, until one returns).
+MAX_HUNG_CALLS: Final = 3
+
+#: The lane whose handler this thread is calling (None outside a handler call).
+_calling = threading.local()
 
 
 def handler_name(handler: object) -> str:
@@ -48,6 +55,10 @@ class _Lane:
         self.unlogged_drops = 0  # drops the supervisor has not logged yet
         self.busy_since: float | None = None
         self.closed = False
+        #: Abandoned calls still hanging on their threads (at most MAX_HUNG_CALLS),
+        #: and whether the lane is without a worker until one of them returns.
+        self.hung = 0
+        self.orphaned = False
         self.worker = Worker(self, "deliver", name=f"gecko-otel-alert-handler[{self.name}]")
 
     def deliver(self, timed_out: bool) -> bool | None:
@@ -60,6 +71,7 @@ class _Lane:
             return None  # asleep until the next submit wakes the worker
         generation = self.worker.generation
         self.busy_since = time.monotonic()
+        _calling.lane = self  # a flush() from inside the handler does not wait on this call
         try:
             result = self.handler(alert)
             if inspect.isawaitable(result):  # an async def handler: run it here, on our thread
@@ -75,8 +87,11 @@ class _Lane:
                 exc,
                 exc_info=logger.isEnabledFor(logging.DEBUG),
             )
+        finally:
+            _calling.lane = None
         if not self.dispatcher.finish_call(self, generation):
-            return STOP  # a fresh worker took over this lane while we hung
+            self.dispatcher.hung_call_returned(self)
+            return STOP  # this call was abandoned: the lane has moved on without us
         return AGAIN
 
 
@@ -150,6 +165,15 @@ class AlertDispatcher:
                     self._cond.notify_all()
                 # Logged by the supervisor: never log on a collector's thread.
 
+    def hung_call_returned(self, lane: _Lane) -> None:
+        """An abandoned call returned at last: one fewer hung thread; if the lane was
+        left without a worker (too many hung), it gets one again."""
+        with self._cond:
+            lane.hung -= 1
+            orphaned, lane.orphaned = lane.orphaned, False
+        if orphaned and not lane.closed:
+            lane.worker.restart()  # this thread is ending: a fresh one takes the queue
+
     def finish_call(self, lane: _Lane, generation: int) -> bool:
         """A worker finished a call; False if the lane had abandoned it meanwhile."""
         with self._cond:
@@ -172,8 +196,9 @@ class AlertDispatcher:
     def flush(self, timeout: float | None = None) -> bool:
         """Wait until every queued notification was handled (or abandoned)."""
         deadline = None if timeout is None else time.monotonic() + timeout
+        own = getattr(_calling, "lane", None)  # a handler flushing: not its own call
         with self._cond:
-            while any(lane.pending > 0 for lane in self._lanes):
+            while any(lane.pending - (lane is own) > 0 for lane in self._lanes):
                 remaining = None if deadline is None else deadline - time.monotonic()
                 if remaining is not None and remaining <= 0:
                     return False
@@ -181,13 +206,15 @@ class AlertDispatcher:
         return True
 
     def shutdown(self, timeout: float = 5.0) -> None:
-        """Deliver what is queued (up to ``timeout``), stop, and close closable handlers."""
+        """Deliver what is queued, stop, and close closable handlers: all within ``timeout``
+        (a handler's ``close()`` that hangs is left behind)."""
+        deadline = time.monotonic() + timeout
         self.flush(timeout)
         with self._cond:
             self._closed = True
             lanes, self._lanes = self._lanes, []
             self._cond.notify_all()
-        self._supervisor.stop(1.0)
+        self._supervisor.stop(min(1.0, max(0.0, deadline - time.monotonic())))
         for lane in lanes:
             lane.closed = True
             lane.worker.stop(0.0)
@@ -196,11 +223,12 @@ class AlertDispatcher:
                 self._counts["dropped_notifications"] += lane.queue.qsize()
             close: Callable[[], object] | None = getattr(lane.handler, "close", None)
             if callable(close):
-                try:
-                    close()
-                except Exception as exc:  # noqa: BLE001 - keep closing the others
+                left = max(0.0, deadline - time.monotonic())
+                if not finish_within(functools.partial(_close, lane.name, close), left):
                     logger.warning(
-                        "gecko_otel: closing alert handler %s failed: %s", lane.name, exc
+                        "gecko_otel: closing alert handler %s did not finish by the shutdown "
+                        "deadline; left behind",
+                        lane.name,
                     )
 
     # -- supervision -----------------------------------------------------------------
@@ -227,7 +255,13 @@ class AlertDispatcher:
                     continue
                 self._counts["handler_timeouts"] += 1
                 lane.pending -= 1
-                lane.worker.restart()  # the hung thread ends when (if) it returns
+                lane.busy_since = None
+                lane.hung += 1
+                if lane.hung < MAX_HUNG_CALLS:
+                    lane.worker.restart()  # the hung thread ends when (if) it returns
+                else:  # no thread more: the lane waits (bounded queue) for one to return
+                    lane.worker.abandon()
+                    lane.orphaned = True
                 self._cond.notify_all()
             logger.warning(
                 "gecko_otel: alert handler %s took more than %.1f s; abandoned that "
@@ -249,3 +283,10 @@ class AlertDispatcher:
 
 async def _completed(awaitable: Awaitable[object]) -> object:
     return await awaitable
+
+
+def _close(name: str, close: Callable[[], object]) -> None:
+    try:
+        close()
+    except Exception as exc:  # noqa: BLE001 - a handler's failure to close is its own
+        logger.warning("gecko_otel: closing alert handler %s failed: %s", name, exc)
