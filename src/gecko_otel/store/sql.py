@@ -17,7 +17,6 @@ from collections.abc import Callable
 from datetime import datetime, timedelta, timezone
 from typing import IO, TYPE_CHECKING, Any, Final
 
-from sqlalchemy import Engine
 from sqlalchemy.exc import DBAPIError
 
 from gecko_otel._checks import seconds
@@ -25,12 +24,6 @@ from gecko_otel._config import MonitorConfig
 from gecko_otel._health.window import BUCKETS
 from gecko_otel._values.alerts import Alert, AlertState
 from gecko_otel._values.health import AlertLevel
-from gecko_otel.store.engine import (
-    check_sqlite_integrity,
-    configure_sqlite,
-    create_store_engine,
-    is_transient,
-)
 from gecko_otel.store.store import Store
 from gecko_otel.store.writer import StoreWriter
 
@@ -51,49 +44,6 @@ logger = logging.getLogger("gecko_otel.store")
 RESTORED_RUNS: Final = 100
 #: Seconds between warnings that queries fall back to memory.
 FALLBACK_LOG_EVERY: Final = 60.0
-
-
-def open_store(
-    database: str | Engine, *, service_name: str, service_instance_id: str | None
-) -> tuple[Store, bool]:
-    """The Store, and whether its schema is current; before anything else starts.
-
-    Raises:
-        ConfigError: The URL is unusable, its driver is missing, the database
-            was written by a newer gecko-otel, or a SQLite file is damaged;
-            nothing is left open.
-    """
-    if isinstance(database, Engine):
-        engine, owned = database, False
-    else:
-        engine, owned = create_store_engine(database), True
-    store = Store(
-        engine,
-        service_name=service_name,
-        service_instance_id=service_instance_id,
-        owns_engine=owned,
-    )
-    opened = False
-    try:
-        configure_sqlite(engine)
-        check_sqlite_integrity(engine)
-        store.ensure_schema()
-        opened = True
-    except DBAPIError as exc:
-        if not is_transient(exc):
-            raise
-        logger.warning(
-            "gecko_otel: store %s unreachable at start (%s); runs are kept in the "
-            "queue and written when it is back, but health and alerts start empty",
-            store.describe(),
-            _first_line(exc),
-        )
-        opened = True  # kept: the writer retries until the database answers
-        return store, False
-    finally:
-        if not opened:
-            store.close()  # disposes only an engine it created
-    return store, True
 
 
 class SQLStore:
