@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import math
 import re
+import time
 from datetime import timedelta
 from typing import Final
 
@@ -115,3 +116,17 @@ def check_seconds(
             f"{name} must be at least {minimum:g} s (shorter would busy-loop), got {value!r}"
         )
     return total
+
+
+class Deadline:
+    """A moment ``seconds`` from now, on the monotonic clock, to share out a time budget."""
+
+    __slots__ = ("_at", "seconds")
+
+    def __init__(self, seconds: float) -> None:
+        self.seconds = max(0.0, seconds)
+        self._at = time.monotonic() + self.seconds
+
+    def left(self) -> float:
+        """Seconds left (0 once it passed)."""
+        return max(0.0, self._at - time.monotonic())

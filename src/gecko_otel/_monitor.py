@@ -12,7 +12,6 @@ from __future__ import annotations
 import logging
 import os
 import threading
-import time
 from collections.abc import Callable, Iterable, Mapping
 from datetime import datetime, timedelta, timezone, tzinfo
 from typing import IO, TYPE_CHECKING, Any
@@ -25,13 +24,14 @@ from gecko_otel._capture.instruments import (
     Instrumentation,
     flush_providers,
     not_started_run,
+    shutdown_providers,
 )
 from gecko_otel._capture.observables import Readings, observables_for
 from gecko_otel._capture.run import Run
 from gecko_otel._capture.span_processor import HistorySpanProcessor, attach
-from gecko_otel._checks import check_seconds, seconds
+from gecko_otel._checks import Deadline, check_seconds, seconds
 from gecko_otel._config import MonitorConfig
-from gecko_otel._guard import finish_within, guarded, internal_error_count
+from gecko_otel._guard import guarded, internal_error_count
 from gecko_otel._health.expectations import Expectation, expectation_of
 from gecko_otel._history.memory import History, check_limit, check_since, check_status, check_window
 from gecko_otel._pipeline.pipeline import RunPipeline
@@ -261,13 +261,12 @@ class Monitor:
         timezone: tzinfo | None = None,
         first_due: datetime | None = None,
     ) -> None:
-        """Declare when the collector should run (and for how long at most).
+        """Declare when the collector should run (and for how long at most); again replaces it.
 
-        The watchdog then raises ``missed_run`` (error) when no run started by
-        a due time plus ``grace`` (a dead man's switch: it works even if the
-        scheduler died), and ``runtime_exceeded`` (critical) while a run goes
-        on past ``max_runtime``. Both resolve on their own. Declaring again
-        replaces the expectation.
+        The watchdog raises ``missed_run`` (error) when no run started by a due
+        time plus ``grace`` (a dead man's switch: it works even if the scheduler
+        died), and ``runtime_exceeded`` (critical) while a run goes on past
+        ``max_runtime``. Both resolve on their own.
 
         Args:
             collector_type: The collector.
@@ -281,9 +280,8 @@ class Monitor:
                 time); by default one interval (or the next cron time) from now.
 
         Raises:
-            ConfigError: Both or neither of every/cron (without max_runtime), a
-                non-positive duration, an invalid cron expression, time zone or
-                collector type, or a naive ``first_due``.
+            ConfigError: Both or neither of every/cron (without max_runtime), or an
+                invalid duration, cron, time zone, collector type or ``first_due``.
         """
         expectation, due = expectation_of(
             collector_type,
@@ -322,9 +320,8 @@ class Monitor:
     ) -> str:
         """Record a scheduled run that never started (``missed`` or ``skipped``); its id.
 
-        It has no span and no duration; it is in history and
-        ``total_executions`` but not in the health window, and a ``skipped``
-        run raises the ``overlap`` rule. Scheduler integrations call it.
+        No span, no duration; in history and ``total_executions``, not in the
+        health window; a ``skipped`` run raises ``overlap``. For schedulers.
 
         Raises:
             ConfigError: ``status`` is not missed or skipped, the collector
@@ -392,9 +389,9 @@ class Monitor:
         as ``"jsonl"`` or ``"csv"`` (lists and metadata as JSON in their cells); how
         many. Filters: ``collector_type``, ``status``, start time in [since, until).
 
-        Rows are read a thousand at a time, so memory stays flat; runs queued
-        for a database are written to it first (up to ``store_read_timeout``).
-        Without a database, the runs held in memory are written.
+        Rows are read a thousand at a time (memory stays flat), after what is
+        queued is written (up to ``store_read_timeout``); without a database,
+        the runs held in memory.
 
         Raises:
             ConfigError: An unknown format or an invalid filter.
@@ -480,36 +477,24 @@ class Monitor:
             if self._shutdown:
                 return
             self._shutdown = True
-        budget = (
+        deadline = Deadline(
             timeout_millis / 1000
             if timeout_millis is not None
             else seconds(self.config.shutdown_timeout)
         )
-        deadline = time.monotonic() + max(0.0, budget)
-
-        def left() -> float:
-            return max(0.0, deadline - time.monotonic())
-
         if self._on_shutdown is not None:
             with guarded("Monitor.shutdown"):
                 self._on_shutdown(self)
         # The observables keep reporting through the final flush and the final
         # collection a MeterProvider makes as it shuts down; the store gets
         # what is left of the deadline last, after the last changes.
-        self._flush(int(left() * 1000 * 0.5))
-        late = [p for p in self._owned if not finish_within(p.shutdown, left() * 0.5)]
+        self._flush(int(deadline.left() * 1000 * 0.5))
+        shutdown_providers(self._owned, deadline.left() * 0.5)
         self._processor.shutdown()
-        self._pipeline.shutdown(left() * 0.5)
+        self._pipeline.shutdown(deadline.left() * 0.5)
         self._observables.release(self._readings)
         self._pipeline.drain()
-        self._store.shutdown(left())
-        if late:
-            logger.warning(
-                "gecko_otel: shutdown deadline (%.1f s) reached while %s still exported; "
-                "what they had not sent may be lost",
-                budget,
-                ", ".join(type(p).__name__ for p in late),
-            )
+        self._store.shutdown(deadline.left())
 
     @property
     def is_shutdown(self) -> bool:

@@ -285,6 +285,23 @@ def flush_providers(providers: Iterable[object], timeout_millis: int) -> bool:
     return ok
 
 
+def shutdown_providers(providers: Iterable[Any], timeout: float) -> None:
+    """Shut ``providers`` down within ``timeout`` seconds in all; one still exporting at
+    the deadline (an unreachable endpoint) is left to finish on its own thread, and said."""
+    deadline = time.monotonic() + max(0.0, timeout)
+    late = [
+        type(provider).__name__
+        for provider in providers
+        if not finish_within(provider.shutdown, max(0.0, deadline - time.monotonic()))
+    ]
+    if late:
+        logger.warning(
+            "gecko_otel: shutdown deadline reached while %s still exported; "
+            "what they had not sent may be lost",
+            ", ".join(late),
+        )
+
+
 def _flush_into(flush: Callable[[int], object], timeout_millis: int, results: list[bool]) -> None:
     results.append(bool(flush(timeout_millis)))
 
