@@ -147,7 +147,8 @@ def finish_within(call: Callable[[], object], timeout: float) -> bool:
 
     For shutting down what may hang (an exporter stuck on an unreachable
     endpoint): True if it finished in time, False if it was left running.
-    Its errors are reported as internal errors.
+    Its errors are reported as internal errors. Where no thread can be
+    started (interpreter exit on Python 3.12+), it runs on this thread.
     """
     done = threading.Event()
 
@@ -157,5 +158,8 @@ def finish_within(call: Callable[[], object], timeout: float) -> bool:
         done.set()
 
     thread = threading.Thread(target=run, name="gecko-otel-shutdown", daemon=True)
-    thread.start()
+    try:
+        thread.start()
+    except RuntimeError:  # at interpreter exit, Python 3.12+ starts no thread: run it here
+        run()
     return done.wait(max(0.0, timeout))

@@ -134,7 +134,12 @@ class Worker:
             target=self._loop, args=(self.generation,), name=self.name, daemon=True
         )
         self._thread = thread
-        thread.start()
+        try:
+            thread.start()
+        except RuntimeError:  # interpreter exit, Python 3.12+: no new thread; work here
+            self._thread = None
+            while self._call(True) is AGAIN:
+                pass
 
     def _after_fork(self) -> None:
         self._lock = threading.Lock()
