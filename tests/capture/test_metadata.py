@@ -70,6 +70,15 @@ def test_primitives_pass_and_odd_values_are_coerced() -> None:
     }
 
 
+def test_lone_surrogates_become_replacement_characters() -> None:
+    """OTLP and the databases need UTF-8: what os.fsdecode makes of a bad byte is replaced."""
+    bad = "pools-\udcff"
+    assert sanitize({bad: bad, "seq": [bad, "ok"]}) == {
+        "pools-\ufffd": "pools-\ufffd",
+        "seq": ("pools-\ufffd", "ok"),
+    }
+
+
 def test_nested_mappings_flatten_then_json_encode() -> None:
     out = sanitize({"a": {"b": {"c": 1, "d": {"e": {"f": 2, "token": "t"}}}}})
     assert out == {"a.b.c": 1, "a.b.d.e": '{"f": 2, "token": "[REDACTED]"}'}

@@ -753,6 +753,17 @@ def test_nan_metadata_run_is_stored(store_url: str, engine: Engine) -> None:
     assert len(rows(engine, execution_history)) == 1
 
 
+def test_a_non_finite_float_in_a_sequence_keeps_it_one_type(store_url: str) -> None:
+    """(0, inf) is stored as text, every item of it: a mixed list is no attribute value."""
+    with stored_monitor(store_url) as sm:
+        m = sm.monitor
+        with track_collection("ratios", monitor=m) as r:
+            r.set_metadata("ratios", (0, float("inf")))
+        assert m.force_flush() is True
+        [record] = m.history("ratios")
+        assert record.metadata["ratios"] == ("0.0", "inf")
+
+
 def test_undecodable_path_in_error_message_is_stored(
     store_url: str, engine: Engine, internal_errors: list[Any]
 ) -> None:

@@ -40,6 +40,7 @@ MAX_DEPTH: Final = 4
 _INT64_MIN: Final = -(2**63)
 _INT64_MAX: Final = 2**63 - 1
 _URL_PASSWORD: Final = re.compile(r"(://[^/@:\s]*):([^/@\s]+)@")
+_SURROGATE: Final = re.compile("[\ud800-\udfff]")
 _KEY_SEPARATORS: Final = re.compile(r"[-.\s_]+")
 _CAMEL_BOUNDARY: Final = re.compile(r"([a-z0-9])([A-Z])|([A-Z])([A-Z][a-z])")
 
@@ -133,10 +134,19 @@ class MetadataSanitizer:
         return text
 
     def text(self, value: object) -> str:
-        """A message or value as a bounded string with URL passwords masked."""
+        """A message or value as a bounded string with URL passwords masked.
+
+        Lone surrogates (what ``os.fsdecode`` makes of undecodable bytes)
+        become U+FFFD: OTLP and the databases need valid UTF-8.
+        """
         text = self.mask(value if isinstance(value, str) else safe_str(value))
         if len(text) > self._max_length:
             text = text[: self._max_length]
+        if not text.isascii():
+            try:
+                text.encode("utf-8")
+            except UnicodeEncodeError:
+                text = _SURROGATE.sub("\ufffd", text)
         return text
 
     def sanitize(self, metadata: Mapping[Any, Any] | None) -> dict[str, AttributeValue]:
