@@ -59,6 +59,9 @@ INTERVAL_FIELDS: Final = (
     "retention_interval",
 )
 
+#: Default series per collector: one per status and error type on the duration histogram.
+SERIES_PER_COLLECTOR: Final = 8
+
 #: Fields that can be set globally on MonitorConfig and per collector in
 #: CollectorThresholds; the per-collector value wins when it is not None.
 THRESHOLD_FIELDS: Final = (
@@ -123,10 +126,18 @@ class MonitorConfig:
         max_history_per_collector: Execution records kept in memory per
             collector; the oldest is dropped first. Running statistics keep
             counting past it.
-        max_collectors: Distinct collector types tracked in memory. Runs of
-            collectors beyond it still get spans and metrics but are not kept
-            in history; they are counted in
-            ``Monitor.export()["internal"]["dropped_runs"]``.
+        max_collectors: Collector types tracked in memory (history, health,
+            alerts, gauges). At the limit a new collector evicts the least
+            recently seen: first one whose last run succeeded and with no
+            active alert, then one with none, then any (its alerts resolve).
+            An evicted collector that runs again starts afresh in memory (a
+            database keeps its runs). Logged once; see ``system_health().limits``.
+        max_metric_series: Series (attribute sets) per gecko-otel metric in the
+            OpenTelemetry SDK before further ones merge into its overflow
+            series; at least ``max_collectors``. ``None``: 8 x
+            ``max_collectors``. Set on the MeterProviders gecko-otel creates;
+            give yours ``View(meter_name="gecko_otel",
+            aggregation_cardinality_limit=config.metric_series_limit)``.
         max_attribute_length: Metadata strings, warning and error messages are
             cut to this many characters.
         max_metadata_entries: Metadata keys kept per run (and items per
@@ -207,6 +218,7 @@ class MonitorConfig:
 
     max_history_per_collector: int = 1000
     max_collectors: int = 10_000
+    max_metric_series: int | None = None
     max_attribute_length: int = 4096
     max_metadata_entries: int = 128
     max_messages_per_run: int = 100
@@ -249,6 +261,14 @@ class MonitorConfig:
             "max_messages_per_run",
         ):
             _require_positive_int(field, getattr(self, field))
+        series = self.max_metric_series
+        if series is not None:
+            _require_positive_int("max_metric_series", series)
+            if series < self.max_collectors:
+                raise ConfigError(
+                    f"MonitorConfig.max_metric_series ({series}) is below max_collectors "
+                    f"({self.max_collectors}): collectors would share the overflow series"
+                )
         keys: object = self.sensitive_keys
         if (
             isinstance(keys, str)
@@ -304,7 +324,16 @@ class MonitorConfig:
                     f"MonitorConfig.collectors[{name!r}] must be a CollectorThresholds, "
                     f"got {overrides!r}"
                 )
+        if len(collectors) > self.max_collectors:
+            raise ConfigError("MonitorConfig.collectors has more than max_collectors entries")
         object.__setattr__(self, "collectors", MappingProxyType(dict(collectors)))
+
+    @property
+    def metric_series_limit(self) -> int:
+        """Series per metric in force: ``max_metric_series``, or 8 x ``max_collectors``."""
+        if self.max_metric_series is not None:
+            return self.max_metric_series
+        return SERIES_PER_COLLECTOR * self.max_collectors
 
     def thresholds_for(self, collector_type: str) -> Thresholds:
         """The thresholds in force for ``collector_type``."""
@@ -406,6 +435,7 @@ def _optional_seconds(raw: str) -> float | None:
 ENV_VARS: Final[dict[str, tuple[str, Callable[[str], Any]]]] = {
     "max_history_per_collector": ("GECKO_OTEL_MAX_HISTORY_PER_COLLECTOR", int),
     "max_collectors": ("GECKO_OTEL_MAX_COLLECTORS", int),
+    "max_metric_series": ("GECKO_OTEL_MAX_METRIC_SERIES", int),
     "max_attribute_length": ("GECKO_OTEL_MAX_ATTRIBUTE_LENGTH", int),
     "max_metadata_entries": ("GECKO_OTEL_MAX_METADATA_ENTRIES", int),
     "max_messages_per_run": ("GECKO_OTEL_MAX_MESSAGES_PER_RUN", int),

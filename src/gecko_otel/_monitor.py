@@ -129,9 +129,7 @@ class Monitor:
         self._started = datetime.now(timezone.utc)
         attach(tracer_provider, self._processor)
         self._readings = Readings(
-            pipeline,
-            active_runs=self._processor.active_runs,
-            drop_counts=(self._store.counts, pipeline.dispatcher.counts),
+            pipeline, active_runs=self._processor.active_runs, drop_counts=(self._store.counts,)
         )
         self._observables = observables_for(meter_provider, self.instrumentation.meter)
         self._observables.serve(self._readings)
@@ -182,8 +180,10 @@ class Monitor:
         return self._pipeline.health(collector_type)
 
     def system_health(self) -> SystemHealth:
-        """All collectors at a glance, with active alerts per level and drop counters."""
-        return self._pipeline.system_health(self._readings.drop_counts())
+        """All collectors at a glance: active alerts per level, drop counters, limits."""
+        return self._pipeline.system_health(
+            self._readings.drop_counts(), self.instrumentation.limits()
+        )
 
     def alerts(
         self,
@@ -369,7 +369,7 @@ class Monitor:
             "alerts": [a.to_dict() for a in self.alerts(active_only=False)],
             "internal": {
                 "internal_errors": internal_error_count(),
-                "dropped_runs": self._store.counts()["dropped_runs"],
+                "evicted_collectors": self._pipeline.roster.evicted,
                 "records_every_run": self.instrumentation.records_all_runs,
             },
             **self._store.export_state(),

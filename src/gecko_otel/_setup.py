@@ -21,6 +21,7 @@ from opentelemetry.sdk.trace import TracerProvider as SDKTracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter
 
 from gecko_otel import _state
+from gecko_otel._capture.instruments import metric_views
 from gecko_otel._checks import seconds
 from gecko_otel._config import MonitorConfig
 from gecko_otel._guard import guarded
@@ -119,7 +120,9 @@ def setup(
                         seconds(config.metrics_export_interval)
                     )
                     extra.append(reader)
-                meter_provider = _new_meter_provider(service_name, tracer_provider, owned, extra)
+                meter_provider = _new_meter_provider(
+                    service_name, tracer_provider, owned, config, extra
+                )
         monitor = Monitor(
             tracer_provider=tracer_provider,
             meter_provider=meter_provider,
@@ -225,13 +228,19 @@ def _new_meter_provider(
     service_name: str | None,
     tracer_provider: trace.TracerProvider,
     owned: list[Any],
+    config: MonitorConfig,
     extra_readers: list[Any] | None = None,
 ) -> SDKMeterProvider:
     resource = getattr(tracer_provider, "resource", None) or _resource(service_name)
     exporter = _metric_exporter(os.environ)
     readers = [PeriodicExportingMetricReader(exporter)] if exporter is not None else []
     readers.extend(extra_readers or ())
-    provider = SDKMeterProvider(resource=resource, metric_readers=readers, shutdown_on_exit=False)
+    provider = SDKMeterProvider(
+        resource=resource,
+        metric_readers=readers,
+        shutdown_on_exit=False,
+        views=metric_views(config),
+    )
     _install_global(metrics.set_meter_provider, metrics.get_meter_provider, provider)
     owned.append(provider)
     return provider

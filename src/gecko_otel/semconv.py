@@ -51,7 +51,7 @@ METRIC_HEALTH_STATUS: Final = "gecko.collector.health_status"
 METRIC_CONSECUTIVE_FAILURES: Final = "gecko.collector.consecutive_failures"
 METRIC_LAST_SUCCESS: Final = "gecko.collector.last_success_time"
 METRIC_ALERTS_ACTIVE: Final = "gecko.alerts.active"
-#: What gecko-otel lost and counted, by ``gecko.drop.reason``: dropped_runs,
+#: What gecko-otel lost and counted, by ``gecko.drop.reason``: evicted_collectors,
 #: dropped_notifications, handler_errors, handler_timeouts, internal_errors.
 METRIC_DROPPED: Final = "gecko.monitor.dropped"
 

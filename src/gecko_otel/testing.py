@@ -33,6 +33,7 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from opentelemetry.sdk.trace.sampling import Sampler
 
 from gecko_otel import _guard, _state
+from gecko_otel._capture.instruments import metric_views
 from gecko_otel._config import MonitorConfig
 from gecko_otel._monitor import Monitor
 from gecko_otel._values.alerts import Alert
@@ -158,7 +159,11 @@ def capture_runs(
     tracer_provider = TracerProvider(sampler=sampler, shutdown_on_exit=False)
     tracer_provider.add_span_processor(SimpleSpanProcessor(exporter))
     reader = InMemoryMetricReader()
-    meter_provider = MeterProvider(metric_readers=[reader], shutdown_on_exit=False)
+    meter_provider = MeterProvider(
+        metric_readers=[reader],
+        shutdown_on_exit=False,
+        views=metric_views(config if config is not None else MonitorConfig()),
+    )
     notifications: list[Alert] = []
     monitor = Monitor(
         tracer_provider=tracer_provider,

@@ -490,8 +490,9 @@ def test_drops_are_a_metric_too(clock: FakeClock) -> None:
     def broken(alert: Alert) -> None:
         raise RuntimeError("handler bug")
 
-    with watched(clock, max_collectors=1) as captured:
+    with watched(clock, max_collectors=2) as captured:
         captured.monitor.add_alert_handler(broken)
+        run("healthy_and_least_recent")
         fail_three("kept")
         run("beyond_max_collectors")
         assert captured.monitor.force_flush(5_000)
@@ -500,7 +501,7 @@ def test_drops_are_a_metric_too(clock: FakeClock) -> None:
             for attrs, value in captured.metrics()["gecko.monitor.dropped"]
         }
     assert points["handler_errors"] == 1
-    assert points["dropped_runs"] == 1
+    assert points["evicted_collectors"] == 1
     assert points["dropped_notifications"] == 0
 
 

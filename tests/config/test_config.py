@@ -51,10 +51,28 @@ def test_config_is_frozen_and_replace_validates() -> None:
     assert MonitorConfig(sensitive_keys=["a", "b"]).sensitive_keys == ("a", "b")  # type: ignore[arg-type]
 
 
+def test_the_metric_series_limit_follows_max_collectors_and_never_falls_below_it() -> None:
+    assert MonitorConfig().metric_series_limit == 8 * 10_000
+    assert MonitorConfig(max_collectors=50).metric_series_limit == 400
+    assert MonitorConfig(max_collectors=50, max_metric_series=50).metric_series_limit == 50
+    with pytest.raises(ConfigError, match=r"max_metric_series \(49\) is below max_collectors"):
+        MonitorConfig(max_collectors=50, max_metric_series=49)
+    for bad in (0, 2.5, "100", True):
+        with pytest.raises(ConfigError, match="max_metric_series must be a positive integer"):
+            MonitorConfig(max_metric_series=bad)
+    with pytest.raises(ConfigError, match="GECKO_OTEL_MAX_METRIC_SERIES='many' is invalid"):
+        MonitorConfig.from_env({"GECKO_OTEL_MAX_METRIC_SERIES": "many"})
+    with pytest.raises(ConfigError, match="more than max_collectors"):
+        MonitorConfig(
+            max_collectors=1, collectors={"a": CollectorThresholds(), "b": CollectorThresholds()}
+        )
+
+
 def test_from_env_reads_every_variable_in_the_table() -> None:
     env = {
         "GECKO_OTEL_MAX_HISTORY_PER_COLLECTOR": "50",
         "GECKO_OTEL_MAX_COLLECTORS": "60",
+        "GECKO_OTEL_MAX_METRIC_SERIES": "600",
         "GECKO_OTEL_MAX_ATTRIBUTE_LENGTH": "70",
         "GECKO_OTEL_MAX_METADATA_ENTRIES": "80",
         "GECKO_OTEL_MAX_MESSAGES_PER_RUN": "90",
@@ -89,6 +107,7 @@ def test_from_env_reads_every_variable_in_the_table() -> None:
     assert config == MonitorConfig(
         max_history_per_collector=50,
         max_collectors=60,
+        max_metric_series=600,
         max_attribute_length=70,
         max_metadata_entries=80,
         max_messages_per_run=90,

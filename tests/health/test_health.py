@@ -230,7 +230,7 @@ def test_system_health_is_the_worst_collector(watched: CapturedRuns) -> None:
     assert system.average_health_score == round((good.health_score + bad.health_score) / 2, 2)
     assert system.active_alerts["critical"] == 1
     assert system.dropped == {
-        "dropped_runs": 0,
+        "evicted_collectors": 0,
         "internal_errors": gecko_otel.internal_error_count(),
         "dropped_notifications": 0,
         "handler_errors": 0,

@@ -201,12 +201,12 @@ def test_export_includes_a_configured_collectors_first_run() -> None:
     assert exported["collectors"]["pools"]["statistics"]["total_executions"] == 1
 
 
-def test_max_collectors_bounds_memory_and_counts_drops() -> None:
+def test_max_collectors_bounds_memory_and_counts_evictions() -> None:
     with capture_runs(MonitorConfig(max_collectors=3)) as local:
         for i in range(10):
             run(f"dynamic_{i}")
-        assert len(local.monitor.collector_types()) == 3
-        assert local.monitor.export()["internal"]["dropped_runs"] == 7
+        assert local.monitor.collector_types() == ["dynamic_7", "dynamic_8", "dynamic_9"]
+        assert local.monitor.export()["internal"]["evicted_collectors"] == 7
         assert len(local.spans) == 10  # spans and metrics still flow
 
 

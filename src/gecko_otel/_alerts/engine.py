@@ -327,6 +327,12 @@ class AlertEngine:
             self._flush_unnotified(live.collector_type, now)
             return True
 
+    def resolve_collector(self, collector_type: str, now: float) -> None:
+        """Resolve every active alert of a collector that is no longer tracked."""
+        with self._lock:
+            for live in list(self._active.pop(collector_type, {}).values()):
+                self._resolve(live, now)
+
     def suppress(self, collector_type: str, rule: str | None, until: float) -> None:
         """Silence matching alerts until unix time ``until``."""
         with self._lock:

@@ -23,6 +23,7 @@ from typing import Any, Final
 
 from opentelemetry import metrics, trace
 from opentelemetry.metrics import Histogram, MeterProvider
+from opentelemetry.sdk.metrics.view import View
 from opentelemetry.trace import TracerProvider
 
 from gecko_otel import semconv
@@ -44,6 +45,15 @@ from gecko_otel.errors import ConfigError
 logger = logging.getLogger("gecko_otel.monitor")
 
 _MAX_CACHED_ATTRIBUTE_SETS: Final = 256
+
+
+def metric_views(config: MonitorConfig) -> list[View]:
+    """The SDK views that give gecko-otel's metrics ``config.metric_series_limit`` series."""
+    return [
+        View(
+            meter_name=semconv.SCOPE_NAME, aggregation_cardinality_limit=config.metric_series_limit
+        )
+    ]
 
 
 class Instrumentation:
@@ -80,6 +90,10 @@ class Instrumentation:
         )
         self._prepared: dict[str, Prepared] = {}
         self._lock = threading.Lock()
+        #: Duration-histogram series recorded (the metric with the most per
+        #: collector), up to the series limit: past it the SDK merges new ones.
+        self._series: set[tuple[str, str, str | None]] = set()
+        self.series_limit_reached = False
         #: Forgets a run whose span ended without our span processor seeing
         #: it (another processor raised inside ``end()``); None without a Monitor.
         #: Takes the Run (typed loosely: the run module imports this one).
@@ -118,6 +132,31 @@ class Instrumentation:
                     self._prepared[collector_type] = prepared
             return prepared
         return Prepared(self, collector_type, function_name, self.sanitizer.sanitize(metadata))
+
+    def note_series(self, key: tuple[str, str, str | None]) -> None:
+        """Count a duration-histogram attribute set; warn once when the limit is reached."""
+        series = self._series
+        if key in series or self.series_limit_reached:
+            return
+        limit = self.config.metric_series_limit
+        if len(series) < limit:
+            series.add(key)
+            return
+        self.series_limit_reached = True
+        logger.warning(
+            "gecko_otel: %d series reached on %s: the OpenTelemetry SDK merges further "
+            "collectors into its otel.metric.overflow series; raise max_metric_series "
+            "(GECKO_OTEL_MAX_METRIC_SERIES) (logged once)",
+            limit,
+            semconv.METRIC_DURATION,
+        )
+
+    def limits(self) -> dict[str, int | bool]:
+        """The metric series limit and whether it was reached (for ``system_health()``)."""
+        return {
+            "metric_series_limit": self.config.metric_series_limit,
+            "metric_series_limit_reached": self.series_limit_reached,
+        }
 
 
 class Prepared:
@@ -163,6 +202,7 @@ class Prepared:
         }
         if error_type is not None:
             attributes[semconv.ERROR_TYPE] = error_type
+        self.instr.note_series((self.collector_type, status.value, error_type))
         # Error types come from exception classes, so the set is small; the cap
         # only keeps a pathological caller from growing it without bound.
         if len(self._histogram_attributes) < _MAX_CACHED_ATTRIBUTE_SETS:

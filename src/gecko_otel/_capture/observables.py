@@ -194,9 +194,10 @@ class Readings:
     """A Monitor's `MetricReadings`: what its observable instruments read.
 
     Args:
-        source: Records, collector types, health and alert counts (the run pipeline).
+        source: Records, collector types, health and alert counts, handler
+            drops and evicted collectors (the run pipeline).
         active_runs: The runs in progress (the span processor's).
-        drop_counts: Drop counters to report beside the internal-error count.
+        drop_counts: Further drop counters to report (the store's).
     """
 
     def __init__(
@@ -211,7 +212,7 @@ class Readings:
         self.health = source.health
         self.active_alert_counts = source.engine.active_counts
         self._active_runs = active_runs
-        self._drop_counts = tuple(drop_counts)
+        self._drop_counts = (*drop_counts, source.dispatcher.counts, source.roster.counts)
 
     def active_collector_types(self) -> list[str]:
         return [run.collector_type for run in self._active_runs()]

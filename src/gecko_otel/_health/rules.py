@@ -50,7 +50,7 @@ from gecko_otel._values.health import (
     health_score,
     span_text,
 )
-from gecko_otel._values.records import ExecutionStatus, utc_seconds
+from gecko_otel._values.records import ExecutionStatus, FinishedRun, utc_seconds
 
 _NOT_STARTED: Final = frozenset({ExecutionStatus.MISSED, ExecutionStatus.SKIPPED})
 _NONE: Final[list[Condition]] = []  # shared "no condition holds"; never mutated
@@ -82,17 +82,22 @@ class HealthEvaluator:
         """Collectors known to the evaluator, sorted."""
         return sorted(self._states)
 
-    def state(self, collector_type: str, now: float) -> CollectorState | None:
-        """The collector's state, created on first sight (None past ``max_collectors``)."""
+    def state(self, collector_type: str, now: float) -> CollectorState:
+        """The collector's state, created on first sight (the pipeline's roster bounds them)."""
         state = self._states.get(collector_type)
         if state is not None:
             return state
         with self._lock:
             state = self._states.get(collector_type)
-            if state is None and len(self._states) < self._config.max_collectors:
+            if state is None:
                 state = CollectorState(self._config.thresholds_for(collector_type), now)
                 self._states[collector_type] = state
             return state
+
+    def forget(self, collector_type: str) -> None:
+        """Drop an evicted collector's state."""
+        with self._lock:
+            self._states.pop(collector_type, None)
 
     def restore(
         self,
@@ -116,8 +121,6 @@ class HealthEvaluator:
         Returns False when it was not restored.
         """
         state = self.state(collector_type, first_seen if first_seen is not None else now)
-        if state is None:
-            return False
         with state.lock:
             if state.total_executions:
                 return False
@@ -191,14 +194,9 @@ class HealthEvaluator:
         duration: float | None,
         records: int,
         now: float,
-    ) -> list[Condition] | None:
-        """Count one finished run at unix time ``now``; the conditions that now hold.
-
-        Returns None when the collector is not tracked (over ``max_collectors``).
-        """
+    ) -> list[Condition]:
+        """Count one finished run at unix time ``now``; the conditions that now hold."""
         state = self._states.get(collector_type) or self.state(collector_type, now)
-        if state is None:
-            return None
         with state.lock:
             state.total_executions += 1
             if status is ExecutionStatus.SKIPPED:
@@ -400,3 +398,17 @@ def _status(conditions: Sequence[Condition]) -> CollectionStatus:
     if any(c.critical for c in conditions):
         return CollectionStatus.CRITICAL
     return CollectionStatus.WARNING if conditions else CollectionStatus.HEALTHY
+
+
+def open_overlap(runs: Sequence[FinishedRun]) -> float | None:
+    """When the last skip happened, if no run started after it (unix seconds), else None."""
+    skipped = [r.start_ns for r in runs if r.status is ExecutionStatus.SKIPPED]
+    if not skipped:
+        return None
+    last = max(skipped)
+    if any(
+        r.start_ns > last and r.status not in (ExecutionStatus.MISSED, ExecutionStatus.SKIPPED)
+        for r in runs
+    ):
+        return None
+    return last / 1e9

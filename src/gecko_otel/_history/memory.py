@@ -155,8 +155,6 @@ class History:
         self._config = config
         self._collectors: dict[str, _CollectorHistory] = {}
         self._lock = threading.Lock()
-        #: Runs not kept because ``max_collectors`` was reached.
-        self.dropped_runs = 0
         at_fork_in_child(self, "_reset_locks")
 
     def add(self, record: FinishedRun) -> None:
@@ -164,8 +162,6 @@ class History:
         collector = self._collectors.get(record.collector_type)
         if collector is None:
             collector = self._new_collector(record.collector_type)
-            if collector is None:
-                return
         with collector.lock:
             collector.records.append(record)
             collector.aggregate.add(record)
@@ -181,21 +177,22 @@ class History:
             collector = self._collectors.get(run.collector_type) or self._new_collector(
                 run.collector_type
             )
-            if collector is None:
-                return
             with collector.lock:
                 collector.records.append(run)
 
-    def _new_collector(self, collector_type: str) -> _CollectorHistory | None:
+    def _new_collector(self, collector_type: str) -> _CollectorHistory:
+        # The run pipeline's roster keeps collectors within max_collectors.
         with self._lock:
             collector = self._collectors.get(collector_type)
             if collector is None:
-                if len(self._collectors) >= self._config.max_collectors:
-                    self.dropped_runs += 1
-                    return None
                 collector = _CollectorHistory(self._config.max_history_per_collector)
                 self._collectors[collector_type] = collector
             return collector
+
+    def forget(self, collector_type: str) -> None:
+        """Drop everything held for an evicted collector."""
+        with self._lock:
+            self._collectors.pop(collector_type, None)
 
     def _reset_locks(self) -> None:
         # A lock held by another thread at fork() stays held forever in the

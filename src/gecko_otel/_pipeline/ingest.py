@@ -32,7 +32,6 @@ from gecko_otel._values.records import FinishedRun
 
 if TYPE_CHECKING:
     from gecko_otel._config import MonitorConfig
-    from gecko_otel._history.memory import History
     from gecko_otel.typing import IngestTarget
 
 #: Quiet runs that may wait before a batch is processed.
@@ -42,8 +41,7 @@ BATCH: Final = 64
 class RunIngest:
     """Feeds finished runs to history and alerting (see the module docs)."""
 
-    def __init__(self, history: History, alerting: IngestTarget, config: MonitorConfig) -> None:
-        self._history = history
+    def __init__(self, alerting: IngestTarget, config: MonitorConfig) -> None:
         self._alerting = alerting
         self._pending: deque[tuple[FinishedRun, float]] = deque()
         # With a throughput rule a quiet-looking run can still fire an alert.
@@ -66,12 +64,11 @@ class RunIngest:
         """Process every waiting run, oldest first."""
         if not self._pending:
             return
-        history, alerting, pending = self._history, self._alerting, self._pending
+        alerting, pending = self._alerting, self._pending
         with alerting.lock:
             while True:
                 try:
                     run, ended = pending.popleft()
                 except IndexError:
                     return
-                history.add(run)
-                alerting.observe(run, ended)
+                alerting.observe(run, ended)  # adds it to the history too

@@ -24,10 +24,11 @@ from gecko_otel._checks import check_collector_type, check_seconds, seconds
 from gecko_otel._config import MonitorConfig
 from gecko_otel._guard import at_fork_in_child, guarded
 from gecko_otel._health.expectations import Expectation, Schedules
-from gecko_otel._health.rules import HealthEvaluator
+from gecko_otel._health.rules import HealthEvaluator, open_overlap
 from gecko_otel._health.window import BUCKETS
 from gecko_otel._history.memory import History
 from gecko_otel._pipeline.ingest import RunIngest
+from gecko_otel._pipeline.roster import Roster
 from gecko_otel._values.alerts import Alert
 from gecko_otel._values.health import (
     AlertLevel,
@@ -37,7 +38,7 @@ from gecko_otel._values.health import (
     SystemHealth,
     worst,
 )
-from gecko_otel._values.records import ExecutionStatus, FinishedRun
+from gecko_otel._values.records import FinishedRun
 from gecko_otel._worker import Worker
 from gecko_otel.errors import ConfigError
 from gecko_otel.typing import AlertHandler, RunConsumer
@@ -85,11 +86,21 @@ class RunPipeline:
         for handler in handlers:
             self.add_handler(handler)
         self._p95: dict[str, tuple[int, int, float | None]] = {}
+        self._published: dict[str, tuple[str, float | None]] = {}
+        #: The collectors tracked in memory, within ``max_collectors``.
+        self.roster = Roster(
+            config.max_collectors,
+            self.engine,
+            self._clock,
+            forget=(history.forget, self.evaluator.forget),
+            caches=(self._p95, self._published),
+        )
         # Collectors named in the configuration are watched from the start, so
         # one that never runs in this process still goes stale.
         started = self._clock()
         for name in config.collectors:
             self.evaluator.state(name, started)
+            self.roster.seen(name, succeeded=True)
         # The watchdog: time-based rules (stale, missed runs, repeats, expiring
         # suppressions) need a clock, since a collector that stops makes no runs.
         self._watchdog = Worker(
@@ -101,8 +112,7 @@ class RunPipeline:
         #: it, so a tick never applies conditions computed before a run that
         #: was processed in the meantime.
         self.lock = threading.RLock()
-        self._ingest = RunIngest(history, self, config)
-        self._published: dict[str, tuple[str, float | None]] = {}
+        self._ingest = RunIngest(self, config)
         at_fork_in_child(self, "_reset_lock")
         if watchdog:
             self._watchdog.ensure_running()
@@ -155,6 +165,10 @@ class RunPipeline:
         Called under ``lock`` by the run ingest.
         """
         collector_type = record.collector_type
+        roster = self.roster
+        if collector_type not in roster:
+            roster.make_room()
+        self._history.add(record)
         conditions = self.evaluator.observe(
             collector_type,
             record.status,
@@ -165,8 +179,8 @@ class RunPipeline:
         if self.schedules.has(collector_type):
             self.schedules.ended(collector_type, record.execution_id)
             conditions = [*(conditions or ()), *self.schedules.conditions(collector_type, ended)]
-        if conditions is not None:
-            self.engine.update(collector_type, conditions, ended, by_run=True)
+        self.engine.update(collector_type, conditions, ended, by_run=True)
+        roster.seen(collector_type, record.status.is_successful)
 
     def run_started(self, collector_type: str, execution_id: str) -> None:
         """A run of a collector with an expectation started (on the run's thread)."""
@@ -263,8 +277,8 @@ class RunPipeline:
                 out[name] = health
         return out
 
-    def system_health(self, dropped: dict[str, int]) -> SystemHealth:
-        """All collectors at a glance; ``dropped`` adds the Monitor's own counters."""
+    def system_health(self, dropped: dict[str, int], limits: dict[str, Any]) -> SystemHealth:
+        """All collectors at a glance; ``dropped`` and ``limits`` add the Monitor's own."""
         everything = self.health()
         by_status = dict.fromkeys(CollectionStatus, 0)
         for health in everything.values():
@@ -279,7 +293,8 @@ class RunPipeline:
             unknown_collectors=by_status[CollectionStatus.UNKNOWN],
             average_health_score=round(sum(scores) / len(scores), 2) if scores else None,
             active_alerts=self.engine.active_counts(),
-            dropped={**dropped, **self.dispatcher.counts()},
+            dropped={**dropped, **self.dispatcher.counts(), **self.roster.counts()},
+            limits={**self.roster.limits(), **limits},
             evaluated_at=datetime.fromtimestamp(self._clock(), timezone.utc),
         )
 
@@ -369,8 +384,10 @@ class RunPipeline:
         """Rebuild a collector's health state and recent history from a store.
 
         Returns False when it was not restored (it already ran here, or
-        ``max_collectors`` is reached). Call under ``lock``.
+        ``max_collectors`` is reached: restoring never evicts). Call under ``lock``.
         """
+        if collector_type not in self.roster and self.roster.full:
+            return False
         if not self.evaluator.restore(
             collector_type,
             now=now,
@@ -380,9 +397,10 @@ class RunPipeline:
             last_failure=last_failure,
             consecutive_failures=consecutive_failures,
             total_executions=total_executions,
-            skipped_at=_open_overlap(runs),
+            skipped_at=open_overlap(runs),
         ):
             return False
+        self.roster.seen(collector_type, consecutive_failures == 0)
         self._history.restore(runs)
         return True
 
@@ -433,17 +451,3 @@ class RunPipeline:
                 name: self.schedules.describe(name) for name in self.schedules.collector_types()
             },
         }
-
-
-def _open_overlap(runs: Sequence[FinishedRun]) -> float | None:
-    """When the last skip happened, if no run started after it (unix seconds), else None."""
-    skipped = [r.start_ns for r in runs if r.status is ExecutionStatus.SKIPPED]
-    if not skipped:
-        return None
-    last = max(skipped)
-    if any(
-        r.start_ns > last and r.status not in (ExecutionStatus.MISSED, ExecutionStatus.SKIPPED)
-        for r in runs
-    ):
-        return None
-    return last / 1e9

@@ -14,7 +14,7 @@ on what it has: an empty window counts as a full success rate.
 from __future__ import annotations
 
 import enum
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Final
 
@@ -197,10 +197,14 @@ class SystemHealth:
         unknown_collectors: ...
         average_health_score: Mean score of the collectors that have one.
         active_alerts: Active (firing or acknowledged) alerts per level.
-        dropped: What was lost and counted (``dropped_runs``,
+        dropped: What was lost and counted (``evicted_collectors``,
             ``dropped_notifications``, ``handler_errors``,
-            ``handler_timeouts``, ``internal_errors``).
+            ``handler_timeouts``, ``internal_errors``, the store's).
         evaluated_at: When this was computed.
+        limits: The cardinality limits and how close they are:
+            ``max_collectors``, ``tracked_collectors``,
+            ``evicted_collectors`` (evicted from memory at the limit),
+            ``metric_series_limit`` and ``metric_series_limit_reached``.
     """
 
     overall_status: CollectionStatus
@@ -213,6 +217,7 @@ class SystemHealth:
     active_alerts: dict[str, int]
     dropped: dict[str, int]
     evaluated_at: datetime
+    limits: dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-serialisable dict."""
@@ -227,6 +232,7 @@ class SystemHealth:
             "active_alerts": dict(self.active_alerts),
             "dropped": dict(self.dropped),
             "evaluated_at": iso(self.evaluated_at),
+            "limits": dict(self.limits),
         }
 
 

@@ -135,8 +135,8 @@ class MemoryStore:
         return {}
 
     def counts(self) -> dict[str, int]:
-        """Runs not kept because ``max_collectors`` was reached."""
-        return {"dropped_runs": self._history.dropped_runs}
+        """Nothing is dropped here (the run pipeline counts evicted collectors)."""
+        return {}
 
     def flush(self, timeout: float | None) -> bool:
         """Always done."""
