@@ -62,7 +62,9 @@ class Monitor:
         owned_providers: Providers the Monitor created and shuts down; others
             are flushed and left running.
         clock: Unix time in seconds for health and alerts (``time.time``); tests
-            pass a fake clock to move time without sleeping.
+            pass a fake clock to move time without sleeping. Elapsed time is
+            measured on its ``monotonic()`` when it has one (``time.monotonic``
+            by default), so a step of the wall clock fires nothing.
         watchdog: Run the thread that evaluates time-based rules every
             ``watchdog_interval``; with False, call `evaluate` yourself.
         database: A URL (``sqlite:///path.db``, ``postgresql+psycopg://...``) or a

@@ -52,20 +52,42 @@ __all__ = [
 class FakeClock:
     """A clock for tests: unix seconds that move only when you say so.
 
+    Like a computer's, it has two readings: the wall clock (call it, or read
+    ``now``) and the monotonic clock (`monotonic`). `advance` moves both, as
+    time passing does; `step` moves the wall clock alone, as an NTP
+    correction or ``date -s`` does, to check that a step neither fires nor
+    resolves an alert (the Monitor measures elapsed time on the monotonic
+    reading). Setting ``now`` moves both.
+
     >>> clock = FakeClock()
     >>> clock.advance(hours=6)
+    >>> clock.step(hours=-1)  # the wall clock goes back an hour; no time passed
+
+    Attributes:
+        now: The wall clock's reading, unix seconds.
     """
 
     def __init__(self, start: float | None = None) -> None:
         # Starts at the real time, so it agrees with span timestamps until moved.
         self.now = time.time() if start is None else start
+        self._stepped = 0.0  # wall minus monotonic
 
     def __call__(self) -> float:
         return self.now
 
+    def monotonic(self) -> float:
+        """The monotonic reading: ``now`` less every `step` (so `step` leaves it alone)."""
+        return self.now - self._stepped
+
     def advance(self, seconds: float = 0.0, *, minutes: float = 0.0, hours: float = 0.0) -> None:
-        """Move the clock forward."""
+        """Move the clock forward: both readings."""
         self.now += seconds + 60 * minutes + 3600 * hours
+
+    def step(self, seconds: float = 0.0, *, minutes: float = 0.0, hours: float = 0.0) -> None:
+        """Step the wall clock alone, forward or (negative) back; the monotonic clock stays."""
+        delta = seconds + 60 * minutes + 3600 * hours
+        self.now += delta
+        self._stepped += delta
 
 
 class CapturedRuns:

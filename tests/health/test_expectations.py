@@ -88,6 +88,28 @@ def test_cron_expectation(captured: CapturedRuns, clock: FakeClock) -> None:
     assert "cron '*/15 * * * *'" in alert.message
 
 
+def test_a_cron_schedule_ignores_a_step_of_the_wall_clock(
+    captured: CapturedRuns, clock: FakeClock
+) -> None:
+    monitor = captured.monitor
+    monitor.expect("ohlcv", cron="*/15 * * * *", grace=60)  # due 12:15:00
+    clock.step(hours=3)  # 15:00:30 on the wall clock; no time has passed
+    monitor.evaluate()
+    assert monitor.alerts() == []
+    clock.advance(14 * 60 + 29 + 60 + 2)  # 12:16:01 on the clock the Monitor started with
+    monitor.evaluate()
+    [alert] = monitor.alerts()
+    assert "12:15:00" in alert.message
+    run("ohlcv")  # at 15:16:01 on the wall clock: the next run is due at 15:30:00 (+ 60 s)
+    assert monitor.alerts() == []
+    clock.advance(14 * 60 + 58)
+    monitor.evaluate()
+    assert monitor.alerts() == []
+    clock.advance(2)
+    monitor.evaluate()
+    assert [a.rule for a in monitor.alerts()] == ["missed_run"]
+
+
 def test_runtime_exceeded_fires_while_the_run_goes_on(
     captured: CapturedRuns, clock: FakeClock
 ) -> None:

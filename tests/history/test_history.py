@@ -293,3 +293,18 @@ def test_make_record_matches_the_dataclass_constructor() -> None:
     assert make_record(*kwargs.values()) == ExecutionRecord(**kwargs)
     with pytest.raises(ValueError, match="zip"):
         make_record("too", "few")
+
+
+def test_runs_of_this_process_are_ordered_by_their_monotonic_start() -> None:
+    # The wall clock stepped back an hour between the second run and the third:
+    # their wall-clock starts say the opposite of the order they ran in.
+    history = History(MonitorConfig())
+    history.restore([record("pools", -7200), record("trades", -7100), record("pools", -7000)])
+    for n, (collector, wall) in enumerate([("pools", 10), ("trades", 20), ("pools", -3590)]):
+        history.add(record(collector, wall)._replace(start_mono=100.0 + n))
+    newest = ["pools--3590", "trades-20", "pools-10", "pools--7000", "trades--7100", "pools--7200"]
+    assert [r.execution_id for r in history.records()] == newest
+    assert [r.execution_id for r in history.records(limit=2)] == newest[:2]
+    assert [r.execution_id for r in history.records("pools")] == [
+        i for i in newest if i.startswith("pools")
+    ]

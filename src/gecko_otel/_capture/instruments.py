@@ -297,6 +297,9 @@ def not_started_run(
         None,
         None,
         0,
+        # Its place among this process's runs: the scheduled time, as far before
+        # the monotonic now as it is before the wall-clock now.
+        time.perf_counter() - (time.time() - scheduled_time.timestamp()),
     )
 
 

@@ -339,8 +339,9 @@ class Run:
         except Exception as internal:  # noqa: BLE001 - hot path: try is free, the guard is not
             report_internal_error("Run.finish", internal)
         finally:
-            try:
-                span.end()
+            try:  # ends start + monotonic duration: a wall-clock step cannot put it first
+                start = getattr(span, "start_time", None)  # None for a non-recording span
+                span.end(start + int(duration * 1e9) if start else None)
             except Exception as internal:  # noqa: BLE001 - another span processor raised
                 # The SDK does not shield span processors from each other, so
                 # ours may never have seen this span end: forget the run.
@@ -444,6 +445,7 @@ class Run:
                 ctx.trace_id if ctx is not None else None,
                 ctx.span_id if ctx is not None else None,
                 self._dropped_messages,
+                self._start or None,  # perf_counter: this process's order
             ),
         )
 
@@ -465,8 +467,6 @@ class Run:
 def _messages(value: object) -> list[object]:
     if value is None:
         return []
-    if isinstance(value, str | bytes):
-        return [value]
-    if isinstance(value, list | tuple):
+    if isinstance(value, list | tuple):  # a str or bytes is one message, as anything else
         return list(value)
     return [value]

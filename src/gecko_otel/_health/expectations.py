@@ -14,6 +14,13 @@ longer than that, before it ends. Start lateness (``grace``) and run length
 Both are time rules, checked by the watchdog on its clock (and when runs of
 the collector start or end); they resolve as soon as they stop holding.
 
+Times here are on the pipeline's clock, which advances with the monotonic
+clock. A schedule's next time is wall time by nature (cron, and APScheduler,
+compute it from the wall clock), so it is computed from a wall-clock reading
+and kept as the interval from that reading: a run is due that long after the
+previous one started, measured monotonically. A step of the wall clock alone
+therefore never makes a run late (nor on time).
+
 Cron expressions are parsed by ``cronsim`` (the ``cron`` extra) or, when
 that is missing, by APScheduler's ``CronTrigger`` (the ``apscheduler``
 extra); never by hand.
@@ -159,16 +166,26 @@ def make_expectation(
     )
 
 
+def _next_due(next_after: Callable[[float], float], now: float, wall: float) -> float:
+    """The schedule's next time after ``wall`` (the wall clock's reading at ``now``),
+    on the pipeline's clock: as far after ``now`` as it is after ``wall``."""
+    return next_after(now) if wall == now else now + (next_after(wall) - wall)
+
+
 class _Entry:
     __slots__ = ("due", "expectation", "next_after", "running")
 
     def __init__(
-        self, expectation: Expectation, next_after: Callable[[float], float] | None, now: float
+        self,
+        expectation: Expectation,
+        next_after: Callable[[float], float] | None,
+        now: float,
+        wall: float,
     ) -> None:
         self.expectation = expectation
         self.next_after = next_after
         #: The next start is due by this time (+ grace); inf without a schedule.
-        self.due = next_after(now) if next_after is not None else float("inf")
+        self.due = _next_due(next_after, now, wall) if next_after is not None else float("inf")
         #: execution id -> when the run started (the Monitor's clock)
         self.running: dict[str, float] = {}
 
@@ -204,12 +221,15 @@ class Schedules:
         collector_type: str,
         expectation: Expectation,
         now: float,
+        wall: float,
+        *,
         tz: tzinfo | None = None,
         first_due: float | None = None,
     ) -> None:
         """Declare (or replace) the collector's expectation, armed from ``now``.
 
-        ``first_due`` overrides the first due time (a scheduler's next run time).
+        ``wall`` is the wall clock's reading at ``now``. ``first_due`` overrides
+        the first due time (a scheduler's next run time, wall time).
         """
         next_after: Callable[[float], float] | None = None
         if expectation.cron is not None:
@@ -220,9 +240,9 @@ class Schedules:
             def next_after(after: float) -> float:
                 return after + every
 
-        entry = _Entry(expectation, next_after, now)
+        entry = _Entry(expectation, next_after, now, wall)
         if first_due is not None and next_after is not None:
-            entry.due = first_due
+            entry.due = first_due if wall == now else now + (first_due - wall)
         with self._lock:
             previous = self._entries.get(collector_type)
             if previous is not None:
@@ -244,15 +264,16 @@ class Schedules:
     def has(self, collector_type: str) -> bool:
         return collector_type in self._entries
 
-    def started(self, collector_type: str, execution_id: str, now: float) -> None:
-        """A run of the collector started at ``now``: the next start is due later."""
+    def started(self, collector_type: str, execution_id: str, now: float, wall: float) -> None:
+        """A run of the collector started at ``now`` (``wall`` on the wall clock):
+        the next start is due later."""
         entry = self._entries.get(collector_type)
         if entry is None:
             return
         with self._lock:
             entry.running[execution_id] = now
             if entry.next_after is not None:
-                entry.due = entry.next_after(now)
+                entry.due = _next_due(entry.next_after, now, wall)
 
     def ended(self, collector_type: str, execution_id: str) -> None:
         entry = self._entries.get(collector_type)

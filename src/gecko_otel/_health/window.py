@@ -8,10 +8,11 @@ duration and throughput are O(1) to read and to update per run.
 from __future__ import annotations
 
 import threading
+from collections.abc import Sequence
 from typing import Final
 
 from gecko_otel._config import Thresholds
-from gecko_otel._values.records import ExecutionStatus
+from gecko_otel._values.records import ExecutionStatus, FinishedRun
 
 #: The window is kept as this many buckets, so a run may leave the window up
 #: to 1/BUCKETS of the window early (15 minutes of 24 hours).
@@ -119,3 +120,17 @@ class CollectorState:
             self.sum_dur_count += 1
         self.records[i] += records
         self.sum_records += records
+
+
+def open_overlap(runs: Sequence[FinishedRun]) -> float | None:
+    """When the last skip happened, if no run started after it (unix seconds), else None."""
+    skipped = [r.start_ns for r in runs if r.status is ExecutionStatus.SKIPPED]
+    if not skipped:
+        return None
+    last = max(skipped)
+    if any(
+        r.start_ns > last and r.status not in (ExecutionStatus.MISSED, ExecutionStatus.SKIPPED)
+        for r in runs
+    ):
+        return None
+    return last / 1e9

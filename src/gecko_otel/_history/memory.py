@@ -213,7 +213,12 @@ class History:
         status: ExecutionStatus | str | None = None,
         since: datetime | None = None,
     ) -> list[ExecutionRecord]:
-        """Records newest first (by start time), filtered."""
+        """Records newest first (by start), filtered.
+
+        Runs of this process are ordered by their monotonic start, so a step
+        of the wall clock cannot misorder them; runs restored from a store
+        (wall times only) come before them, by their stored start time.
+        """
         return [run.to_record() for run in self._runs(collector_type, limit, status, since)]
 
     def _runs(
@@ -232,7 +237,7 @@ class History:
             with collector.lock:
                 snapshot = list(collector.records)
             groups.append(_filtered(reversed(snapshot), wanted, since_ns))
-        merged = heapq.merge(*groups, key=_start, reverse=True)
+        merged = heapq.merge(*groups, key=_order, reverse=True)
         if limit is None:
             return list(merged)
         return [run for _, run in zip(range(limit), merged, strict=False)]
@@ -298,8 +303,11 @@ class History:
         return [collector] if collector is not None else []
 
 
-def _start(run: FinishedRun) -> int:
-    return run.start_ns
+def _order(run: FinishedRun) -> tuple[bool, float]:
+    """Sort key, oldest first: restored runs by wall start, then this process's
+    runs by monotonic start (wall times only say when, not in which order)."""
+    mono = run.start_mono
+    return (False, run.start_ns) if mono is None else (True, mono)
 
 
 def _filtered(
@@ -313,7 +321,7 @@ def _filtered(
         if (status is None or r.status is status) and (since_ns is None or r.start_ns >= since_ns)
     ]
     # Runs end out of start order when they overlap; merge needs sorted input.
-    out.sort(key=_start, reverse=True)
+    out.sort(key=_order, reverse=True)
     return out
 
 

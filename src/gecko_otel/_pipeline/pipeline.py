@@ -24,9 +24,10 @@ from gecko_otel._checks import check_collector_type, check_seconds, seconds
 from gecko_otel._config import MonitorConfig
 from gecko_otel._guard import at_fork_in_child, guarded
 from gecko_otel._health.expectations import Expectation, Schedules
-from gecko_otel._health.rules import HealthEvaluator, open_overlap
-from gecko_otel._health.window import BUCKETS
+from gecko_otel._health.rules import HealthEvaluator
+from gecko_otel._health.window import BUCKETS, open_overlap
 from gecko_otel._history.memory import History
+from gecko_otel._pipeline.clock import SteadyClock
 from gecko_otel._pipeline.ingest import RunIngest
 from gecko_otel._pipeline.roster import Roster
 from gecko_otel._values.alerts import Alert
@@ -53,8 +54,9 @@ class RunPipeline:
         config: Thresholds, cooldowns, timeouts.
         history: The in-memory history runs are added to (and p95 durations read from).
         consumer: Hears of every run, alert change and health change (the store).
-        clock: Unix time in seconds; ``time.time`` by default. Tests pass a
-            fake clock to move time without sleeping.
+        clock: The wall clock, unix seconds; ``time.time`` by default (tests
+            pass a fake clock). Time is measured on a `SteadyClock` made from
+            it, so a step of the wall clock fires and resolves nothing.
         handlers: Alert handlers to start with.
         watchdog: Whether to run the watchdog thread (tests that drive the
             clock by hand call `evaluate` instead).
@@ -74,7 +76,7 @@ class RunPipeline:
         self._history = history
         self._consumer = consumer
         self._consumer_add_run = consumer.add_run  # bound once: it is called per run
-        self._clock = clock or time.time
+        self._clock = SteadyClock(clock)
         self.evaluator = HealthEvaluator(config)
         self.dispatcher = AlertDispatcher(
             timeout=seconds(config.handler_timeout), queue_size=config.alert_queue_size
@@ -132,8 +134,8 @@ class RunPipeline:
     # -- per run -------------------------------------------------------------
 
     def now(self) -> float:
-        """The clock's current reading (unix seconds)."""
-        return self._clock()
+        """The clock's current reading (unix seconds, advancing monotonically)."""
+        return self._clock.base + self._clock.monotonic()  # inline: called per run
 
     def add(self, run: FinishedRun) -> None:
         """Take a finished run (on the thread that ended it). O(1) amortised, no I/O."""
@@ -186,7 +188,7 @@ class RunPipeline:
         """A run of a collector with an expectation started (on the run's thread)."""
         with self.lock:  # serialised with ticks, so none applies a stale missed_run after it
             now = self._clock()
-            self.schedules.started(collector_type, execution_id, now)
+            self.schedules.started(collector_type, execution_id, now, self._clock.wall())
             if self.engine.has_active(collector_type):  # e.g. missed_run: resolve it now
                 self._ingest.drain()
                 self.engine.update(
@@ -201,7 +203,10 @@ class RunPipeline:
         first_due: float | None,
     ) -> None:
         """Arm (or replace) a collector's schedule expectation."""
-        self.schedules.expect(collector_type, expectation, self._clock(), tz, first_due)
+        wall = self._clock.wall()
+        self.schedules.expect(
+            collector_type, expectation, self._clock(), wall, tz=tz, first_due=first_due
+        )
 
     def unexpect(self, collector_type: str) -> bool:
         """Withdraw a collector's expectation (its schedule alerts resolve); False if none."""
@@ -385,19 +390,24 @@ class RunPipeline:
 
         Returns False when it was not restored (it already ran here, or
         ``max_collectors`` is reached: restoring never evicts). Call under ``lock``.
+        Stored times are wall times: their age is the wall clock's now, then
+        grows monotonically.
         """
         if collector_type not in self.roster and self.roster.full:
             return False
+        first, ok, failed, skipped = self._clock.from_wall(
+            first_seen, last_success, last_failure, open_overlap(runs)
+        )
         if not self.evaluator.restore(
             collector_type,
             now=now,
             buckets=list(buckets),
-            first_seen=first_seen,
-            last_success=last_success,
-            last_failure=last_failure,
+            first_seen=first,
+            last_success=ok,
+            last_failure=failed,
             consecutive_failures=consecutive_failures,
             total_executions=total_executions,
-            skipped_at=open_overlap(runs),
+            skipped_at=skipped,
         ):
             return False
         self.roster.seen(collector_type, consecutive_failures == 0)

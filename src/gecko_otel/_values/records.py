@@ -100,7 +100,9 @@ class ExecutionRecord:
         execution_id: Unique id of the run (the span's ``gecko.execution.id``).
         status: How the run ended.
         start_time: When it started (timezone-aware UTC).
-        end_time: When it ended (aware UTC); ``None`` for missed/skipped runs.
+        end_time: When it ended (aware UTC): ``start_time`` plus
+            ``duration_seconds``, so never before it even when the wall clock
+            stepped back during the run; ``None`` for missed/skipped runs.
         duration_seconds: Run time measured with ``time.perf_counter()``;
             ``None`` for missed/skipped runs.
         records_collected: Records the run reported.
@@ -188,6 +190,11 @@ class FinishedRun(NamedTuple):
     dataclass with datetimes and hex ids) and history, health and alerting
     work from it; `to_record` makes the public
     `ExecutionRecord` when someone reads it.
+
+    ``start_ns`` and ``end_ns`` are the span's: a run ends its span at the
+    wall-clock start plus the monotonic duration, so the end never precedes
+    the start whatever the wall clock did meanwhile. ``start_mono`` orders
+    the runs of this process.
     """
 
     collector_type: str
@@ -205,6 +212,9 @@ class FinishedRun(NamedTuple):
     trace_id: int | None
     span_id: int | None
     dropped_messages: int
+    #: ``time.perf_counter()`` when the run started, for this process's order
+    #: (wall times can step); None for runs restored from a store.
+    start_mono: float | None = None
 
     def to_record(self) -> ExecutionRecord:
         """The public, frozen ExecutionRecord (aware UTC datetimes, hex ids)."""
