@@ -50,7 +50,7 @@ from gecko_otel._values.health import (
     health_score,
     span_text,
 )
-from gecko_otel._values.records import ExecutionStatus, utc_seconds
+from gecko_otel._values.records import ExecutionStatus, FinishedRun, utc_seconds
 
 _NOT_STARTED: Final = frozenset({ExecutionStatus.MISSED, ExecutionStatus.SKIPPED})
 _NONE: Final[list[Condition]] = []  # shared "no condition holds"; never mutated
@@ -400,3 +400,15 @@ def _status(conditions: Sequence[Condition]) -> CollectionStatus:
     if any(c.critical for c in conditions):
         return CollectionStatus.CRITICAL
     return CollectionStatus.WARNING if conditions else CollectionStatus.HEALTHY
+
+
+def open_overlap(runs: Sequence[FinishedRun]) -> float | None:
+    """When the last skip happened, if no run started after it (unix seconds), else None:
+    a restored collector keeps its ``overlap`` alert until a run starts."""
+    skipped = [r.start_ns for r in runs if r.status is ExecutionStatus.SKIPPED]
+    if not skipped:
+        return None
+    last = max(skipped)
+    if any(r.start_ns > last and r.status not in _NOT_STARTED for r in runs):
+        return None
+    return last / 1e9

@@ -6,7 +6,10 @@ hands what it sees on to one `RunConsumer` (the
 store): finished runs as they arrive, alert changes as they happen, health
 snapshots on every watchdog tick and flush. Per finished run it does O(1)
 work on the run's thread; everything that waits on a clock runs on the
-watchdog thread, and handlers run on the dispatcher's threads.
+watchdog thread, and handlers run on the dispatcher's threads. ``lock``
+(and the engine's inside it) is held only to count runs and decide alerts:
+notifications and alert changes are handed on after it is released
+(`send_alerts`), whoever made them, a handler calling back included.
 """
 
 from __future__ import annotations
@@ -24,7 +27,7 @@ from gecko_otel._checks import check_collector_type, check_seconds, seconds
 from gecko_otel._config import MonitorConfig
 from gecko_otel._guard import at_fork_in_child, guarded
 from gecko_otel._health.expectations import Expectation, Schedules
-from gecko_otel._health.rules import HealthEvaluator
+from gecko_otel._health.rules import HealthEvaluator, open_overlap
 from gecko_otel._health.window import BUCKETS
 from gecko_otel._history.memory import History
 from gecko_otel._pipeline.ingest import RunIngest
@@ -37,7 +40,7 @@ from gecko_otel._values.health import (
     SystemHealth,
     worst,
 )
-from gecko_otel._values.records import ExecutionStatus, FinishedRun
+from gecko_otel._values.records import FinishedRun
 from gecko_otel._worker import Worker
 from gecko_otel.errors import ConfigError
 from gecko_otel.typing import AlertHandler, RunConsumer
@@ -149,6 +152,10 @@ class RunPipeline:
         """Process the runs waiting in the ingest (before any query or flush)."""
         self._ingest.drain()
 
+    def send_alerts(self) -> None:
+        """Hand on the notifications and alert changes decided (never holding ``lock``)."""
+        self.engine.send()
+
     def observe(self, record: FinishedRun, ended: float) -> None:
         """Count a run that ended at unix time ``ended`` and update its alerts. O(1).
 
@@ -178,6 +185,7 @@ class RunPipeline:
                 self.engine.update(
                     collector_type, self._conditions(collector_type, now), now, by_run=False
                 )
+        self.engine.send()
 
     def expect(
         self,
@@ -204,6 +212,7 @@ class RunPipeline:
             self.engine.update(
                 collector_type, self._conditions(collector_type, now), now, by_run=False
             )
+        self.engine.send()
 
     def _conditions(self, collector_type: str, now: float) -> list[Condition]:
         return [
@@ -227,6 +236,7 @@ class RunPipeline:
         with self.lock:
             self.engine.tick(now)
             self.publish_health()
+        self.engine.send()
 
     # -- history ------------------------------------------------------------------
 
@@ -320,10 +330,18 @@ class RunPipeline:
         return self.alerts(level=None, collector_type=None, active_only=True)
 
     def acknowledge(self, alert_id: str) -> bool:
-        return self.engine.acknowledge(alert_id, self._clock())
+        done = self.engine.acknowledge(alert_id, self._clock())
+        self.engine.send()
+        return done
 
     def resolve(self, alert_id: str) -> bool:
-        return self.engine.resolve(alert_id, self._clock())
+        done = self.engine.resolve(alert_id, self._clock())
+        self.engine.send()
+        return done
+
+    def owns(self, alert_id: str) -> bool:
+        """Whether the alert is this process's (active, or resolved and not forgotten)."""
+        return self.engine.knows(alert_id)
 
     def suppress(
         self, collector_type: str, duration: timedelta | float, rule: str | None
@@ -337,7 +355,9 @@ class RunPipeline:
         return datetime.fromtimestamp(now + length, timezone.utc)
 
     def unsuppress(self, collector_type: str, rule: str | None) -> int:
-        return self.engine.unsuppress(collector_type, rule, self._clock())
+        ended = self.engine.unsuppress(collector_type, rule, self._clock())
+        self.engine.send()
+        return ended
 
     def add_handler(self, handler: AlertHandler) -> None:
         if not callable(handler):
@@ -380,7 +400,7 @@ class RunPipeline:
             last_failure=last_failure,
             consecutive_failures=consecutive_failures,
             total_executions=total_executions,
-            skipped_at=_open_overlap(runs),
+            skipped_at=open_overlap(runs),
         ):
             return False
         self._history.restore(runs)
@@ -416,6 +436,7 @@ class RunPipeline:
         with self.lock:
             self._ingest.drain()
             self.publish_health()
+        self.engine.send(wait=True)  # all of it submitted before waiting for the handlers
         return self.dispatcher.flush(timeout)
 
     def shutdown(self, timeout: float = 5.0) -> None:
@@ -423,6 +444,7 @@ class RunPipeline:
         deadline = time.monotonic() + timeout
         self._watchdog.stop(min(timeout, 1.0))
         with guarded("RunPipeline.shutdown"):  # shutdown goes on
+            self.engine.send(wait=True)
             self.dispatcher.shutdown(max(0.0, deadline - time.monotonic()))
 
     def export(self) -> dict[str, Any]:
@@ -433,17 +455,3 @@ class RunPipeline:
                 name: self.schedules.describe(name) for name in self.schedules.collector_types()
             },
         }
-
-
-def _open_overlap(runs: Sequence[FinishedRun]) -> float | None:
-    """When the last skip happened, if no run started after it (unix seconds), else None."""
-    skipped = [r.start_ns for r in runs if r.status is ExecutionStatus.SKIPPED]
-    if not skipped:
-        return None
-    last = max(skipped)
-    if any(
-        r.start_ns > last and r.status not in (ExecutionStatus.MISSED, ExecutionStatus.SKIPPED)
-        for r in runs
-    ):
-        return None
-    return last / 1e9
