@@ -221,6 +221,8 @@ class Monitor:
         return self._pipeline.resolve(alert_id) or self._set_stored(alert_id, AlertState.RESOLVED)
 
     def _set_stored(self, alert_id: str, state: AlertState) -> bool:
+        if self._pipeline.owns(alert_id):  # ours, already handled: no flush, no I/O
+            return False
         at = datetime.fromtimestamp(self._pipeline.now(), timezone.utc)
         return self._store.set_alert_state(alert_id, state, at)
 

@@ -238,7 +238,7 @@ class IngestTarget(Protocol):
 
     Threading contract: ``now``, ``is_quiet`` and ``keep_watchdog_running``
     are called on the thread that ended the run (O(1), no I/O); ``observe``
-    under ``lock``, on whichever thread drains.
+    under ``lock``, on whichever thread drains, and ``send_alerts`` after it.
     """
 
     lock: threading.RLock
@@ -254,6 +254,9 @@ class IngestTarget(Protocol):
 
     def keep_watchdog_running(self) -> None:
         """Restart the watchdog if this process lost it (after ``fork()``)."""
+
+    def send_alerts(self) -> None:
+        """Hand on the notifications and alert changes decided (after ``lock`` is released)."""
 
 
 class MonitorHandle(Protocol):

@@ -22,8 +22,9 @@ has never been notified is notified as firing once the silence ends. A
 resolution is always notified to handlers that heard of the alert, so
 stateful receivers (Alertmanager) never keep a dead alert alive.
 
-Threading: every method takes the engine's lock; notifications are handed to
-``notify`` (a non-blocking enqueue) under it, so handlers see them in order.
+Threading: every method takes the engine's lock, briefly; notifications and
+changes are only queued under it, in order, and `AlertEngine.send` hands
+them on after the caller released its locks (see `gecko_otel._alerts.outbox`).
 The per-run entry point returns at once, without the lock, for a healthy
 collector with no active alert.
 """
@@ -37,6 +38,7 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any, Final
 
+from gecko_otel._alerts.outbox import Outbox
 from gecko_otel._guard import at_fork_in_child
 from gecko_otel._health.rules import HealthEvaluator
 from gecko_otel._values.alerts import Alert, AlertState, Notification
@@ -136,9 +138,11 @@ class AlertEngine:
     Args:
         evaluator: Health state (for thresholds and recovery streaks).
         notify: Called with each notification snapshot; must not block.
-        on_change: Called (under the lock) with each alert created or changed and
-            the level handlers last heard (the store keeps the lifecycle); must
-            not block.
+        on_change: Called with each alert created or changed and the level
+            handlers last heard (the store keeps the lifecycle); must not block.
+
+    Both are called by `send`, in the order the engine decided, never under
+    the engine's lock: callers call `send` once they hold no lock.
     """
 
     def __init__(
@@ -149,21 +153,21 @@ class AlertEngine:
         on_change: Callable[[Alert, AlertLevel], None] | None = None,
     ) -> None:
         self._evaluator = evaluator
-        self._notify = notify
+        self._outbox = Outbox(notify, on_change)
         self._lock = threading.RLock()
         #: collector type -> rule -> active alert
         self._active: dict[str, dict[str, _LiveAlert]] = {}
         self._by_id: dict[str, _LiveAlert] = {}
         self._resolved: deque[_LiveAlert] = deque(maxlen=_MAX_RESOLVED)
         self._suppressions: list[Suppression] = []
-        #: Called (under the lock) with a snapshot of every alert that is
-        #: created or changes, and the level handlers last heard: the store
-        #: keeps the lifecycle. Must not block.
-        self._on_change = on_change
         at_fork_in_child(self, "_reset_lock")
 
     def _reset_lock(self) -> None:
         self._lock = threading.RLock()
+
+    def send(self, *, wait: bool = False) -> None:
+        """Hand on the notifications and changes decided so far (no lock may be held)."""
+        self._outbox.send(wait=wait)
 
     # -- feeding --------------------------------------------------------------
 
@@ -178,6 +182,10 @@ class AlertEngine:
             self._resolved.clear()
             self._resolved.extend(kept)
             return removed
+
+    def knows(self, alert_id: str) -> bool:
+        """Whether the alert is held here, active or resolved (lock-free read)."""
+        return alert_id in self._by_id
 
     def has_active(self, collector_type: str) -> bool:
         """Whether the collector has an active alert (lock-free read)."""
@@ -426,18 +434,13 @@ class AlertEngine:
             inhibited=self._inhibited(live),
             notification=kind,
         )
-        self._notify(snapshot)
-        if self._on_change is not None:
-            self._on_change(snapshot, live.notified_level)
+        self._outbox.put(snapshot, live.notified_level, notify=True)
 
     def _changed(self, live: _LiveAlert, now: float) -> None:
-        if self._on_change is not None:
-            self._on_change(
-                live.snapshot(
-                    suppressed=self._suppressed(live, now), inhibited=self._inhibited(live)
-                ),
-                live.notified_level,
-            )
+        snapshot = live.snapshot(
+            suppressed=self._suppressed(live, now), inhibited=self._inhibited(live)
+        )
+        self._outbox.put(snapshot, live.notified_level, notify=False)
 
     def _suppressed(self, live: _LiveAlert, now: float) -> bool:
         return any(s.matches(live, now) for s in self._suppressions)

@@ -20,7 +20,9 @@ Threading: ``add`` runs on the thread that ended the run; deque appends and
 pops are atomic, and the alerting lock serialises drains with the watchdog's
 evaluations, so no run is lost, counted twice, or overtaken by a stale
 evaluation. A drain processes what is waiting, O(1) per run; a thread ending
-a run that matters may wait for a drain or one collector's evaluation.
+a run that matters may wait for a drain or one collector's evaluation, never
+for notifications or alert changes being handed on (that happens after the
+lock is released).
 """
 
 from __future__ import annotations
@@ -70,5 +72,6 @@ class RunIngest:
                 try:
                     run, ended = pending.popleft()
                 except IndexError:
-                    return
+                    break
                 alerting.observe(run, ended)  # adds it to the history too
+        alerting.send_alerts()  # after the lock: no drain waits on handing them on

@@ -6,7 +6,10 @@ hands what it sees on to one `RunConsumer` (the
 store): finished runs as they arrive, alert changes as they happen, health
 snapshots on every watchdog tick and flush. Per finished run it does O(1)
 work on the run's thread; everything that waits on a clock runs on the
-watchdog thread, and handlers run on the dispatcher's threads.
+watchdog thread, and handlers run on the dispatcher's threads. ``lock``
+(and the engine's inside it) is held only to count runs and decide alerts:
+notifications and alert changes are handed on after it is released
+(`send_alerts`), whoever made them, a handler calling back included.
 """
 
 from __future__ import annotations
@@ -161,6 +164,10 @@ class RunPipeline:
         """Process the runs waiting in the ingest (before any query or flush)."""
         self._ingest.drain()
 
+    def send_alerts(self) -> None:
+        """Hand on the notifications and alert changes decided (never holding ``lock``)."""
+        self.engine.send()
+
     def observe(self, record: FinishedRun, ended: float) -> None:
         """Count a run that ended at unix time ``ended`` and update its alerts. O(1).
 
@@ -194,6 +201,7 @@ class RunPipeline:
                 self.engine.update(
                     collector_type, self._conditions(collector_type, now), now, by_run=False
                 )
+        self.engine.send()
 
     def expect(
         self,
@@ -223,6 +231,7 @@ class RunPipeline:
             self.engine.update(
                 collector_type, self._conditions(collector_type, now), now, by_run=False
             )
+        self.engine.send()
 
     def _conditions(self, collector_type: str, now: float) -> list[Condition]:
         return [
@@ -246,6 +255,7 @@ class RunPipeline:
         with self.lock:
             self.engine.tick(now)
             self.publish_health()
+        self.engine.send()
 
     # -- history ------------------------------------------------------------------
 
@@ -340,10 +350,18 @@ class RunPipeline:
         return self.alerts(level=None, collector_type=None, active_only=True)
 
     def acknowledge(self, alert_id: str) -> bool:
-        return self.engine.acknowledge(alert_id, self._clock())
+        done = self.engine.acknowledge(alert_id, self._clock())
+        self.engine.send()
+        return done
 
     def resolve(self, alert_id: str) -> bool:
-        return self.engine.resolve(alert_id, self._clock())
+        done = self.engine.resolve(alert_id, self._clock())
+        self.engine.send()
+        return done
+
+    def owns(self, alert_id: str) -> bool:
+        """Whether the alert is this process's (active, or resolved and not forgotten)."""
+        return self.engine.knows(alert_id)
 
     def suppress(
         self, collector_type: str, duration: timedelta | float, rule: str | None
@@ -357,7 +375,9 @@ class RunPipeline:
         return datetime.fromtimestamp(now + length, timezone.utc)
 
     def unsuppress(self, collector_type: str, rule: str | None) -> int:
-        return self.engine.unsuppress(collector_type, rule, self._clock())
+        ended = self.engine.unsuppress(collector_type, rule, self._clock())
+        self.engine.send()
+        return ended
 
     def add_handler(self, handler: AlertHandler) -> None:
         if not callable(handler):
@@ -444,6 +464,7 @@ class RunPipeline:
         with self.lock:
             self._ingest.drain()
             self.publish_health()
+        self.engine.send(wait=True)  # all of it submitted before waiting for the handlers
         return self.dispatcher.flush(timeout)
 
     def shutdown(self, timeout: float = 5.0) -> None:
@@ -451,6 +472,7 @@ class RunPipeline:
         deadline = time.monotonic() + timeout
         self._watchdog.stop(min(timeout, 1.0))
         with guarded("RunPipeline.shutdown"):  # shutdown goes on
+            self.engine.send(wait=True)
             self.dispatcher.shutdown(max(0.0, deadline - time.monotonic()))
 
     def export(self) -> dict[str, Any]:
