@@ -41,7 +41,8 @@ from gecko_otel._values.records import (
     utc_ns,
 )
 from gecko_otel.errors import ConfigError
-from gecko_otel.store.engine import WRITE, migrate, safe_url
+from gecko_otel.store.engine import migrate, safe_url, write_transaction
+from gecko_otel.store.forking import keep_inherited
 from gecko_otel.store.queries import StoreQueries
 from gecko_otel.store.rows import (
     _A,
@@ -171,11 +172,17 @@ class Store(StoreQueries):
             self.engine.dispose()
 
     def after_fork(self) -> None:
-        """In a forked child: never reuse the parent's pooled connections.
+        """In a forked child: never reuse, nor close, the parent's pooled connections.
 
-        A child is another instance: it gets its own ``service_instance_id``
-        unless the Resource named one.
+        They are dropped from the engine (``dispose(close=False)``) and kept
+        alive, so a SQLite connection is never closed here (see
+        `gecko_otel.store.forking`); the child opens its own. A child is
+        another instance: it gets its own ``service_instance_id`` unless the
+        Resource named one.
         """
+        self._schema_lock = threading.Lock()  # a thread migrating may have held it
+        if self.backend == "sqlite":
+            keep_inherited(self.engine.pool)
         self.engine.dispose(close=False)
         if self.generated_instance_id:
             self.service_instance_id = uuid.uuid4().hex
@@ -203,7 +210,7 @@ class Store(StoreQueries):
         latest: dict[str, Mapping[str, Any]] = {}
         for row in alerts:  # the last snapshot of each alert wins
             latest[row["id"]] = row
-        with self.engine.connect().execution_options(**{WRITE: True}) as conn, conn.begin():
+        with write_transaction(self.engine) as conn:
             if run_rows:
                 # Only runs really inserted count in the collectors' totals: a
                 # batch retried after a lost commit acknowledgement adds nothing.
@@ -410,7 +417,7 @@ class Store(StoreQueries):
         else:
             values["resolved_at"] = at
             wanted = _A.state != AlertState.RESOLVED.value
-        with self.engine.connect().execution_options(**{WRITE: True}) as conn, conn.begin():
+        with write_transaction(self.engine) as conn:
             result = conn.execute(
                 update(system_alerts).where(_A.id == alert_id, wanted).values(**values)
             )
