@@ -17,7 +17,7 @@ import logging
 import os
 import threading
 import uuid
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import datetime, timezone
 from typing import Any
 
@@ -43,6 +43,7 @@ from gecko_otel._values.records import (
 from gecko_otel.errors import ConfigError
 from gecko_otel.store.engine import migrate, safe_url, write_transaction
 from gecko_otel.store.forking import keep_inherited
+from gecko_otel.store.losses import BatchAbandoned
 from gecko_otel.store.queries import StoreQueries
 from gecko_otel.store.rows import (
     _A,
@@ -195,11 +196,15 @@ class Store(StoreQueries):
         alerts: Sequence[Mapping[str, Any]],
         metrics: Sequence[Mapping[str, Any]],
         health: Mapping[str, tuple[str, float | None]] | None = None,
+        *,
+        before_commit: Callable[[], bool] | None = None,
     ) -> None:
         """Write one batch in one transaction (see the module docs).
 
         ``health`` is the latest health status and score of collectors,
-        stored in their ``collection_metadata`` rows.
+        stored in their ``collection_metadata`` rows. ``before_commit`` is
+        asked just before the commit; when it answers False the transaction
+        is rolled back and `BatchAbandoned` raised.
         """
         self.ensure_schema()
         run_rows: list[Any] = (
@@ -252,6 +257,8 @@ class Store(StoreQueries):
                 conn.execute(self._statement("alerts"), list(latest.values()))
             if metrics:
                 conn.execute(performance_metrics.insert(), list(metrics))
+            if before_commit is not None and not before_commit():
+                raise BatchAbandoned  # rolled back: shutdown counted the batch as lost
 
     def run_row(self, run: FinishedRun) -> dict[str, Any]:
         """The ``execution_history`` row of a run."""
