@@ -20,6 +20,7 @@ import subprocess
 import sys
 import textwrap
 import time
+from contextlib import closing
 from pathlib import Path
 
 import pytest
@@ -56,7 +57,7 @@ CHILD = textwrap.dedent(
 def stored_runs(db: Path) -> int:
     if not db.exists():
         return 0
-    with sqlite3.connect(db) as connection:
+    with closing(sqlite3.connect(db)) as connection:  # the context manager alone only commits
         try:
             return int(connection.execute("SELECT count(*) FROM execution_history").fetchone()[0])
         except sqlite3.OperationalError:

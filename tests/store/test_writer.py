@@ -170,7 +170,7 @@ def test_a_retried_batch_after_a_split_does_not_duplicate_metric_points(
 
     write = store.write
 
-    def locking_write(runs: Any, *args: Any) -> None:
+    def locking_write(runs: Any, *args: Any, **kwargs: Any) -> None:
         # Counts every Store.write that has runs, before it connects.
         nonlocal calls
         if runs:
@@ -179,7 +179,7 @@ def test_a_retried_batch_after_a_split_does_not_duplicate_metric_points(
                 locker.execute("BEGIN EXCLUSIVE")
             elif calls == 3:  # the retry of the whole batch
                 locker.execute("COMMIT")
-        write(runs, *args)
+        write(runs, *args, **kwargs)
 
     monkeypatch.setattr(store, "write", locking_write)
     writer = StoreWriter(store, queue_size=100, batch_size=100, interval=3600)
@@ -191,10 +191,10 @@ def test_a_retried_batch_after_a_split_does_not_duplicate_metric_points(
         writer.put(RUN, finished("pools", now))
         assert writer.flush(30) is True
         assert writer.shutdown(5)
+        names = sorted(r["name"] for r in rows(store.engine, performance_metrics))
     finally:
         locker.close()
-        store.close()
+        store.close()  # last: a read after it would open a connection nobody closes
     assert internal_errors == []
-    names = sorted(r["name"] for r in rows(store.engine, performance_metrics))
     assert names == ["good"], names
     assert (writer.rejected, writer.written[METRIC], writer.written[RUN]) == (1, 1, 1)

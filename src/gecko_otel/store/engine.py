@@ -22,6 +22,8 @@ import os
 import sqlite3
 import time
 import weakref
+from collections.abc import Iterator
+from contextlib import contextmanager
 from importlib import resources
 from typing import Any, Final
 
@@ -38,6 +40,7 @@ from sqlalchemy.exc import (
 
 from gecko_otel._capture.metadata import MetadataSanitizer
 from gecko_otel.errors import ConfigError
+from gecko_otel.store.forking import no_fork_inside
 from gecko_otel.store.schema import HEAD_REVISION, VERSION_TABLE
 
 logger = logging.getLogger("gecko_otel.store")
@@ -58,6 +61,18 @@ def is_transient(exc: BaseException) -> bool:
     if isinstance(exc, DisconnectionError | TimeoutError | OperationalError):
         return True
     return isinstance(exc, DBAPIError) and exc.connection_invalidated
+
+
+@contextmanager
+def write_transaction(engine: Engine) -> Iterator[Connection]:
+    """A connection in a write transaction (``BEGIN IMMEDIATE`` on SQLite), committed
+    at the end of the block; ``fork()`` waits until it ends (`gecko_otel.store.forking`)."""
+    with (
+        no_fork_inside(),
+        engine.connect().execution_options(**{WRITE: True}) as connection,
+        connection.begin(),
+    ):
+        yield connection
 
 
 def parse_url(url: str | URL) -> URL:
@@ -302,7 +317,7 @@ def migrate(engine: Engine, revision: str = "head") -> str | None:
     if revision == "head" and current == HEAD_REVISION:
         return current
     _check_known(current)
-    with engine.connect().execution_options(**{WRITE: True}) as connection, connection.begin():
+    with write_transaction(engine) as connection:
         if connection.dialect.name == "postgresql":
             connection.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _MIGRATION_LOCK})
         current = current_revision(connection)  # another process may have migrated meanwhile

@@ -37,7 +37,7 @@ from gecko_otel._values.records import (
     FinishedRun,
     to_ns,
 )
-from gecko_otel.store.engine import WRITE
+from gecko_otel.store.engine import write_transaction
 from gecko_otel.store.export import write_export
 from gecko_otel.store.rows import (
     _A,
@@ -402,7 +402,7 @@ class StoreQueries:
             while True:
                 # Delete by key from a bounded subquery: short transactions, short locks.
                 chosen = select(key).where(condition).limit(batch).scalar_subquery()
-                with self.engine.connect().execution_options(**{WRITE: True}) as conn, conn.begin():
+                with write_transaction(self.engine) as conn:
                     deleted = conn.execute(delete(table).where(key.in_(chosen))).rowcount
                 counts[name] += deleted
                 if deleted < batch:

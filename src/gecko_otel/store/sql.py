@@ -134,8 +134,8 @@ class SQLStore:
     def shutdown(self, timeout: float) -> None:
         """Write what is queued (bounded), stop the writer, close the store."""
         self._closed = True
-        self._writer.shutdown(timeout)
-        self._store.close()
+        # A writer left behind in a write closes the store when it is done with it.
+        self._writer.shutdown(timeout, then=self._store.close)
         if self._metric_exporter is not None:
             self._metric_exporter.shutdown()  # later collections have nowhere to go
 

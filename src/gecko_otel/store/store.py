@@ -17,7 +17,7 @@ import logging
 import os
 import threading
 import uuid
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import datetime, timezone
 from typing import Any
 
@@ -41,7 +41,9 @@ from gecko_otel._values.records import (
     utc_ns,
 )
 from gecko_otel.errors import ConfigError
-from gecko_otel.store.engine import WRITE, migrate, safe_url
+from gecko_otel.store.engine import migrate, safe_url, write_transaction
+from gecko_otel.store.forking import keep_inherited
+from gecko_otel.store.losses import BatchAbandoned
 from gecko_otel.store.queries import StoreQueries
 from gecko_otel.store.rows import (
     _A,
@@ -171,11 +173,17 @@ class Store(StoreQueries):
             self.engine.dispose()
 
     def after_fork(self) -> None:
-        """In a forked child: never reuse the parent's pooled connections.
+        """In a forked child: never reuse, nor close, the parent's pooled connections.
 
-        A child is another instance: it gets its own ``service_instance_id``
-        unless the Resource named one.
+        They are dropped from the engine (``dispose(close=False)``) and kept
+        alive, so a SQLite connection is never closed here (see
+        `gecko_otel.store.forking`); the child opens its own. A child is
+        another instance: it gets its own ``service_instance_id`` unless the
+        Resource named one.
         """
+        self._schema_lock = threading.Lock()  # a thread migrating may have held it
+        if self.backend == "sqlite":
+            keep_inherited(self.engine.pool)
         self.engine.dispose(close=False)
         if self.generated_instance_id:
             self.service_instance_id = uuid.uuid4().hex
@@ -188,11 +196,15 @@ class Store(StoreQueries):
         alerts: Sequence[Mapping[str, Any]],
         metrics: Sequence[Mapping[str, Any]],
         health: Mapping[str, tuple[str, float | None]] | None = None,
+        *,
+        before_commit: Callable[[], bool] | None = None,
     ) -> None:
         """Write one batch in one transaction (see the module docs).
 
         ``health`` is the latest health status and score of collectors,
-        stored in their ``collection_metadata`` rows.
+        stored in their ``collection_metadata`` rows. ``before_commit`` is
+        asked just before the commit; when it answers False the transaction
+        is rolled back and `BatchAbandoned` raised.
         """
         self.ensure_schema()
         run_rows: list[Any] = (
@@ -203,7 +215,7 @@ class Store(StoreQueries):
         latest: dict[str, Mapping[str, Any]] = {}
         for row in alerts:  # the last snapshot of each alert wins
             latest[row["id"]] = row
-        with self.engine.connect().execution_options(**{WRITE: True}) as conn, conn.begin():
+        with write_transaction(self.engine) as conn:
             if run_rows:
                 # Only runs really inserted count in the collectors' totals: a
                 # batch retried after a lost commit acknowledgement adds nothing.
@@ -245,6 +257,8 @@ class Store(StoreQueries):
                 conn.execute(self._statement("alerts"), list(latest.values()))
             if metrics:
                 conn.execute(performance_metrics.insert(), list(metrics))
+            if before_commit is not None and not before_commit():
+                raise BatchAbandoned  # rolled back: shutdown counted the batch as lost
 
     def run_row(self, run: FinishedRun) -> dict[str, Any]:
         """The ``execution_history`` row of a run."""
@@ -410,7 +424,7 @@ class Store(StoreQueries):
         else:
             values["resolved_at"] = at
             wanted = _A.state != AlertState.RESOLVED.value
-        with self.engine.connect().execution_options(**{WRITE: True}) as conn, conn.begin():
+        with write_transaction(self.engine) as conn:
             result = conn.execute(
                 update(system_alerts).where(_A.id == alert_id, wanted).values(**values)
             )

@@ -12,13 +12,17 @@ exponential backoff (0.1 s doubling to 30 s) while new items wait in the
 queue. Items are lost only when the queue is full (``store_queue_size``),
 when a row is refused by the database (counted as rejected: the rest of its
 batch is still written), or when the process stops while the database is
-down; each loss is counted by kind, logged, and shown in
-``Monitor.system_health().dropped`` and the ``gecko.monitor.dropped`` metric.
+down; each loss is counted by kind (`gecko_otel.store.losses`), once, logged,
+and shown in ``Monitor.system_health().dropped`` and the
+``gecko.monitor.dropped`` metric. A batch the thread is still writing when
+``shutdown`` gives up on it is counted then, and never stored after that
+(`gecko_otel.store.batches`).
 
 ``flush`` waits until everything put before it is written; ``shutdown``
 flushes (bounded by a timeout) and stops the thread. After ``fork()`` the
-child starts with an empty queue (the parent writes what it had) and fresh
-connections, and starts its own thread when it first puts something.
+child starts with an empty queue (the parent writes what it had, the child
+never does) and fresh connections (`gecko_otel.store.forking`), and starts
+its own thread when it first puts something.
 """
 
 from __future__ import annotations
@@ -34,14 +38,12 @@ from collections import deque
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any, Final
 
-from sqlalchemy.exc import (
-    DBAPIError,
-    StatementError,
-)
-
-from gecko_otel._guard import at_fork_in_child, guarded, report_internal_error
+from gecko_otel._guard import at_fork_in_child, guarded
 from gecko_otel._worker import STOP, Worker
+from gecko_otel.store.batches import Batch, write_batch
 from gecko_otel.store.engine import is_transient
+from gecko_otel.store.losses import ALERT, HEALTH, LOG_EVERY, METRIC, RUN, BatchAbandoned, Losses
+from gecko_otel.store.tasks import PeriodicTasks
 
 if TYPE_CHECKING:
     from gecko_otel._values.records import FinishedRun
@@ -49,17 +51,13 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger("gecko_otel.store")
 
-RUN: Final = "runs"
-ALERT: Final = "alerts"
-METRIC: Final = "metrics"
-HEALTH: Final = "health"
+__all__ = ["ALERT", "HEALTH", "METRIC", "RUN", "StoreWriter"]
+
 _FLUSH: Final = "flush"
 
 #: Backoff between attempts while the database is unreachable.
 BACKOFF_START: Final = 0.1
 BACKOFF_MAX: Final = 30.0
-#: Seconds between log lines about losses and outages (the counters count all).
-LOG_EVERY: Final = 60.0
 
 
 class _Flush(threading.Event):
@@ -105,27 +103,29 @@ class StoreWriter:
         self._started = False  # cheaper to test on every put() than the worker
         self._pid = os.getpid()
         self._closed = False
-        #: Items lost, by kind (runs, alerts, metrics), and rows refused.
-        self.dropped: dict[str, int] = {RUN: 0, ALERT: 0, METRIC: 0, HEALTH: 0}
-        self.rejected = 0
+        #: Items lost, by kind, and rows refused.
+        self.losses = Losses(store.describe, queue_size)
         #: Items written, by kind.
         self.written: dict[str, int] = {RUN: 0, ALERT: 0, METRIC: 0, HEALTH: 0}
         #: Failed attempts to write a batch (each retried), and the last error.
         self.failures = 0
         self.last_error: str | None = None
         self.available = available
-        self._inflight = 0
+        #: The batch being written, and whether shutdown gave up on the thread.
+        self._current: Batch | None = None
+        self._abandoned = False
+        #: Taking a batch from the queue, and counting what is left, one at a time.
         self._count_lock = threading.Lock()
+        #: Called when the thread ends, if shutdown could not wait for it (closing the store).
+        self._then: Callable[[], None] | None = None
+        self._done = False
         self._creator_pid = os.getpid()
         self.before_exit = before_exit
         #: flush() calls waiting: partial batches are written at once until they are done.
         self._flushes = 0
         self._flush_lock = threading.Lock()
-        #: Periodic tasks: [name, interval, task, next due (monotonic)].
-        self._tasks: list[list[Any]] = []
+        self._tasks = PeriodicTasks()
         self._last_log = -LOG_EVERY
-        self._last_drop_log = -LOG_EVERY
-        self._unlogged = 0
         at_fork_in_child(self, "_after_fork")
         atexit.register(_flush_at_exit, weakref.ref(self))
 
@@ -135,7 +135,7 @@ class StoreWriter:
         """Queue one item for writing. O(1), never blocks, never raises."""
         queue = self._queue
         if len(queue) >= self._max or self._closed:
-            self._drop(kind, 1)
+            self.losses.drop(kind, 1, time.monotonic())
             return
         queue.append((kind, item))
         if len(queue) == self._batch:
@@ -167,7 +167,8 @@ class StoreWriter:
 
     def pending(self) -> int:
         """Items not yet written: queued, and in the batch being written or retried."""
-        return len(self._queue) + self._inflight
+        batch = self._current
+        return len(self._queue) + (len(batch.items) if batch is not None else 0)
 
     def flush(self, timeout: float | None = 30.0) -> bool:
         """Wait until everything queued before this call is written (or lost).
@@ -186,42 +187,66 @@ class StoreWriter:
         self._worker.wake()
         return done.wait(timeout) and done.stored
 
-    def shutdown(self, timeout: float = 10.0) -> bool:
-        """Flush for at most ``timeout`` seconds, then stop; what is left is counted as lost."""
+    def shutdown(self, timeout: float = 10.0, then: Callable[[], None] | None = None) -> bool:
+        """Flush for at most ``timeout`` seconds, then stop; what is left is counted as lost.
+
+        A thread stuck in a write at the deadline is left behind, and its batch
+        counted as lost now (`gecko_otel.store.batches`); ``then`` (closing the
+        store) is called when the thread is done with its connection.
+        """
         if self._closed:
+            with self._count_lock:  # a thread left behind by an earlier shutdown closes it
+                if self._abandoned and not self._done:
+                    self._then, then = then, None
+            if then is not None:
+                then()
             return True
-        dropped_before = self._data_dropped()
+        deadline = time.monotonic() + timeout
+        dropped_before = self.losses.data_dropped()
         flushed = self.flush(timeout)
         self._closed = True
-        self._worker.stop(max(1.0, timeout))
-        # A batch still being written when the wait ended is the thread's to
-        # count: it may yet be stored (a lock released late), or come back.
-        self._count_left()
-        self._report_drops(time.monotonic())
-        # Counted here, or by the writer thread as it gave up its batch.
-        lost = self._data_dropped() - dropped_before
-        if lost:
+        ended = self._worker.stop(deadline - time.monotonic())
+        committing = 0
+        with self._count_lock:
+            batch = self._current
+            if not ended:
+                self._abandoned = True
+                if batch is not None:
+                    left = batch.abandon()
+                    if left is None:  # its commit decides: stored, or counted when it fails
+                        committing = len(batch.items)
+                    else:
+                        self._count(left)
+            self._count_left()
+            if not (ended or self._done):
+                self._then, then = then, None
+        if then is not None:
+            then()
+        self.losses.report(time.monotonic())
+        lost = self.losses.data_dropped() - dropped_before
+        if lost or committing:
             logger.error(
-                "gecko_otel: store %s unreachable at shutdown; %d items not written (%s)",
+                "gecko_otel: store %s unreachable at shutdown; %d items not written (%s)%s",
                 self.store.describe(),
                 lost,
                 self.last_error,
+                f"; {committing} more were being committed" if committing else "",
             )
-        return flushed and not lost
+        return flushed and not lost and not committing
 
-    def _data_dropped(self) -> int:
-        # Health snapshots are counted apart: a later snapshot replaces a lost one.
-        return sum(n for kind, n in self.dropped.items() if kind != HEALTH)
+    @property
+    def dropped(self) -> dict[str, int]:
+        """Items lost, by kind."""
+        return self.losses.dropped
+
+    @property
+    def rejected(self) -> int:
+        """Rows the database refused."""
+        return self.losses.rejected
 
     def counts(self) -> dict[str, int]:
         """Losses, for ``system_health().dropped`` and the ``gecko.monitor.dropped`` metric."""
-        return {
-            "store_dropped_runs": self.dropped[RUN],
-            "store_dropped_alerts": self.dropped[ALERT],
-            "store_dropped_metrics": self.dropped[METRIC],
-            "store_dropped_health": self.dropped[HEALTH],
-            "store_rejected": self.rejected,
-        }
+        return self.losses.counts()
 
     def status(self) -> dict[str, Any]:
         """Backlog, writes and the last failure, for ``Monitor.export()``."""
@@ -240,31 +265,9 @@ class StoreWriter:
 
         ``name`` is what a log line calls it when the database is unavailable.
         """
-        self._tasks.append([name, interval, task, time.monotonic() + interval])
+        self._tasks.add(name, interval, task)
         if not self._started:
             self._start()
-
-    def _maintain(self) -> None:
-        for entry in self._tasks:
-            name, interval, task, due = entry
-            now = time.monotonic()
-            if now < due:
-                continue
-            entry[3] = now + interval
-            try:
-                task()
-            except Exception as exc:  # noqa: BLE001 - a task must not stop the writer
-                if is_transient(exc):
-                    if now - self._last_log >= LOG_EVERY:  # the outage is logged once a minute
-                        self._last_log = now
-                        logger.warning(
-                            "gecko_otel: %s skipped, store unavailable (%s); retried every %.0f s",
-                            name,
-                            str(exc).splitlines()[0][:200],
-                            interval,
-                        )
-                else:
-                    report_internal_error(f"StoreWriter {name}", exc)
 
     # -- internals ---------------------------------------------------------------------
 
@@ -291,59 +294,29 @@ class StoreWriter:
         self._started = False
         self._pid = os.getpid()
         self._count_lock = threading.Lock()
+        # The batch the parent was writing is the parent's (its thread is not here).
+        self._current, self._abandoned, self._then, self._done = None, False, None, False
         # The child's own figures: the parent's stay the parent's.
-        self.dropped = dict.fromkeys(self.dropped, 0)
+        self.losses.reset()
         self.written = dict.fromkeys(self.written, 0)
-        self.rejected = self.failures = self._inflight = self._unlogged = 0
+        self.failures = 0
         self.available, self.last_error = True, None
         self.store.after_fork()
 
-    def _drop(self, kind: str, n: int) -> None:
-        self.dropped[kind] = self.dropped.get(kind, 0) + n
-        self._unlogged += n
+    def _count(self, items: list[tuple[str, Any]], *, log: bool = False) -> None:
+        """Count items as lost (``log``: here; else shutdown's log line reports them)."""
         now = time.monotonic()
-        if now - self._last_drop_log >= LOG_EVERY:
-            self._report_drops(now)
+        for kind, _ in items:
+            self.losses.drop(kind, 1, now, log=log)
 
-    def _report_drops(self, now: float) -> None:
-        """Log the drops not yet reported (the first at once, then once a minute)."""
-        if not self._unlogged:
-            return
-        self._last_drop_log = now
-        logger.error(
-            "gecko_otel: store queue full (%d items) or closed; dropped %d items "
-            "since the last report (totals: %s). The database %s is unreachable or slower "
-            "than the runs: raise MonitorConfig.store_queue_size or fix the database.",
-            self._max,
-            self._unlogged,
-            self.dropped,
-            self.store.describe(),
-        )
-        self._unlogged = 0
-
-    def _count_left(self) -> int:
-        lost = 0
+    def _count_left(self, *, log: bool = False) -> None:
+        """Count what is queued as lost, and release its flush markers (holding ``_count_lock``)."""
         while self._queue:
             kind, item = self._queue.popleft()
             if kind == _FLUSH:
                 self._flushed([item], stored=False)
             else:
-                self.dropped[kind] = self.dropped.get(kind, 0) + 1
-                lost += 1
-        return lost
-
-    def _reject(self, kind: str, n: int, exc: BaseException) -> None:
-        self.rejected += n
-        if not isinstance(exc, StatementError):
-            report_internal_error("StoreWriter", exc)  # our bug, not the data's
-            return
-        logger.error(
-            "gecko_otel: the store refused %d %s row(s) (%s: %s); not stored",
-            n,
-            kind,
-            type(exc.orig if isinstance(exc, DBAPIError) else exc).__name__,
-            str(exc).splitlines()[0][:300],
-        )
+                self._count([(kind, item)], log=log)
 
     def _take(self) -> tuple[list[tuple[str, Any]], list[_Flush]]:
         """Up to one batch of items, and the flush markers met before the next item."""
@@ -362,51 +335,31 @@ class StoreWriter:
             items.append((kind, item))
         return items, markers
 
-    def _write(self, items: list[tuple[str, Any]]) -> None:
-        runs = [item for kind, item in items if kind == RUN]
-        alerts = [item for kind, item in items if kind == ALERT]
-        metrics = [item for kind, item in items if kind == METRIC]
-        health: dict[str, tuple[str, float | None]] = {}
-        for kind, item in items:
-            if kind == HEALTH:
-                health.update(item)
-        try:
-            self.store.write(runs, alerts, metrics, health)
-        except Exception as exc:
-            if is_transient(exc) or len(items) == 1:
-                raise
-            # One bad row must not cost the batch: write them one by one,
-            # consuming the list, so a retry after a transient error repeats
-            # none of the rows already written or refused.
-            while items:
-                try:
-                    self._write([items[0]])
-                except Exception as single:
-                    if is_transient(single):
-                        raise
-                    self._reject(items[0][0], 1, single)
-                del items[0]
-            return
-        snapshots = len(items) - len(runs) - len(alerts) - len(metrics)
-        for kind, n in (
-            (RUN, len(runs)),
-            (ALERT, len(alerts)),
-            (METRIC, len(metrics)),
-            (HEALTH, snapshots),
-        ):
-            self.written[kind] += n
-
     def _loop(self) -> bool:
         """One pass: write one batch (retrying while the database is down). False to stop."""
-        items, markers = self._take()
-        self._inflight = len(items)
+        with self._count_lock:
+            if self._abandoned:  # shutdown gave up on this thread and counted the rest
+                self._count_left(log=True)
+                return False
+            items, markers = self._take()
+            batch = self._current = Batch(items)
+        try:
+            return self._write_batch(batch, markers)
+        finally:
+            self._current = None
+
+    def _write_batch(self, batch: Batch, markers: list[_Flush]) -> bool:
         backoff = BACKOFF_START
-        while items:
+        while batch.items:
             try:
-                self._write(items)
+                write_batch(self.store, batch, self.written, self.losses)
+            except BatchAbandoned:
+                break  # shutdown counted it
             except Exception as exc:  # noqa: BLE001 - classified below
                 if not is_transient(exc):
-                    self._reject(items[0][0], len(items), exc)
+                    refused = batch.take()
+                    if refused:
+                        self.losses.reject(refused[0][0], len(refused), exc)
                     break
                 self.failures += 1
                 self.last_error = f"{type(exc).__name__}: {str(exc).splitlines()[0][:300]}"
@@ -416,28 +369,27 @@ class StoreWriter:
                         "gecko_otel: store %s unavailable (%s); retrying, %d items waiting",
                         self.store.describe(),
                         self.last_error,
-                        len(self._queue) + len(items),
+                        len(self._queue) + len(batch.items),
                     )
                 self.available = False
                 if self._worker.sleep(backoff):
-                    # Shutting down: the batch goes back, to be counted as lost
-                    # (here if shutdown() stopped waiting for this thread).
-                    self._queue.extendleft(reversed(items))
-                    self._inflight = 0
+                    # Shutting down: the batch goes back, to be counted as lost by
+                    # shutdown(), or here if shutdown() stopped waiting for this thread.
+                    with self._count_lock:
+                        self._queue.extendleft(reversed(batch.take()))
+                        if self._abandoned:
+                            self._count_left(log=True)
                     self._flushed(markers, stored=False)
-                    if self._closed:
-                        self._count_left()
                     return False
                 backoff = min(backoff * 2, BACKOFF_MAX)
                 continue
             if not self.available:
                 logger.warning("gecko_otel: store %s available again", self.store.describe())
                 self.available = True
-                self._report_drops(time.monotonic())
+                self.losses.report(time.monotonic())
             break
-        self._inflight = 0
-        self._flushed(markers)
-        return True
+        self._flushed(markers, stored=not batch.abandoned)
+        return not batch.abandoned
 
     def _step(self, timed_out: bool) -> bool | None:
         """One pass of the writer thread: write batches as they fill, and what waits
@@ -457,11 +409,21 @@ class StoreWriter:
             with guarded("StoreWriter"):  # the writer thread must survive
                 go_on = self._loop()
             if not go_on:
-                return STOP
+                return self._stopped()
         if worker.stopping:
-            return STOP
-        self._maintain()
+            return self._stopped()
+        self._tasks.run_due()
         return None
+
+    def _stopped(self) -> bool:
+        """The thread ends: if shutdown left it behind, close what it was using now."""
+        with self._count_lock:
+            self._done = True
+            then, self._then = self._then, None
+        if then is not None:
+            with guarded("StoreWriter close"):
+                then()
+        return STOP
 
     def _flushed(self, markers: list[_Flush], *, stored: bool = True) -> None:
         if markers:
