@@ -5,6 +5,10 @@
   Monitor shuts down first (bounded by ``shutdown_timeout``), and the process
   ends exactly as it would have: killed by SIGTERM, or through the
   application's own handler. ``handle_sigterm=False`` turns it off.
+- Ctrl-C (SIGINT) and a program that simply ends store their queue too,
+  through interpreter exit, within the same deadline; after ``kill -9``
+  a restart rebuilds health and alerts from what was stored
+  (``tests/store/test_fleet.py``).
 - ``shutdown()`` has one overall deadline: an unreachable OTLP endpoint used
   to make it take 50-80 s.
 
@@ -48,7 +52,7 @@ CHILD = textwrap.dedent(
         with gecko_otel.track_collection("pools") as run:
             run.add_records(1)
     open(ready, "w").write("ready")
-    while True:
+    while mode != "exit":  # "exit": the program ends by itself
         time.sleep(0.1)
     """
 ).replace("RUNS", str(RUNS))
@@ -64,7 +68,12 @@ def stored_runs(db: Path) -> int:
             return 0
 
 
-def run_child(tmp_path: Path, mode: str, env: dict[str, str] | None = None) -> tuple[int, Path]:
+def run_child(
+    tmp_path: Path,
+    mode: str,
+    env: dict[str, str] | None = None,
+    stop: signal.Signals | None = signal.SIGTERM,
+) -> tuple[int, Path]:
     db, ready = tmp_path / "runs.db", tmp_path / "ready"
     script = tmp_path / "child.py"
     script.write_text(CHILD)
@@ -82,10 +91,11 @@ def run_child(tmp_path: Path, mode: str, env: dict[str, str] | None = None) -> t
     try:
         deadline = time.monotonic() + 60
         while not ready.exists():
-            assert process.poll() is None, log.read_text()
+            assert process.poll() is None or stop is None, log.read_text()
             assert time.monotonic() < deadline, "the child never got ready"
             time.sleep(0.02)
-        process.send_signal(signal.SIGTERM)
+        if stop is not None:
+            process.send_signal(stop)
         code = process.wait(timeout=30)
     finally:
         if process.poll() is None:
@@ -97,6 +107,19 @@ def run_child(tmp_path: Path, mode: str, env: dict[str, str] | None = None) -> t
 def test_sigterm_stores_every_queued_run_and_dies_by_the_signal(tmp_path: Path) -> None:
     code, db = run_child(tmp_path, "default")
     assert code == -signal.SIGTERM  # the same end as without gecko-otel
+    assert stored_runs(db) == RUNS
+
+
+def test_ctrl_c_stores_every_queued_run_and_ends_as_python_does(tmp_path: Path) -> None:
+    code, db = run_child(tmp_path, "default", stop=signal.SIGINT)
+    # An uncaught KeyboardInterrupt ends CPython by SIGINT; interpreter exit flushed first.
+    assert code == -signal.SIGINT
+    assert stored_runs(db) == RUNS
+
+
+def test_a_program_that_ends_stores_every_queued_run(tmp_path: Path) -> None:
+    code, db = run_child(tmp_path, "exit", stop=None)
+    assert code == 0
     assert stored_runs(db) == RUNS
 
 
