@@ -2,9 +2,10 @@
 
 1. ``--runs`` runs (1,000,000 by default) of 20 collectors through
    ``track_collection`` on a Monitor with a SQLite store and the default
-   configuration: runs per second, RSS at the start (after 10,000 warm-up
-   runs), the middle and the end, the growth after warm-up (target: under
-   30 MB), drops (target: 0) and stored rows (target: equal to the runs).
+   configuration (``GECKO_OTEL_*`` variables apply): runs per second, RSS
+   at the start (after 10,000 warm-up runs), the middle and the end, the
+   growth after warm-up (target: under 30 MB), drops (target: 0) and stored
+   rows (target: equal to the runs).
 2. ``--collectors`` distinct collectors (100,000 by default), one run each,
    in memory (``max_collectors`` raised to fit them): memory per collector
    and ``health()`` latency over all of them (median of 5).
@@ -49,7 +50,7 @@ def monitor(database: str | None, config: MonitorConfig) -> gecko_otel.Monitor:
 
 def soak(runs: int, workdir: Path) -> dict[str, object]:
     path = workdir / "soak.db"
-    m = monitor(f"sqlite:///{path}", MonitorConfig())
+    m = monitor(f"sqlite:///{path}", MonitorConfig.from_env())
     names = [f"collector_{i:02d}" for i in range(20)]
     tracks = [gecko_otel.track_collection(name, monitor=m) for name in names]
 

@@ -192,7 +192,8 @@ class MonitorConfig:
             for the background writer, at most; beyond it they are dropped
             and counted. Covers an outage of about this many runs.
         store_batch_size: Items per write transaction; a full batch wakes
-            the writer early.
+            the writer early. A writer two batches behind takes up to 8 at
+            once until it has caught up.
         store_flush_interval: Seconds between writes when batches do not fill.
         store_read_timeout: Seconds a store-backed query (``history()``,
             ``statistics()``, ``alerts()``) waits for the writer to store

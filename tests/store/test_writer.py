@@ -17,11 +17,11 @@ from sqlalchemy import event
 import gecko_otel._monitor
 import gecko_otel.store.engine
 from gecko_otel.store.engine import create_store_engine
-from gecko_otel.store.schema import performance_metrics
+from gecko_otel.store.schema import execution_history, performance_metrics
 from gecko_otel.store.store import Store
 from gecko_otel.store.writer import METRIC, RUN, StoreWriter
 from support.runs import run
-from support.store_helpers import finished, metric_point, rows, stored_monitor
+from support.store_helpers import StatementLog, finished, metric_point, rows, stored_monitor
 from support.store_procs import sql_rows
 
 
@@ -198,3 +198,57 @@ def test_a_retried_batch_after_a_split_does_not_duplicate_metric_points(
     assert internal_errors == []
     assert names == ["good"], names
     assert (writer.rejected, writer.written[METRIC], writer.written[RUN]) == (1, 1, 1)
+
+
+def test_batches_of_any_size_share_a_few_statements(tmp_path: Path) -> None:
+    """sqlite3 keeps a prepared statement per SQL text, a megabyte or more for an INSERT
+    of hundreds of runs: batches of every size from 1 to 300 must not each add one (a
+    statement per remainder kept about 100 MB alive in a soak)."""
+    engine = create_store_engine(f"sqlite:///{tmp_path / 'sizes.db'}")
+    try:
+        with stored_monitor(engine, store_flush_interval=3600) as sm, StatementLog(engine) as log:
+            for size in range(1, 301):
+                for _ in range(size):
+                    run("pools", monitor=sm.monitor)
+                assert sm.monitor.force_flush()
+        written = {s for s in log.statements if s.upper().startswith("INSERT INTO EXECUTION")}
+        looked_up = {s for s in log.statements if "WHERE EXECUTION_ID IN" in s.upper()}
+        assert len(written) <= 10
+        assert len(looked_up) <= 11
+        assert len(rows(engine, execution_history)) == sum(range(1, 301))
+    finally:
+        engine.dispose()
+
+
+def test_a_writer_behind_catches_up_in_larger_transactions(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Six batches queued behind a locked database are written in a couple of
+    transactions, not six: what a transaction costs besides its rows is paid once."""
+    monkeypatch.setattr(gecko_otel.store.engine, "SQLITE_BUSY_TIMEOUT", 0.05)
+    monkeypatch.setattr(gecko_otel.store.writer, "BACKOFF_MAX", 0.05)
+    path = tmp_path / "behind.db"
+    engine = create_store_engine(f"sqlite:///{path}")
+    locker = sqlite3.connect(path, isolation_level=None, timeout=10)
+    inserts = 0
+
+    @event.listens_for(engine, "commit")
+    def _count(_conn: Any) -> None:
+        nonlocal inserts
+        inserts += 1
+
+    try:
+        with stored_monitor(engine, store_batch_size=1000, store_flush_interval=0.05) as sm:
+            m = sm.monitor
+            assert m.force_flush()
+            inserts = 0
+            locker.execute("BEGIN EXCLUSIVE")
+            for _ in range(6000):
+                run("pools", monitor=m)
+            locker.execute("COMMIT")
+            assert m.force_flush()
+            assert len(rows(engine, execution_history)) == 6000
+    finally:
+        locker.close()
+        engine.dispose()
+    assert 1 <= inserts <= 3

@@ -13,7 +13,7 @@ import logging
 import math
 import re
 import sqlite3
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from types import MappingProxyType
@@ -49,8 +49,18 @@ _H = execution_history.c
 _RUN_COLUMNS: Final = tuple(c.name for c in execution_history.c if c.name != "id")
 #: Bound values per SQLite statement (32,766 since SQLite 3.32, 999 before).
 _SQLITE_VARIABLES: Final = 32766 if sqlite3.sqlite_version_info >= (3, 32, 0) else 999
-#: Runs per SQLite INSERT (500 x 18 values): one statement is one sqlite3_step.
-_SQLITE_RUNS_PER_INSERT: Final = min(500, _SQLITE_VARIABLES // len(_RUN_COLUMNS))
+
+
+def _power_of_two_at_most(n: int) -> int:
+    return 1 << (n.bit_length() - 1)
+
+
+#: Runs per SQLite INSERT (512 x 18 values): one statement is one sqlite3_step.
+_SQLITE_RUNS_PER_INSERT: Final = _power_of_two_at_most(
+    min(512, _SQLITE_VARIABLES // len(_RUN_COLUMNS))
+)
+#: Ids per look-up of the ids already stored.
+_SQLITE_IDS_PER_SELECT: Final = _power_of_two_at_most(min(1024, _SQLITE_VARIABLES))
 _NAIVE_EPOCH: Final = datetime(1970, 1, 1)
 _A = system_alerts.c
 _M = collection_metadata.c
@@ -91,38 +101,62 @@ def clean_json(value: Any) -> Any:
 
 @dataclass(slots=True)
 class CollectorUpdate:
-    """What one batch adds to a collector's ``collection_metadata`` row."""
+    """What one batch adds to a collector's ``collection_metadata`` row.
+
+    Times are kept as unix nanoseconds while runs are added (a thousand runs a
+    batch) and turned into datetimes once, when the row is made.
+    """
 
     collector_type: str
-    first_run: datetime | None = None
-    last_run: datetime | None = None
+    first_ns: int | None = None
+    last_ns: int | None = None
     last_status: str | None = None
-    last_success: datetime | None = None
-    last_failure: datetime | None = None
+    success_ns: int | None = None
+    failure_ns: int | None = None
     total_executions: int = 0
     successful_executions: int = 0
     failed_executions: int = 0
     total_records: int = 0
 
     def add(self, run: FinishedRun) -> None:
-        start = utc_ns(run.start_ns)
-        ended = utc_ns(run.end_ns) if run.end_ns is not None else start
+        start = run.start_ns
+        ended = run.end_ns if run.end_ns is not None else start
         status = run.status
         self.total_executions += 1
         self.total_records += run.records_collected
-        if self.first_run is None or start < self.first_run:
-            self.first_run = start
-        if self.last_run is None or start >= self.last_run:
-            self.last_run = start
+        if self.first_ns is None or start < self.first_ns:
+            self.first_ns = start
+        if self.last_ns is None or start >= self.last_ns:
+            self.last_ns = start
             self.last_status = status.value
         if status.is_successful:
             self.successful_executions += 1
-            if self.last_success is None or ended > self.last_success:
-                self.last_success = ended
+            if self.success_ns is None or ended > self.success_ns:
+                self.success_ns = ended
         elif status.is_error:
             self.failed_executions += 1
-            if self.last_failure is None or ended > self.last_failure:
-                self.last_failure = ended
+            if self.failure_ns is None or ended > self.failure_ns:
+                self.failure_ns = ended
+
+    @property
+    def first_run(self) -> datetime | None:
+        return _when(self.first_ns)
+
+    @property
+    def last_run(self) -> datetime | None:
+        return _when(self.last_ns)
+
+    @property
+    def last_success(self) -> datetime | None:
+        return _when(self.success_ns)
+
+    @property
+    def last_failure(self) -> datetime | None:
+        return _when(self.failure_ns)
+
+
+def _when(ns: int | None) -> datetime | None:
+    return utc_ns(ns) if ns is not None else None
 
 
 @dataclass(frozen=True, slots=True)
@@ -166,7 +200,35 @@ class WindowBucket:
     records: int
 
 
-@functools.lru_cache(maxsize=8)
+def sqlite_chunks(n: int, size: int) -> Iterator[slice]:
+    """Slices of ``n`` items: whole chunks of ``size`` (a power of two), then the
+    rest in powers of two, largest first.
+
+    sqlite3 keeps a prepared statement per distinct SQL text (128 of them), and
+    one with thousands of parameters takes a megabyte or more: with a chunk
+    for every remainder, batches of varying sizes kept about 100 MB alive.
+    This way a statement has at most ``log2(size) + 1`` sizes.
+    """
+    start = 0
+    while n - start >= size:
+        yield slice(start, start + size)
+        start += size
+    step = size
+    while start < n:
+        step //= 2
+        if n - start >= step:
+            yield slice(start, start + step)
+            start += step
+
+
+@functools.lru_cache(maxsize=16)
+def sqlite_stored_ids(ids: int) -> str:
+    """Which of ``ids`` execution ids are already stored."""
+    marks = ", ".join("?" * ids)
+    return f"SELECT execution_id FROM execution_history WHERE execution_id IN ({marks})"
+
+
+@functools.lru_cache(maxsize=16)
 def sqlite_insert_runs(rows: int) -> str:
     """One INSERT of ``rows`` runs; a run already stored is skipped."""
     group = f"({', '.join('?' * len(_RUN_COLUMNS))})"
@@ -176,9 +238,22 @@ def sqlite_insert_runs(rows: int) -> str:
     )
 
 
+#: The last second ``sqlite_time`` formatted, and its text (one tuple: threads share it).
+_LAST_SECOND: list[tuple[int, str]] = [(-1, "")]
+
+
 def sqlite_time(ns: int) -> str:
-    """What SQLAlchemy's SQLite DATETIME stores for ``utc_ns(ns)`` (naive UTC, microseconds)."""
-    return (_NAIVE_EPOCH + timedelta(microseconds=ns // 1000)).isoformat(" ", "microseconds")
+    """What SQLAlchemy's SQLite DATETIME stores for ``utc_ns(ns)`` (naive UTC, microseconds).
+
+    The writer formats two of these per run; runs of one batch mostly share
+    their second, so its text is kept and only the microseconds are formatted.
+    """
+    second, fraction = divmod(ns // 1000, 1_000_000)
+    last, text = _LAST_SECOND[0]
+    if last != second:
+        text = (_NAIVE_EPOCH + timedelta(seconds=second)).isoformat(" ")
+        _LAST_SECOND[0] = (second, text)
+    return f"{text}.{fraction:06d}"
 
 
 def json_text(value: Any, empty: str) -> str:

@@ -319,11 +319,19 @@ class StoreWriter:
                 self._count([(kind, item)], log=log)
 
     def _take(self) -> tuple[list[tuple[str, Any]], list[_Flush]]:
-        """Up to one batch of items, and the flush markers met before the next item."""
+        """Up to one batch of items, and the flush markers met before the next item.
+
+        Behind by two batches or more, the writer takes up to ``CATCH_UP``
+        batches at once: what a transaction costs beyond its rows (statements,
+        the collectors' upserts, the commit) is then paid once for all of them.
+        On SQLite it is also the GIL: each statement releases it, and getting it
+        back from a busy collector thread can take a switch interval (5 ms).
+        """
         items: list[tuple[str, Any]] = []
         markers: list[_Flush] = []
         queue = self._queue
-        while len(items) < self._batch:
+        limit = self._batch * (CATCH_UP if len(queue) >= 2 * self._batch else 1)
+        while len(items) < limit:
             try:
                 kind, item = queue.popleft()
             except IndexError:
@@ -432,6 +440,10 @@ class StoreWriter:
             for marker in markers:
                 marker.stored = stored
                 marker.set()
+
+
+#: Batches one transaction takes at most when the writer has fallen behind.
+CATCH_UP: Final = 8
 
 
 #: Seconds the interpreter's exit waits for a writer that still has items.
