@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from typing import NoReturn
 
 import pytest
 
@@ -14,7 +15,7 @@ NO_POSTGRES = (
 )
 
 
-def skip_or_fail(reason: str) -> None:
+def skip_or_fail(reason: str) -> NoReturn:
     """Skip a test whose external peer is missing, or fail when CI requires it."""
     if REQUIRE_INTEGRATION:
         pytest.fail(f"GECKO_OTEL_REQUIRE_INTEGRATION=1 but {reason}")
