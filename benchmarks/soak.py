@@ -10,7 +10,7 @@
    in memory (``max_collectors`` raised to fit them): memory per collector
    and ``health()`` latency over all of them (median of 5).
 
-Run: ``python benchmarks/soak.py [--runs N] [--collectors N]``. It prints one
+Run: ``python benchmarks/soak.py [--runs N] [--collectors N] [--keep FILE]``. It prints one
 table; progress goes to stderr.
 """
 
@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import shutil
 import statistics
 import sys
 import tempfile
@@ -118,9 +119,14 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=1_000_000)
     parser.add_argument("--collectors", type=int, default=100_000)
+    parser.add_argument(
+        "--keep", type=Path, help="keep the SQLite file of the runs here (for the CLI's timings)"
+    )
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as workdir:
         results = {**soak(args.runs, Path(workdir)), **many_collectors(args.collectors)}
+        if args.keep is not None:
+            shutil.move(Path(workdir) / "soak.db", args.keep)
     width = max(len(k) for k in results)
     for key, value in results.items():
         print(f"{key:<{width}}  {value}")
