@@ -122,7 +122,8 @@ class Worker:
         """Stop the loop and wait for the thread at most ``timeout`` seconds; True if it ended."""
         self._stopping.set()
         self._wake.set()
-        thread = self._thread
+        with self._lock:  # a thread is started under it: never join one not yet started
+            thread = self._thread
         if thread is None or thread is threading.current_thread():
             return True
         thread.join(max(0.0, timeout))

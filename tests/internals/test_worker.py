@@ -174,3 +174,33 @@ def test_a_forked_child_starts_its_own_thread() -> None:
 
 def _thread_named(name: str) -> bool:
     return any(t.name == name and t.is_alive() for t in threading.enumerate())
+
+
+def test_stop_while_another_thread_is_starting_the_worker(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """stop() from one thread while another is inside ensure_running(): stop waits for
+    the start instead of joining a thread not yet started (a RuntimeError that broke
+    shutdown on Python 3.10)."""
+    owner = Owner()
+    starting, go = threading.Event(), threading.Event()
+    real_start = threading.Thread.start
+
+    def slow_start(thread: threading.Thread) -> None:
+        if thread.name == owner.name:
+            starting.set()
+            go.wait(5)
+        real_start(thread)
+
+    monkeypatch.setattr(threading.Thread, "start", slow_start)
+    starter = threading.Thread(target=owner.worker.ensure_running)
+    starter.start()
+    assert starting.wait(5)
+    stopped: list[bool] = []
+    stopper = threading.Thread(target=lambda: stopped.append(owner.worker.stop(2.0)))
+    stopper.start()
+    time.sleep(0.05)  # the stopper is waiting for the start
+    go.set()
+    starter.join(5)
+    stopper.join(5)
+    assert stopped == [True]
