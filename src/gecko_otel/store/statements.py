@@ -33,6 +33,9 @@ from gecko_otel.store.schema import (
     system_alerts,
 )
 
+#: The statements `build_statement` makes.
+WRITE_STATEMENTS: Final = ("runs", "streak", "health", "alerts", "collectors")
+
 
 def build_statement(name: str, dialect: Any) -> Any:
     """The write statement ``name`` (runs, streak, health, alerts, collectors) for ``dialect``."""

@@ -65,7 +65,7 @@ from gecko_otel.store.schema import (
     performance_metrics,
     system_alerts,
 )
-from gecko_otel.store.statements import build_statement
+from gecko_otel.store.statements import WRITE_STATEMENTS, build_statement
 
 logger = logging.getLogger("gecko_otel.store")
 
@@ -130,7 +130,23 @@ class Store(StoreQueries):
             if not self._schema_ready:
                 migrate(self.engine)
                 self._file = self._file_identity()
+                self._warm_up()
                 self._schema_ready = True
+
+    def _warm_up(self) -> None:
+        """Build the write statements and their cache keys now, not on the first write.
+
+        SQLAlchemy makes each statement class's cache-key code with ``exec()``
+        the first time; when that first write is the exit-time flush, the
+        ``exec()`` makes CPython forget that an uncaught ``KeyboardInterrupt``
+        is ending the process, which then exits with status 1 instead of by
+        SIGINT.
+        """
+        statements = [self._statement(name) for name in WRITE_STATEMENTS]
+        for statement in [*statements, performance_metrics.insert()]:
+            generate = getattr(statement, "_generate_cache_key", None)
+            if generate is not None:
+                generate()
 
     def _file_identity(self) -> tuple[int, int] | None:
         path = self._path
