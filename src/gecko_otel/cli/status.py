@@ -84,10 +84,8 @@ def run(ctx: Context) -> int:
             right=(2, 3, 4, 5, 6, 7, 8),
         )
         summary = ", ".join(f"{n} {name}" for name, n in counts.items() if n)
-        ctx.line(
-            f"{len(rows)} collectors: {summary}. OK% and P95: runs of the last "
-            f"{span_window(args.window)}, newest {SAMPLE:,} per collector"
-        )
+        ctx.line(f"{len(rows)} collectors: {summary}")
+        ctx.line(f"OK% and P95: last {span_window(args.window)}, newest {SAMPLE:,} runs each")
     if args.check and failing:
         return UNHEALTHY
     return OK
