@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -61,7 +60,7 @@ def _one(monitor: Any, collector: str, *, fail: bool = False, records: int = 0) 
 
 
 @pytest.fixture
-def filled(store_url: str) -> Iterator[Filled]:
+def filled(store_url: str) -> Filled:
     """``pools`` healthy (4 runs with records), ``ohlcv`` partial once, ``trades``
     failing three times in a row (critical, one consecutive_failures alert)."""
     result = Filled(store_url)
@@ -73,4 +72,4 @@ def filled(store_url: str) -> Iterator[Filled]:
         assert monitor.force_flush()
         [alert] = monitor.alerts()
         result.alert_id = alert.id
-    yield result
+    return result

@@ -93,9 +93,10 @@ def test_alerts_ack_and_resolve(filled: Filled, cli: Any) -> None:
     assert alert["id"] == filled.alert_id
     assert alert["state"] == "firing"
     assert alert["collector_type"] == "trades"
-    assert cli("alerts", "--database-url", filled.url, "--level", "info", "--json").json()[
-        "alerts"
-    ] == []
+    assert (
+        cli("alerts", "--database-url", filled.url, "--level", "info", "--json").json()["alerts"]
+        == []
+    )
     listed = cli("alerts", "--database-url", filled.url)
     _fits(listed.out)
     assert filled.alert_id[-10:] in listed.out
