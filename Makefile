@@ -9,7 +9,7 @@ BIN := $(VENV)/bin
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[apscheduler,cron]'
+	$(BIN)/python -m pip install --quiet -e '.[apscheduler,cron,cli]'
 	touch $@
 
 # The dev dependency group (PEP 735) needs pip >= 25.1 for --group.
@@ -24,6 +24,9 @@ demo: $(BIN)/.installed
 	@echo
 	@echo "--- the same collectors under APScheduler (examples/apscheduler_demo.py) ---"
 	$(BIN)/python examples/apscheduler_demo.py
+	@echo
+	@echo "--- what the store says (gecko-otel status gecko_otel_demo.db) ---"
+	$(BIN)/gecko-otel status gecko_otel_demo.db
 
 # The linters and the docs build, then the whole suite (docs examples included): CI runs exactly this.
 test: $(BIN)/.installed-dev

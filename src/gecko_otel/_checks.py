@@ -130,3 +130,28 @@ class Deadline:
     def left(self) -> float:
         """Seconds left (0 once it passed)."""
         return max(0.0, self._at - time.monotonic())
+
+
+#: Seconds per unit of a duration written as text (`parse_duration`).
+_UNITS: Final = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+_DURATION_TEXT: Final = re.compile(r"\s*(\d+(?:\.\d+)?)\s*([smhdw]?)\s*", re.IGNORECASE)
+
+
+def parse_duration(text: str) -> float:
+    """Seconds from a duration written as ``90s``, ``30m``, ``2h``, ``7d`` or ``1w``.
+
+    A bare number is seconds. Used for every duration typed by an operator
+    (``--since 2h``, ``--older-than 30d``), so all accept the same forms.
+
+    Raises:
+        ConfigError: Not a positive duration in that form, or over
+            `MAX_DURATION`; the message shows the forms accepted.
+    """
+    match = _DURATION_TEXT.fullmatch(text)
+    value = float(match[1]) * _UNITS[match[2].lower() or "s"] if match else 0.0
+    if not match or not 0 < value <= MAX_DURATION:
+        raise ConfigError(
+            f"{text!r} is not a duration; write a positive number with a unit: "
+            "90s, 30m, 2h, 7d or 1w"
+        )
+    return value

@@ -15,7 +15,7 @@ from gecko_otel.store.schema import HEAD_REVISION
 def test_migrate_then_current(store_url: str, capsys: pytest.CaptureFixture[str]) -> None:
     if store_url.startswith("sqlite"):
         # No file yet: `current` says so and does not create one.
-        assert main(["current", store_url]) == 1
+        assert main(["current", store_url]) == 2
         assert "no database file" in capsys.readouterr().err
         assert not Path(store_url.removeprefix("sqlite:///")).exists()
     else:
@@ -43,9 +43,9 @@ def test_bad_url_says_what_to_use(capsys: pytest.CaptureFixture[str]) -> None:
 
 def test_unreachable_database_fails_with_one_line(capsys: pytest.CaptureFixture[str]) -> None:
     url = "postgresql+psycopg://nobody@127.0.0.1:1/x?connect_timeout=2"
-    assert main(["migrate", url]) == 1
+    assert main(["migrate", url]) == 2
     err = capsys.readouterr().err
-    assert err.startswith("error: ")
+    assert err.startswith("gecko-otel: ")
     assert len(err.strip().splitlines()) == 1
 
 

@@ -9,7 +9,7 @@ stream rows in chunks; retention deletes in short batches.
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from datetime import datetime, timedelta, timezone
 from typing import IO, Any
 
@@ -366,38 +366,17 @@ class StoreQueries:
         metrics_before: datetime | None,
         alerts_before: datetime | None,
         batch: int = CLEANUP_BATCH,
+        on_batch: Callable[[str, int], None] | None = None,
     ) -> dict[str, int]:
         """Delete old rows in batches of ``batch``, each its own short transaction.
 
         Runs by start time, metric points by timestamp, resolved alerts by
         resolution time (active alerts are never deleted). Returns the rows
-        deleted per table.
+        deleted per table; ``on_batch(table, deleted)`` is called after each
+        batch (a progress bar).
         """
         counts = {"execution_history": 0, "performance_metrics": 0, "system_alerts": 0}
-        points = performance_metrics.c
-        plans: list[tuple[str, Any, Any, ColumnElement[bool]]] = []
-        if runs_before is not None:
-            plans.append(
-                ("execution_history", execution_history, _H.id, _H.start_time < runs_before)
-            )
-        if metrics_before is not None:
-            plans.append(
-                (
-                    "performance_metrics",
-                    performance_metrics,
-                    points.id,
-                    points.timestamp < metrics_before,
-                )
-            )
-        if alerts_before is not None:
-            plans.append(
-                (
-                    "system_alerts",
-                    system_alerts,
-                    _A.id,
-                    and_(_A.state == AlertState.RESOLVED.value, _A.resolved_at < alerts_before),
-                )
-            )
+        plans = _retention_plans(runs_before, metrics_before, alerts_before)
         for name, table, key, condition in plans:
             while True:
                 # Delete by key from a bounded subquery: short transactions, short locks.
@@ -405,9 +384,58 @@ class StoreQueries:
                 with write_transaction(self.engine) as conn:
                     deleted = conn.execute(delete(table).where(key.in_(chosen))).rowcount
                 counts[name] += deleted
+                if on_batch is not None:
+                    on_batch(name, deleted)
                 if deleted < batch:
                     break
         return counts
+
+    def cleanup_counts(
+        self,
+        *,
+        runs_before: datetime | None,
+        metrics_before: datetime | None,
+        alerts_before: datetime | None,
+    ) -> dict[str, int]:
+        """The rows `cleanup` would delete with these arguments, per table (a dry run)."""
+        counts = {"execution_history": 0, "performance_metrics": 0, "system_alerts": 0}
+        with self.engine.connect() as conn:
+            for name, table, _, condition in _retention_plans(
+                runs_before, metrics_before, alerts_before
+            ):
+                counts[name] = conn.execute(
+                    select(func.count()).select_from(table).where(condition)
+                ).scalar_one()
+        return counts
+
+
+def _retention_plans(
+    runs_before: datetime | None, metrics_before: datetime | None, alerts_before: datetime | None
+) -> list[tuple[str, Any, Any, ColumnElement[bool]]]:
+    """(table name, table, key, condition) of the rows retention removes."""
+    points = performance_metrics.c
+    plans: list[tuple[str, Any, Any, ColumnElement[bool]]] = []
+    if runs_before is not None:
+        plans.append(("execution_history", execution_history, _H.id, _H.start_time < runs_before))
+    if metrics_before is not None:
+        plans.append(
+            (
+                "performance_metrics",
+                performance_metrics,
+                points.id,
+                points.timestamp < metrics_before,
+            )
+        )
+    if alerts_before is not None:
+        plans.append(
+            (
+                "system_alerts",
+                system_alerts,
+                _A.id,
+                and_(_A.state == AlertState.RESOLVED.value, _A.resolved_at < alerts_before),
+            )
+        )
+    return plans
 
 
 def _add_totals(aggregate: Aggregate, row: Sequence[Any]) -> None:

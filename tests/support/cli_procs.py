@@ -1,0 +1,60 @@
+"""A child process owning an alert, for the command line's ack/resolve tests.
+
+Top-level so ``multiprocessing``'s "spawn" context can import it: the child is
+a fresh interpreter with its own Monitor on the shared database.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+from gecko_otel import Alert, AlertState, MonitorConfig
+from support.store_procs import CHILD_TIMEOUT, _report_error, build_monitor, one_run
+
+
+def alert_owner(url: str, out: str) -> None:
+    """Fire a consecutive_failures alert on ``trades``, then report what happens to it.
+
+    Writes the alert id to ``out + ".ready"``; appends ``{"event": ...}`` lines to
+    ``out``: ``state:<state>`` when this Monitor's own copy of the alert changes
+    state, and ``heard:<notification>`` for each notification its handler hears.
+    Stops when ``out + ".stop"`` appears.
+    """
+    path = Path(out)
+
+    def record(event: str) -> None:
+        with open(path, "a", encoding="utf-8") as handle:
+            handle.write(json.dumps({"event": event}) + "\n")
+
+    def handler(alert: Alert) -> None:
+        if alert.notification is not None:
+            record(f"heard:{alert.notification.value}")
+
+    try:
+        config = MonitorConfig(
+            watchdog_interval=0.1, store_flush_interval=0.05, min_runs_for_rate=10**9
+        )
+        monitor = build_monitor(url, "owner", config=config, handlers=[handler])
+        try:
+            for _ in range(3):
+                one_run(monitor, "trades", fail=True)
+            assert monitor.force_flush(30_000)
+            [alert] = monitor.alerts()
+            Path(out + ".ready").write_text(alert.id, encoding="utf-8")
+            seen = AlertState.FIRING
+            deadline = time.monotonic() + CHILD_TIMEOUT
+            while not Path(out + ".stop").exists() and time.monotonic() < deadline:
+                # This process's own copy, not the stored row.
+                mine = monitor._pipeline.alerts(level=None, collector_type=None, active_only=False)
+                state = next(a.state for a in mine if a.id == alert.id)
+                if state is not seen:
+                    seen = state
+                    record(f"state:{state.value}")
+                time.sleep(0.05)
+        finally:
+            monitor.shutdown()
+    except BaseException:
+        _report_error(path)
+        raise
