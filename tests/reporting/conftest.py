@@ -9,7 +9,7 @@ real two days would put them (run times themselves are real).
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timezone
 
@@ -78,7 +78,7 @@ def fill(url: str, move_spans: Callable[[float], None]) -> Filled:
                 pass
             runs += 4
             if hour == 13:
-                (active,) = [a for a in m.alerts(collector_type="trades")]
+                (active,) = m.alerts(collector_type="trades")
                 m.acknowledge_alert(active.id)
             clock.advance(hours=1)
             move_spans(3600)
@@ -87,5 +87,5 @@ def fill(url: str, move_spans: Callable[[float], None]) -> Filled:
 
 
 @pytest.fixture
-def filled(store_url: str, span_clock: Callable[[float], None]) -> Iterator[Filled]:
-    yield fill(store_url, span_clock)
+def filled(store_url: str, span_clock: Callable[[float], None]) -> Filled:
+    return fill(store_url, span_clock)

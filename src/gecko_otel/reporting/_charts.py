@@ -4,9 +4,9 @@ Runs per bucket by status (stacked bars); run time per bucket (p50 and p95
 from the store's duration sketch, the longest run, and the threshold as a
 dashed line, on a log axis so a 2 s collector and a 300 s threshold both
 read); mean records per run; success rate per UTC day with the configured
-minimum; and the alert timeline. Evenly spaced series use ``x0``/``dx``
-instead of a timestamp per point, and values are rounded to 3 significant
-digits: that keeps a week of 20 collectors to a few kilobytes each beside
+minimum; and the alert timeline. The layout the figures share is sent once
+(`shared_script`), evenly spaced series use ``x0``/``dx`` instead of a
+timestamp per point, and values are rounded to 3 significant digits: that keeps a week of 20 collectors to a few kilobytes each beside
 the 4.8 MB of plotly.js.
 
 Every string that comes from the store is escaped before it reaches plotly,
@@ -140,44 +140,97 @@ def figure_html(series: CollectorSeries | None, name: str, data: ReportData, div
         for status, colour in STATUS_COLOURS.items():
             counts = series.counts.get(status)
             if counts and any(counts):
-                traces.append(_bar(1, x0=x0, dx=dx, y=counts, name=status, marker_color=colour))  # fmt: skip
+                traces.append(_bar(1, x0=x0, dx=dx, y=counts, name=status, marker_color=colour))
         for label, q, colour in (("p50", 0.5, "#2c3e50"), ("p95", 0.95, "#e67e22")):
-            traces.append(_scatter(
-                2, x0=x0, dx=dx, y=[_positive(v) for v in series.quantiles(q)], name=label,
-                mode="lines+markers", line={"color": colour, "width": 1.5},
-                marker={"color": colour, "size": 3},
-            ))  # fmt: skip
-        traces.append(_scatter(
-            2, x0=x0, dx=dx, y=[_positive(v) for v in series.longest], name="longest",
-            mode="markers", marker={"color": "#7f8c8d", "size": 4},
-        ))  # fmt: skip
-        means = [_r(r / s) if s else None for r, s in zip(series.records, series.started)]
-        traces.append(_bar(3, x0=x0, dx=dx, y=means, name="records per run",
-                           marker_color="#16a085", showlegend=False))  # fmt: skip
+            traces.append(
+                _scatter(
+                    2,
+                    x0=x0,
+                    dx=dx,
+                    y=[_positive(v) for v in series.quantiles(q)],
+                    name=label,
+                    mode="lines+markers",
+                    line={"color": colour, "width": 1.5},
+                    marker={"color": colour, "size": 3},
+                )
+            )
+        traces.append(
+            _scatter(
+                2,
+                x0=x0,
+                dx=dx,
+                y=[_positive(v) for v in series.longest],
+                name="longest",
+                mode="markers",
+                marker={"color": "#7f8c8d", "size": 4},
+            )
+        )
+        means = [
+            _r(r / s) if s else None for r, s in zip(series.records, series.started, strict=True)
+        ]
+        traces.append(
+            _bar(
+                3,
+                x0=x0,
+                dx=dx,
+                y=means,
+                name="records per run",
+                marker_color="#16a085",
+                showlegend=False,
+            )
+        )
         days = day_rates(series, data)
         if days:
-            traces.append(_bar(
-                4, x0=_x(days[0][0] + timedelta(hours=12)), dx=86400 * _MS,
-                y=[_r(rate) for _, rate in days], width=0.8 * 86400 * _MS,
-                name="success rate", marker_color="#2e9d4f", showlegend=False,
-            ))  # fmt: skip
+            traces.append(
+                _bar(
+                    4,
+                    x0=_x(days[0][0] + timedelta(hours=12)),
+                    dx=86400 * _MS,
+                    y=[_r(rate) for _, rate in days],
+                    width=0.8 * 86400 * _MS,
+                    name="success rate",
+                    marker_color="#2e9d4f",
+                    showlegend=False,
+                )
+            )
     threshold = data.thresholds[name]
     edges = [_x(data.since), _x(data.until)]
-    traces.append(_scatter(
-        2, x=edges, y=[threshold.seconds] * 2, mode="lines", hoverinfo="skip",
-        name=f"threshold {threshold.seconds:g} s",
-        line={"color": "#d43c3c", "dash": "dash", "width": 1},
-    ))  # fmt: skip
+    traces.append(
+        _scatter(
+            2,
+            x=edges,
+            y=[threshold.seconds] * 2,
+            mode="lines",
+            hoverinfo="skip",
+            name=f"threshold {threshold.seconds:g} s",
+            line={"color": "#d43c3c", "dash": "dash", "width": 1},
+        )
+    )
     minimum = data.min_success_rate[name]
-    traces.append(_scatter(
-        4, x=edges, y=[minimum] * 2, mode="lines", hoverinfo="skip", showlegend=False,
-        name=f"minimum {minimum:g} %", line={"color": "#d43c3c", "dash": "dash", "width": 1},
-    ))  # fmt: skip
+    traces.append(
+        _scatter(
+            4,
+            x=edges,
+            y=[minimum] * 2,
+            mode="lines",
+            hoverinfo="skip",
+            showlegend=False,
+            name=f"minimum {minimum:g} %",
+            line={"color": "#d43c3c", "dash": "dash", "width": 1},
+        )
+    )
     if not _alert_timeline(traces, name, data):
-        own["annotations"] = [{
-            "text": "no alerts in this window", "showarrow": False, "xref": "x5 domain",
-            "yref": "y5 domain", "x": 0.5, "y": 0.5, "font": {"color": "#7f8c8d"},
-        }]  # fmt: skip
+        own["annotations"] = [
+            {
+                "text": "no alerts in this window",
+                "showarrow": False,
+                "xref": "x5 domain",
+                "yref": "y5 domain",
+                "x": 0.5,
+                "y": 0.5,
+                "font": {"color": "#7f8c8d"},
+            }
+        ]
         own["yaxis5"] = {"visible": False}
     return (
         f'<div id="{div_id}" class="plotly-graph-div" style="height:{FIGURE_HEIGHT}px;'
@@ -235,17 +288,32 @@ def _alert_timeline(traces: list[Any], name: str, data: ReportData) -> bool:
             acknowledged[1].append(rule)
             acknowledged[2].append(hover)
     for level, (xs, ys, texts) in by_level.items():
-        traces.append(_scatter(
-            5, x=xs, y=ys, hovertext=texts, hoverinfo="text", mode="lines+markers",
-            name=f"alert: {level}", line={"color": LEVEL_COLOURS.get(level, "#333"), "width": 6},
-            marker={"size": 7},
-        ))  # fmt: skip
+        traces.append(
+            _scatter(
+                5,
+                x=xs,
+                y=ys,
+                hovertext=texts,
+                hoverinfo="text",
+                mode="lines+markers",
+                name=f"alert: {level}",
+                line={"color": LEVEL_COLOURS.get(level, "#333"), "width": 6},
+                marker={"size": 7},
+            )
+        )
     if acknowledged[0]:
-        traces.append(_scatter(
-            5, x=acknowledged[0], y=acknowledged[1], hovertext=acknowledged[2],
-            hoverinfo="text", mode="markers", name="acknowledged",
-            marker={"symbol": "diamond", "size": 10, "color": "#2c3e50"},
-        ))  # fmt: skip
+        traces.append(
+            _scatter(
+                5,
+                x=acknowledged[0],
+                y=acknowledged[1],
+                hovertext=acknowledged[2],
+                hoverinfo="text",
+                mode="markers",
+                name="acknowledged",
+                marker={"symbol": "diamond", "size": 10, "color": "#2c3e50"},
+            )
+        )
     return True
 
 

@@ -7,8 +7,9 @@
    per run, success rate per day, totals) is summed from its rows in Python.
 2. Alerts that were active at some point in the window.
 3. The collectors' ``collection_metadata`` rows (the health each monitor
-   last published) and the newest run of each collector (one indexed look-up
-   each), for the header and the collector summaries.
+   last published), the newest run of each collector and its newest failure
+   or timeout in the window (indexed look-ups, two per collector), for the
+   header and the collector summaries.
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ from gecko_otel._history.memory import _GAMMA, _ZERO_KEY
 from gecko_otel._values.alerts import Alert
 from gecko_otel._values.health import RULE_SLOW_EXECUTION, CollectionStatus
 from gecko_otel._values.records import ExecutionRecord, ExecutionStatus
-from gecko_otel.store.rows import CollectorRow, alert_from_row
+from gecko_otel.store.rows import CollectorRow, alert_from_row, record_from_row
 from gecko_otel.store.schema import execution_history, system_alerts
 from gecko_otel.store.store import Store
 
@@ -41,6 +42,7 @@ ALERTS_PER_COLLECTOR: Final = 100
 #: the health rules) left out of success rates.
 NOT_STARTED: Final = frozenset({ExecutionStatus.MISSED.value, ExecutionStatus.SKIPPED.value})
 OK: Final = frozenset({ExecutionStatus.SUCCESS.value, ExecutionStatus.PARTIAL.value})
+_ERRORS: Final = (ExecutionStatus.FAILURE.value, ExecutionStatus.TIMEOUT.value)
 
 _H = execution_history.c
 _A = system_alerts.c
@@ -84,8 +86,9 @@ class CollectorSeries:
         self.ok = [0] * n
 
     def add(
-        self, index: int, status: str, key: int | None, count: int, records: int, longest: Any
+        self, index: int, status: str, key: int | None, *, count: int, records: int, longest: Any
     ) -> None:
+        """Add one group of the runs query (see the module docs) to bucket ``index``."""
         counts = self.counts.get(status)
         if counts is None:
             counts = self.counts[status] = [0] * self.buckets
@@ -158,6 +161,7 @@ class ReportData:
     alerts: list[Alert]
     active_alerts: list[Alert]
     latest: dict[str, ExecutionRecord]
+    last_errors: dict[str, ExecutionRecord]
     thresholds: dict[str, Threshold]
     min_success_rate: dict[str, float]
 
@@ -203,9 +207,9 @@ def read_report_data(
                 index,
                 status,
                 None if key is None else int(key),
-                int(count),
-                int(records or 0),
-                longest,
+                count=int(count),
+                records=int(records or 0),
+                longest=longest,
             )
         alerts_query = (
             select(system_alerts)
@@ -219,6 +223,22 @@ def read_report_data(
     latest = {
         name: runs[0].to_record() for name, runs in store.latest_runs(names, 1).items() if runs
     }
+    last_errors = {}
+    with store.engine.connect() as conn:
+        for name in series:
+            row = conn.execute(
+                select(execution_history)
+                .where(
+                    _H.collector_type == name,
+                    _H.start_time >= since,
+                    _H.start_time < until,
+                    _H.status.in_(_ERRORS),
+                )
+                .order_by(_H.start_time.desc(), _H.id.desc())
+                .limit(1)
+            ).first()
+            if row is not None:
+                last_errors[name] = record_from_row(row)
     return ReportData(
         since=since,
         until=until,
@@ -231,6 +251,7 @@ def read_report_data(
         alerts=alerts,
         active_alerts=active,
         latest=latest,
+        last_errors=last_errors,
         thresholds=thresholds(names, config, alerts),
         min_success_rate={n: config.thresholds_for(n).min_success_rate for n in names},
     )

@@ -118,7 +118,8 @@ def _cards(data: ReportData, names: list[str]) -> str:
     ok = sum(sum(s.ok) for s in data.series.values())
     rate = f"{100.0 * ok / started:.1f} %" if started else "none"
     cards = [
-        (f"{counts[s]}", s, _HEALTH_COLOURS[s]) for s in ("critical", "warning", "unknown", "healthy")
+        (f"{counts[s]}", s, _HEALTH_COLOURS[s])
+        for s in ("critical", "warning", "unknown", "healthy")
     ]
     cards += [
         (f"{len(data.active_alerts)}", "active alerts", "#8b0000"),
@@ -215,15 +216,17 @@ def _section(data: ReportData, name: str, anchor: str, index: int) -> str:
             if count := series.status_total(status):
                 facts.append(f"{count:,} {status}")
     meta = "".join(f"<span>{esc(fact)}</span>" for fact in facts)
-    last = ""
+    details = []
     if latest is not None:
-        details = [f"last run {_when(latest.start_time)}: {latest.status.value}"]
-        if latest.error_type or latest.error_message:
-            details.append(f"{latest.error_type or 'error'}: {latest.error_message or ''}"[:300])
+        details.append(f"last run {_when(latest.start_time)}: {latest.status.value}")
         if latest.metadata:
             shown = ", ".join(f"{k}={v}" for k, v in sorted(latest.metadata.items()))
             details.append(f"metadata {shown[:300]}")
-        last = '<p class="meta">' + "".join(f"<span>{esc(d)}</span>" for d in details) + "</p>"
+    error = data.last_errors.get(name)
+    if error is not None:
+        what = f"{error.error_type or error.status.value}: {error.error_message or ''}"
+        details.append(f"last error {_when(error.start_time)}: {what[:300]}")
+    last = '<p class="meta">' + "".join(f"<span>{esc(d)}</span>" for d in details) + "</p>"
     figure = figure_html(series, name, data, f"plot-{index}")
     return (
         f'<section class="collector" id="{anchor}"><h2>{esc(name)} '
@@ -253,7 +256,9 @@ def _table(title: str, head: str, rows: Iterable[str], css_id: str) -> str:
 
 def _badge(status: str, label: str | None = None) -> str:
     colour = _HEALTH_COLOURS.get(status) or STATUS_COLOURS.get(status) or LEVEL_COLOURS.get(status)
-    return f'<span class="badge" style="background:{colour or "#555"}">{esc(label or status)}</span>'
+    return (
+        f'<span class="badge" style="background:{colour or "#555"}">{esc(label or status)}</span>'
+    )
 
 
 def _link(name: str, anchors: dict[str, str]) -> str:
