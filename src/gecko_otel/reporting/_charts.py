@@ -6,8 +6,9 @@ dashed line, on a log axis so a 2 s collector and a 300 s threshold both
 read); mean records per run; success rate per UTC day with the configured
 minimum; and the alert timeline. The layout the figures share is sent once
 (`shared_script`), evenly spaced series use ``x0``/``dx`` instead of a
-timestamp per point, and values are rounded to 3 significant digits: that keeps a week of 20 collectors to a few kilobytes each beside
-the 4.8 MB of plotly.js.
+timestamp per point, and values are rounded to 3 significant digits: that
+keeps a week of 20 collectors to a few kilobytes each beside the 4.8 MB of
+plotly.js.
 
 Every string that comes from the store is escaped before it reaches plotly,
 which renders a subset of HTML in labels and hover text.
