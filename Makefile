@@ -9,7 +9,7 @@ BIN := $(VENV)/bin
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[apscheduler,cron,cli]'
+	$(BIN)/python -m pip install --quiet -e '.[apscheduler,cron,cli,report]'
 	touch $@
 
 # The dev dependency group (PEP 735) needs pip >= 25.1 for --group.
@@ -27,6 +27,8 @@ demo: $(BIN)/.installed
 	@echo
 	@echo "--- what the store says (gecko-otel status gecko_otel_demo.db) ---"
 	$(BIN)/gecko-otel status gecko_otel_demo.db
+	@echo
+	$(BIN)/gecko-otel report gecko_otel_demo.db -o report.html
 
 # The linters and the docs build, then the whole suite (docs examples included): CI runs exactly this.
 test: $(BIN)/.installed-dev
@@ -52,4 +54,4 @@ bench: $(BIN)/.installed
 	$(BIN)/python benchmarks/store.py --quick
 
 clean:
-	rm -rf $(VENV) .nox build dist site src/*.egg-info .pytest_cache .mypy_cache .ruff_cache gecko_otel_demo.db gecko_otel_demo.db-wal gecko_otel_demo.db-shm
+	rm -rf $(VENV) .nox build dist site src/*.egg-info .pytest_cache .mypy_cache .ruff_cache report.html gecko_otel_demo.db gecko_otel_demo.db-wal gecko_otel_demo.db-shm
