@@ -268,6 +268,7 @@ class _Handler(BaseHTTPRequestHandler):
     server_version = "gecko-otel"
     sys_version = ""
     protocol_version = "HTTP/1.0"  # one request per connection
+    default_request_version = "HTTP/1.0"  # never HTTP/0.9's bare body, even to garbage
 
     def handle(self) -> None:
         connections = self.server.connections
@@ -308,6 +309,7 @@ class _Handler(BaseHTTPRequestHandler):
 
     def send_error(self, code: int, message: str | None = None, explain: str | None = None) -> None:
         """The standard library's malformed-request answers (400, 501...), as JSON."""
+        self.request_version = "HTTP/1.0"  # parse_request may have set 0.9: headers go out
         self._send(error(code, message or self.responses.get(code, ("error",))[0]))
 
     def _send(self, response: Response) -> None:
