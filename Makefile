@@ -29,6 +29,8 @@ demo: $(BIN)/.installed
 	$(BIN)/gecko-otel status gecko_otel_demo.db
 	@echo
 	$(BIN)/gecko-otel report gecko_otel_demo.db -o report.html
+	@echo "Open report.html in a browser. For the live page, run:"
+	@echo "  $(BIN)/gecko-otel serve gecko_otel_demo.db   # then open http://127.0.0.1:9465/"
 
 # The linters and the docs build, then the whole suite (docs examples included): CI runs exactly this.
 test: $(BIN)/.installed-dev

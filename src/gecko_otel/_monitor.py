@@ -45,6 +45,7 @@ from gecko_otel.typing import AlertHandler
 if TYPE_CHECKING:
     from sqlalchemy import Engine
 
+    from gecko_otel.serving import StatusServer
     from gecko_otel.store.metrics import StoreMetricExporter
 
 logger = logging.getLogger("gecko_otel.monitor")
@@ -128,6 +129,7 @@ class Monitor:
         self._on_shutdown = on_shutdown
         self._shutdown = False
         self._lock = threading.Lock()
+        self._servers: list[StatusServer] = []
         self._started = datetime.now(timezone.utc)
         attach(tracer_provider, self._processor)
         self._readings = Readings(
@@ -451,6 +453,26 @@ class Monitor:
         letters, digits, ``_ . - /``; 255 at most)."""
         self._custom_metrics.record(name, value, labels)
 
+    def serve_http(
+        self, host: str = "127.0.0.1", port: int = 9465, token: str | None = None
+    ) -> StatusServer:
+        """Serve this Monitor's status page and probes on its own threads until `shutdown`
+        (or ``close()`` on the server returned; its ``url`` says where). See
+        `gecko_otel.serving.StatusServer` for the arguments and the routes.
+
+        Raises:
+            ConfigError: The address cannot be listened on, or the token is malformed.
+            RuntimeError: The Monitor is shut down.
+        """
+        from gecko_otel.serving import MonitorSource, StatusServer  # noqa: PLC0415 - when asked
+
+        with self._lock:
+            if self._shutdown:
+                raise RuntimeError("serve_http() on a Monitor that is shut down")
+            server = StatusServer(MonitorSource(self), host=host, port=port, token=token)
+            self._servers.append(server)
+        return server
+
     # -- lifecycle -----------------------------------------------------------
 
     def force_flush(self, timeout_millis: int = 30_000) -> bool:
@@ -481,6 +503,8 @@ class Monitor:
             if self._shutdown:
                 return
             self._shutdown = True
+        for server in self._servers:  # probes see the Monitor gone, not a half-stopped one
+            server.close(0.5)
         deadline = Deadline(
             timeout_millis / 1000
             if timeout_millis is not None
