@@ -128,6 +128,9 @@ class PipelineHandle(Protocol):
     def resolve(self, alert_id: str) -> bool:
         """Resolve one of this process's alerts."""
 
+    def apply_silences(self, silences: Iterable[tuple[str, str | None, float]]) -> None:
+        """Silence as the store says: (collector type, rule or None, until unix time) each."""
+
 
 class RunStore(RunConsumer, Protocol):
     """The storage contract: where runs and alert changes are kept and queried.

@@ -18,7 +18,7 @@ except ImportError:  # Python 3.10
 import pytest
 
 from cli.conftest import Filled
-from support.cli_procs import alert_owner
+from support.cli_procs import alert_owner, silenced_owner
 from support.store_procs import join_all, spawn, wait_for_file
 
 SRC = Path(__file__).resolve().parents[2] / "src"
@@ -64,6 +64,32 @@ def test_ack_and_resolve_reach_the_monitor_in_another_process(
         join_all([(process, out)])
 
 
+@pytest.mark.slow
+def test_a_silence_from_the_command_line_reaches_the_monitor_in_another_process(
+    store_url: str, cli: Any, tmp_path: Path
+) -> None:
+    out = tmp_path / "owner.jsonl"
+    process = spawn(silenced_owner, store_url, str(out))
+    try:
+        wait_for_file(Path(f"{out}.ready"), process, out, 60)
+        made = cli("silence", "--database-url", store_url, "trades", "--for", "1h")
+        assert made.code == 0, made.err
+        _wait_for_event(out, "silences:1", process)
+
+        Path(f"{out}.fire").touch()
+        _wait_for_event(out, "fired", process)
+        time.sleep(0.5)  # five syncs: none may let the firing through
+        assert _events(out) == ["silences:1", "fired", "suppressed:True"]
+
+        assert cli("unsilence", "--database-url", store_url, "--collector", "trades").code == 0
+        _wait_for_event(out, "heard:firing", process)
+        _wait_for_event(out, "silences:0", process)
+        assert _events(out).count("heard:firing") == 1
+    finally:
+        Path(f"{out}.stop").touch()
+        join_all([(process, out)])
+
+
 def _python_m(*argv: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
     environ = {**os.environ, "PYTHONPATH": str(SRC), **(env or {})}
     return subprocess.run(
@@ -96,7 +122,7 @@ def test_python_m_gecko_otel(filled: Filled, tmp_path: Path) -> None:
         check=False,
         env={**os.environ, "PYTHONPATH": str(SRC)},
     )
-    assert store_module.stdout.strip() == "0002", store_module.stderr
+    assert store_module.stdout.strip() == "0003", store_module.stderr
 
 
 @pytest.mark.skipif(tomllib is None, reason="tomllib is Python 3.11+")

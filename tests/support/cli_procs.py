@@ -58,3 +58,54 @@ def alert_owner(url: str, out: str) -> None:
     except BaseException:
         _report_error(path)
         raise
+
+
+def silenced_owner(url: str, out: str) -> None:
+    """A Monitor that fires ``trades`` when told, for the silence tests.
+
+    Writes ``out + ".ready"`` once started; appends ``{"event": ...}`` lines to
+    ``out``: ``silences:<n>`` when the number of stored silences it applies
+    changes, ``fired`` once ``out + ".fire"`` appeared and three failed runs
+    are processed (with ``suppressed:<bool>`` of its alert), and
+    ``heard:<notification>`` for each notification its handler hears.
+    Stops when ``out + ".stop"`` appears.
+    """
+    path = Path(out)
+
+    def record(event: str) -> None:
+        with open(path, "a", encoding="utf-8") as handle:
+            handle.write(json.dumps({"event": event}) + "\n")
+
+    def handler(alert: Alert) -> None:
+        if alert.notification is not None:
+            record(f"heard:{alert.notification.value}")
+
+    try:
+        config = MonitorConfig(
+            watchdog_interval=0.1, store_flush_interval=0.05, min_runs_for_rate=10**9
+        )
+        monitor = build_monitor(url, "owner", config=config, handlers=[handler])
+        try:
+            Path(out + ".ready").write_text("ready", encoding="utf-8")
+            applied = 0
+            fired = False
+            deadline = time.monotonic() + CHILD_TIMEOUT
+            while not Path(out + ".stop").exists() and time.monotonic() < deadline:
+                now = len(monitor._pipeline.engine._stored)
+                if now != applied:
+                    applied = now
+                    record(f"silences:{now}")
+                if not fired and Path(out + ".fire").exists():
+                    fired = True
+                    for _ in range(3):
+                        one_run(monitor, "trades", fail=True)
+                    assert monitor.force_flush(30_000)
+                    [alert] = monitor.alerts()
+                    record("fired")
+                    record(f"suppressed:{alert.suppressed}")
+                time.sleep(0.05)
+        finally:
+            monitor.shutdown()
+    except BaseException:
+        _report_error(path)
+        raise

@@ -160,6 +160,8 @@ class AlertEngine:
         self._by_id: dict[str, _LiveAlert] = {}
         self._resolved: deque[_LiveAlert] = deque(maxlen=_MAX_RESOLVED)
         self._suppressions: list[Suppression] = []
+        #: The store's silences, replaced as a whole on each sync (see `set_stored`).
+        self._stored: tuple[Suppression, ...] = ()
         at_fork_in_child(self, "_reset_lock")
 
     def _reset_lock(self) -> None:
@@ -359,6 +361,21 @@ class AlertEngine:
             self._flush_unnotified(collector_type, now)
             return removed
 
+    def set_stored(self, suppressions: Iterable[Suppression], now: float) -> None:
+        """Replace the silences read from the store with ``suppressions`` (the active ones).
+
+        They silence like `suppress`; those that are gone (ended or expired)
+        stop silencing at once, and what they held back is notified.
+        `suppress`/`unsuppress` (this process's own) are kept apart.
+        """
+        with self._lock:
+            previous = self._stored
+            self._stored = tuple(suppressions)
+            if previous == self._stored:
+                return
+            for collector_type in {s.collector_type for s in previous}:
+                self._flush_unnotified(collector_type, now)
+
     # -- queries ------------------------------------------------------------------
 
     def alerts(
@@ -443,7 +460,9 @@ class AlertEngine:
         self._outbox.put(snapshot, live.notified_level, notify=False)
 
     def _suppressed(self, live: _LiveAlert, now: float) -> bool:
-        return any(s.matches(live, now) for s in self._suppressions)
+        return any(s.matches(live, now) for s in self._suppressions) or any(
+            s.matches(live, now) for s in self._stored
+        )
 
     def _inhibited(self, live: _LiveAlert) -> bool:
         if live.level is AlertLevel.CRITICAL or live.state is AlertState.RESOLVED:

@@ -22,7 +22,7 @@ from datetime import datetime, timedelta, timezone, tzinfo
 from typing import Any
 
 from gecko_otel._alerts.dispatcher import AlertDispatcher
-from gecko_otel._alerts.engine import AlertEngine
+from gecko_otel._alerts.engine import AlertEngine, Suppression
 from gecko_otel._checks import check_collector_type, check_seconds, seconds
 from gecko_otel._config import MonitorConfig
 from gecko_otel._guard import at_fork_in_child, guarded
@@ -378,6 +378,15 @@ class RunPipeline:
         ended = self.engine.unsuppress(collector_type, rule, self._clock())
         self.engine.send()
         return ended
+
+    def apply_silences(self, silences: Iterable[tuple[str, str | None, float]]) -> None:
+        """Silence as the store says: (collector type, rule or None, until unix time) each,
+        replacing the store's previous set (this process's own suppressions stay)."""
+        self.engine.set_stored(
+            [Suppression(collector_type, rule, until) for collector_type, rule, until in silences],
+            self._clock(),
+        )
+        self.engine.send()
 
     def add_handler(self, handler: AlertHandler) -> None:
         if not callable(handler):

@@ -39,7 +39,16 @@ __all__ = [
 ]
 
 #: The modules of ``gecko_otel.cli`` that register commands, in ``--help`` order.
-COMMAND_MODULES: Final = ("status", "runs", "alerts", "data", "report", "serve", "db")
+COMMAND_MODULES: Final = (
+    "status",
+    "runs",
+    "alerts",
+    "silences",
+    "data",
+    "report",
+    "serve",
+    "db",
+)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -35,7 +35,7 @@ from sqlalchemy import (
 )
 
 #: The Alembic revision this code reads and writes.
-HEAD_REVISION: Final = "0002"
+HEAD_REVISION: Final = "0003"
 #: Alembic's version table, named for us so a database shared with an
 #: application that uses Alembic itself keeps both histories apart.
 VERSION_TABLE: Final = "gecko_otel_schema_version"
@@ -182,5 +182,28 @@ collection_metadata = Table(
     Column("updated_at", UTCDateTime(), nullable=False),
 )
 
+#: Silences set from the command line: every Monitor on the store holds back
+#: the notifications of matching alerts while one is active (not ended, not expired).
+silences = Table(
+    "silences",
+    metadata,
+    Column("id", Key, primary_key=True, autoincrement=True),
+    Column("collector_type", String(NAME_LENGTH), nullable=False),
+    Column("rule", String(NAME_LENGTH)),  # None: every rule of the collector
+    Column("starts_at", UTCDateTime(), nullable=False),
+    Column("ends_at", UTCDateTime(), nullable=False),
+    Column("comment", Text),
+    Column("created_by", String(NAME_LENGTH)),
+    Column("created_at", UTCDateTime(), nullable=False),
+    Column("ended_at", UTCDateTime()),  # set by unsilence
+    Index("ix_silences_ends", "ended_at", "ends_at"),
+)
+
 #: Every table, in the order retention and export walk them.
-TABLES: Final = (execution_history, performance_metrics, system_alerts, collection_metadata)
+TABLES: Final = (
+    execution_history,
+    performance_metrics,
+    system_alerts,
+    collection_metadata,
+    silences,
+)

@@ -24,6 +24,7 @@ from gecko_otel._config import MonitorConfig
 from gecko_otel._health.window import BUCKETS
 from gecko_otel._values.alerts import Alert, AlertState
 from gecko_otel._values.health import AlertLevel
+from gecko_otel.store.silences import list_silences
 from gecko_otel.store.store import Store
 from gecko_otel.store.writer import StoreWriter
 
@@ -372,6 +373,7 @@ class SQLStore:
             alerts, superseded = pipeline.restore_alerts(
                 store.alerts(active_only=True, service_name=service)
             )
+        self._apply_silences(pipeline)  # before the first run can notify
         for alert_id in superseded:
             # Two replicas fired the same rule: the older alert must not stay
             # active in the store for ever once the survivor resolves.
@@ -386,13 +388,23 @@ class SQLStore:
                 store.describe(),
             )
 
+    def _apply_silences(self, pipeline: PipelineHandle) -> None:
+        """Silence this process's alerts as the store's active silences say."""
+        now = datetime.fromtimestamp(pipeline.now(), timezone.utc)
+        pipeline.apply_silences(
+            (s.collector_type, s.rule, s.ends_at.timestamp())
+            for s in list_silences(self._store.engine, now)
+        )
+
     def _sync_alerts(self) -> None:
-        """Apply acknowledgements and resolutions made in the store by others.
+        """Apply acknowledgements, resolutions and silences made in the store by others.
 
         Runs on the writer thread every ``watchdog_interval``: an alert this
         process owns that another process (or the command line) acknowledged
         or resolved in the database is acknowledged or resolved here too, so
-        repeats stop and handlers hear of the resolution.
+        repeats stop and handlers hear of the resolution; the store's active
+        silences replace those applied on the previous sync, so a new one
+        holds notifications back and an ended one lets them through.
         """
         store, writer, pipeline = self._store, self._writer, self._pipeline
         if pipeline is None:
@@ -413,6 +425,7 @@ class SQLStore:
                 and level is mine.level
             ):
                 pipeline.acknowledge(alert_id)
+        self._apply_silences(pipeline)
 
     def _retention(self) -> None:
         """The automatic cleanup, run on the writer thread every ``retention_interval``."""
