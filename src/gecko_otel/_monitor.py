@@ -235,7 +235,12 @@ class Monitor:
 
         Suppressed alerts still fire and are listed (``suppressed=True``), but
         handlers hear of them only once it ends. ConfigError for an invalid
-        collector type or a non-positive duration."""
+        collector type or a non-positive duration.
+
+        This process only, in memory, even with a database: a restart forgets
+        it. A silence every Monitor on the store honours, and that survives
+        restarts, is set with ``gecko-otel silence``; the store's silences are
+        applied beside this one and never end it."""
         return self._pipeline.suppress(collector_type, duration, rule)
 
     def unsuppress(self, collector_type: str, rule: str | None = None) -> int:
