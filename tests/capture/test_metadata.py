@@ -155,7 +155,7 @@ def test_hostile_metadata_through_a_real_run(captured: CapturedRuns) -> None:
         "hostile",
         metadata={
             "api_key": "sk-live-123",
-            "nested": {"network": "solana", "token": "abc"},
+            "nested": {"network": "solana", "token": "tok-SECRET-xyz"},
             "obj": RaisingStr(),
             "none": None,
             "huge": "y" * 100_000,
@@ -184,7 +184,7 @@ def test_hostile_metadata_through_a_real_run(captured: CapturedRuns) -> None:
     assert record.warnings == ("<unprintable RaisingStr>",)
     assert record.errors == (f"connect to postgresql://u:{REDACTED}@host/db failed",)
     exported = str(dict(span.attributes)) + str([dict(e.attributes) for e in span.events])
-    for secret in ("sk-live-123", "abc", ":pw@"):
+    for secret in ("sk-live-123", "tok-SECRET-xyz", ":pw@"):
         assert secret not in exported
     assert span.attributes[semconv.METADATA_PREFIX + "api_key"] == REDACTED
 
