@@ -30,7 +30,7 @@ from gecko_otel._capture.observables import Readings, observables_for
 from gecko_otel._capture.run import Run
 from gecko_otel._capture.span_processor import HistorySpanProcessor, attach
 from gecko_otel._checks import Deadline, check_seconds, seconds
-from gecko_otel._config import MonitorConfig
+from gecko_otel._config import MonitorConfig, Thresholds
 from gecko_otel._guard import guarded, internal_error_count
 from gecko_otel._health.expectations import Expectation, expectation_of
 from gecko_otel._history.memory import History, check_limit, check_since, check_status, check_window
@@ -246,6 +246,24 @@ class Monitor:
     def unsuppress(self, collector_type: str, rule: str | None = None) -> int:
         """End the collector's suppressions (one rule's, or all); how many ended."""
         return self._pipeline.unsuppress(collector_type, rule)
+
+    def thresholds(self, collector_type: str) -> Thresholds:
+        """The thresholds ``collector_type`` is evaluated with now."""
+        return self._pipeline.thresholds(collector_type)
+
+    def set_thresholds(self, collector_type: str | None = None, /, **changes: Any) -> None:
+        """Change thresholds while collectors run: for every collector, or one.
+
+        ``monitor.set_thresholds("pools", max_execution_time=600)``. Validated
+        as `MonitorConfig` and `CollectorThresholds` validate them (ConfigError
+        naming the field); in force at once, and the collectors concerned are
+        re-evaluated: an alert whose rule no longer holds resolves, one that
+        now holds fires. For one collector, None goes back to the global value.
+
+        This process only; ``config`` shows the change. Thresholds stored with
+        ``gecko-otel thresholds`` reach every Monitor on the store and win over
+        these (see the configuration guide)."""
+        self.config = self._pipeline.set_thresholds(collector_type, changes)
 
     def add_alert_handler(self, handler: AlertHandler) -> None:
         """Notify ``handler`` too (any callable taking an Alert); ConfigError if not callable."""

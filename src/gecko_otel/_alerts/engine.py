@@ -194,7 +194,13 @@ class AlertEngine:
         return collector_type in self._active
 
     def update(
-        self, collector_type: str, conditions: list[Condition], now: float, *, by_run: bool
+        self,
+        collector_type: str,
+        conditions: list[Condition],
+        now: float,
+        *,
+        by_run: bool,
+        retuned: bool = False,
     ) -> None:
         """Apply the conditions that hold for ``collector_type`` at unix time ``now``.
 
@@ -204,6 +210,8 @@ class AlertEngine:
             now: Unix time of the evaluation (the run's end for ``by_run``).
             by_run: True when a finished run prompted the evaluation: only
                 such runs count towards ``recovery_threshold``.
+            retuned: True when its thresholds changed: an alert whose rule
+                no longer holds resolves at once, as no run will prove it.
         """
         if not conditions and collector_type not in self._active:
             return  # the common case: healthy, nothing to resolve
@@ -214,7 +222,7 @@ class AlertEngine:
             for rule, live in list(active.items()):
                 if rule in holding:
                     continue
-                if rule in TIME_RULES:
+                if rule in TIME_RULES or retuned:
                     self._resolve(live, now)  # clears as soon as it stops holding
                 elif by_run:
                     # Run-based rules wait for recovery_threshold runs in a row

@@ -35,6 +35,7 @@ from typing import Final
 from gecko_otel._checks import seconds
 from gecko_otel._config import MonitorConfig, Thresholds
 from gecko_otel._guard import at_fork_in_child
+from gecko_otel._health.thresholds import Stored, has_throughput_rule, in_force
 from gecko_otel._health.window import BUCKETS, CollectorState
 from gecko_otel._values.health import (
     RULE_CONSECUTIVE_FAILURES,
@@ -69,6 +70,7 @@ class HealthEvaluator:
     def __init__(self, config: MonitorConfig) -> None:
         self._config = config
         self._width = seconds(config.success_rate_window) / BUCKETS
+        self._stored: Stored = {}
         self._states: dict[str, CollectorState] = {}
         self._lock = threading.Lock()
         at_fork_in_child(self, "_reset_locks")
@@ -90,7 +92,7 @@ class HealthEvaluator:
         with self._lock:
             state = self._states.get(collector_type)
             if state is None:
-                state = CollectorState(self._config.thresholds_for(collector_type), now)
+                state = CollectorState(in_force(self._config, self._stored, collector_type), now)
                 self._states[collector_type] = state
             return state
 
@@ -246,7 +248,32 @@ class HealthEvaluator:
         state = self._states.get(collector_type)
         if state is not None:
             return state.thresholds
-        return self._config.thresholds_for(collector_type)
+        return in_force(self._config, self._stored, collector_type)
+
+    def retune(
+        self, config: MonitorConfig | None = None, stored: Stored | None = None
+    ) -> list[str]:
+        """Put new thresholds in force: the configured ones, the stored ones, or both.
+
+        Returns the known collectors whose thresholds changed (sorted); the
+        caller re-evaluates them. A collector seen later starts with the new ones.
+        """
+        changed = []
+        with self._lock:
+            if config is not None:
+                self._config = config
+            if stored is not None:
+                self._stored = stored
+            for name, state in self._states.items():
+                thresholds = in_force(self._config, self._stored, name)
+                if thresholds != state.thresholds:
+                    state.thresholds = thresholds  # one reference: read whole by observe
+                    changed.append(name)
+        return sorted(changed)
+
+    def has_throughput_rule(self) -> bool:
+        """Whether any collector may have a throughput rule."""
+        return has_throughput_rule(self._config, self._stored)
 
     def _conditions(self, state: CollectorState, now: float) -> list[Condition]:
         t = state.thresholds

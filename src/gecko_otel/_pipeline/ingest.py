@@ -47,7 +47,9 @@ class RunIngest:
         self._alerting = alerting
         self._pending: deque[tuple[FinishedRun, float]] = deque()
         # With a throughput rule a quiet-looking run can still fire an alert.
-        self._batching = config.min_records_per_second is None and not any(
+        #: Off while a throughput rule may apply; the pipeline updates it
+        #: when thresholds change.
+        self.batching = config.min_records_per_second is None and not any(
             t.min_records_per_second for t in config.collectors.values()
         )
 
@@ -58,7 +60,7 @@ class RunIngest:
         pending = self._pending
         pending.append((run, ended))
         alerting.keep_watchdog_running()
-        if self._batching and len(pending) < BATCH and alerting.is_quiet(run, ended):
+        if self.batching and len(pending) < BATCH and alerting.is_quiet(run, ended):
             return
         self.drain()
 

@@ -17,17 +17,18 @@ from __future__ import annotations
 import math
 import threading
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import datetime, timedelta, timezone, tzinfo
 from typing import Any
 
 from gecko_otel._alerts.dispatcher import AlertDispatcher
 from gecko_otel._alerts.engine import AlertEngine, Suppression
 from gecko_otel._checks import check_collector_type, check_seconds, seconds
-from gecko_otel._config import MonitorConfig
+from gecko_otel._config import MonitorConfig, Thresholds
 from gecko_otel._guard import at_fork_in_child, guarded
 from gecko_otel._health.expectations import Expectation, Schedules
 from gecko_otel._health.rules import HealthEvaluator
+from gecko_otel._health.thresholds import Stored, configure
 from gecko_otel._health.window import BUCKETS, open_overlap
 from gecko_otel._history.memory import History
 from gecko_otel._pipeline.clock import SteadyClock
@@ -223,15 +224,39 @@ class RunPipeline:
             self.evaluate_one(collector_type)
         return removed
 
-    def evaluate_one(self, collector_type: str) -> None:
-        """Evaluate one collector's rules now (after its expectation changed)."""
+    def evaluate_one(self, collector_type: str, *, retuned: bool = False) -> None:
+        """Evaluate one collector's rules now (after its expectation or thresholds changed)."""
         with self.lock:
             self._ingest.drain()
             now = self._clock()
-            self.engine.update(
-                collector_type, self._conditions(collector_type, now), now, by_run=False
-            )
+            conditions = self._conditions(collector_type, now)
+            self.engine.update(collector_type, conditions, now, by_run=False, retuned=retuned)
         self.engine.send()
+
+    # -- thresholds ---------------------------------------------------------------
+
+    def thresholds(self, collector_type: str) -> Thresholds:
+        return self.evaluator.thresholds(collector_type)
+
+    def set_thresholds(
+        self, collector_type: str | None, changes: Mapping[str, Any]
+    ) -> MonitorConfig:
+        """Change this process's configured thresholds (validated), re-evaluate; the new config."""
+        with self.lock:  # one change at a time: none is lost
+            config = self._config = configure(self._config, collector_type, changes)
+            changed = self.evaluator.retune(config=config)
+            self._ingest.batching = not self.evaluator.has_throughput_rule()
+        for name in changed:
+            self.evaluate_one(name, retuned=True)
+        return config
+
+    def apply_thresholds(self, stored: Stored) -> None:
+        """Put the store's thresholds in force (replacing the previous set) and re-evaluate."""
+        with self.lock:
+            changed = self.evaluator.retune(stored=stored)
+            self._ingest.batching = not self.evaluator.has_throughput_rule()
+        for name in changed:
+            self.evaluate_one(name, retuned=True)
 
     def _conditions(self, collector_type: str, now: float) -> list[Condition]:
         return [
