@@ -131,6 +131,9 @@ class PipelineHandle(Protocol):
     def apply_silences(self, silences: Iterable[tuple[str, str | None, float]]) -> None:
         """Silence as the store says: (collector type, rule or None, until unix time) each."""
 
+    def apply_thresholds(self, stored: Mapping[str | None, Mapping[str, float]]) -> None:
+        """Put the store's thresholds in force: collector type (None: every) to values."""
+
 
 class RunStore(RunConsumer, Protocol):
     """The storage contract: where runs and alert changes are kept and queried.

@@ -18,7 +18,7 @@ except ImportError:  # Python 3.10
 import pytest
 
 from cli.conftest import Filled
-from support.cli_procs import alert_owner, silenced_owner
+from support.cli_procs import alert_owner, retuned_owner, silenced_owner
 from support.store_procs import join_all, spawn, wait_for_file
 
 SRC = Path(__file__).resolve().parents[2] / "src"
@@ -90,6 +90,41 @@ def test_a_silence_from_the_command_line_reaches_the_monitor_in_another_process(
         join_all([(process, out)])
 
 
+@pytest.mark.slow
+def test_thresholds_from_the_command_line_reach_the_monitor_in_another_process(
+    store_url: str, cli: Any, tmp_path: Path
+) -> None:
+    out = tmp_path / "owner.jsonl"
+    process = spawn(retuned_owner, store_url, str(out))
+    try:
+        wait_for_file(Path(f"{out}.ready"), process, out, 60)
+        assert _events(out) == ["threshold:3"]  # two failures: no alert yet
+        lowered = cli(
+            "thresholds",
+            "--database-url",
+            store_url,
+            "trades",
+            "--set",
+            "max_consecutive_failures=2",
+        )
+        assert lowered.code == 0, lowered.err
+        # Applied on its next sync and evaluated at once: no new run needed.
+        _wait_for_event(out, "heard:firing", process)
+        _wait_for_event(out, "threshold:2", process)
+        assert sorted(_events(out)) == ["heard:firing", "threshold:2", "threshold:3"]
+
+        assert cli("thresholds", "--database-url", store_url, "trades", "--reset").code == 0
+        _wait_for_event(out, "heard:resolved", process)
+        deadline = time.monotonic() + 30
+        while _events(out).count("threshold:3") < 2:
+            assert time.monotonic() < deadline, _events(out)
+            time.sleep(0.05)
+        assert _events(out).count("heard:firing") == 1
+    finally:
+        Path(f"{out}.stop").touch()
+        join_all([(process, out)])
+
+
 def _python_m(*argv: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
     environ = {**os.environ, "PYTHONPATH": str(SRC), **(env or {})}
     return subprocess.run(
@@ -122,7 +157,7 @@ def test_python_m_gecko_otel(filled: Filled, tmp_path: Path) -> None:
         check=False,
         env={**os.environ, "PYTHONPATH": str(SRC)},
     )
-    assert store_module.stdout.strip() == "0003", store_module.stderr
+    assert store_module.stdout.strip() == "0004", store_module.stderr
 
 
 @pytest.mark.skipif(tomllib is None, reason="tomllib is Python 3.11+")

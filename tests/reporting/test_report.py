@@ -79,6 +79,20 @@ def test_threshold_comes_from_the_store_when_it_knows_else_from_the_config(
     text = render_report(filled.url, now=filled.now, config=config)
     assert "threshold 42 s (configured for this collector)" in text
     assert '"name":"threshold 42 s"' in text
+    # A stored threshold is what every monitor applies: it wins over both.
+    from gecko_otel.store import thresholds
+    from gecko_otel.store._open import open_reader
+
+    store = open_reader(filled.url)
+    try:
+        thresholds.set_thresholds(store.engine, None, {"max_execution_time": 90}, now=filled.now)
+        thresholds.set_thresholds(store.engine, "pools", {"max_execution_time": 7}, now=filled.now)
+    finally:
+        store.close()
+    text = render_report(filled.url, now=filled.now, config=config)
+    assert "threshold 7 s (stored for this collector)" in text
+    assert "threshold 90 s (stored)" in text
+    assert "s (configured" not in text and "applied by its monitor" not in text
 
 
 def test_strings_from_the_store_are_escaped(filled: Filled) -> None:

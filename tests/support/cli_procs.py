@@ -109,3 +109,49 @@ def silenced_owner(url: str, out: str) -> None:
     except BaseException:
         _report_error(path)
         raise
+
+
+def retuned_owner(url: str, out: str) -> None:
+    """A Monitor with two failed ``trades`` runs (one short of an alert), for the
+    thresholds tests.
+
+    Writes ``out + ".ready"`` once the runs are stored; appends ``{"event": ...}``
+    lines to ``out``: ``threshold:<n>`` when the max_consecutive_failures it
+    applies to ``trades`` changes, and ``heard:<notification>`` for each
+    notification its handler hears. Runs nothing more; stops when
+    ``out + ".stop"`` appears.
+    """
+    path = Path(out)
+
+    def record(event: str) -> None:
+        with open(path, "a", encoding="utf-8") as handle:
+            handle.write(json.dumps({"event": event}) + "\n")
+
+    def handler(alert: Alert) -> None:
+        if alert.notification is not None:
+            record(f"heard:{alert.notification.value}")
+
+    try:
+        config = MonitorConfig(
+            watchdog_interval=0.1, store_flush_interval=0.05, min_runs_for_rate=10**9
+        )
+        monitor = build_monitor(url, "owner", config=config, handlers=[handler])
+        try:
+            for _ in range(2):
+                one_run(monitor, "trades", fail=True)
+            assert monitor.force_flush(30_000)
+            applied = monitor.thresholds("trades").max_consecutive_failures
+            record(f"threshold:{applied}")
+            Path(out + ".ready").write_text("ready", encoding="utf-8")
+            deadline = time.monotonic() + CHILD_TIMEOUT
+            while not Path(out + ".stop").exists() and time.monotonic() < deadline:
+                now = monitor.thresholds("trades").max_consecutive_failures
+                if now != applied:
+                    applied = now
+                    record(f"threshold:{now}")
+                time.sleep(0.05)
+        finally:
+            monitor.shutdown()
+    except BaseException:
+        _report_error(path)
+        raise

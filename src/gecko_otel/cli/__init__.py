@@ -44,6 +44,7 @@ COMMAND_MODULES: Final = (
     "runs",
     "alerts",
     "silences",
+    "thresholds",
     "data",
     "report",
     "serve",

@@ -9,8 +9,10 @@ migrating it), prints tables with rich (colour only on a terminal), prints
 from __future__ import annotations
 
 import argparse
+import getpass
 import json
 import os
+import socket
 import sys
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -53,6 +55,14 @@ def duration(text: str) -> float:
         return parse_duration(text)
     except ConfigError as exc:
         raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def operator() -> str | None:
+    """``user@host`` for who set a silence or a threshold, when the system says."""
+    try:
+        return f"{getpass.getuser()}@{socket.gethostname()}"
+    except (OSError, KeyError, ImportError):
+        return None
 
 
 def looks_like_database(value: str | None) -> bool:
@@ -102,10 +112,15 @@ def add_command(
 
 def shift_database(args: argparse.Namespace, positional: str) -> None:
     """A command with an optional positional of its own (``history [COLLECTOR]``):
-    a lone argument that does not look like a database is that positional."""
-    if getattr(args, positional) is None and not looks_like_database(args.database):
+    a lone argument that does not look like a database is that positional, and
+    two are taken in either order when only the second looks like a database."""
+    own = getattr(args, positional)
+    if own is None and not looks_like_database(args.database):
         setattr(args, positional, args.database)
         args.database = None
+    elif own is not None and looks_like_database(own) and not looks_like_database(args.database):
+        setattr(args, positional, args.database)
+        args.database = own
 
 
 class Context:

@@ -8,12 +8,18 @@ expires or is ended with ``unsilence``; what it held back is then notified.
 
 from __future__ import annotations
 
-import getpass
-import socket
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
-from gecko_otel.cli._context import OK, CliError, Context, add_command, duration, shift_database
+from gecko_otel.cli._context import (
+    OK,
+    CliError,
+    Context,
+    add_command,
+    duration,
+    operator,
+    shift_database,
+)
 from gecko_otel.cli._format import age
 from gecko_otel.errors import ConfigError
 
@@ -68,7 +74,7 @@ def run_silence(ctx: Context) -> int:
             now=ctx.now,
             rule=args.rule,
             comment=args.comment,
-            created_by=_operator(),
+            created_by=operator(),
         )
     except ConfigError as exc:
         raise CliError(str(exc)) from None
@@ -162,11 +168,3 @@ def _state(silence: Silence, ctx: Context) -> str:
     if silence.active(ctx.now):
         return f"active, {age(ctx.now, silence.ends_at)} left"
     return "expired"
-
-
-def _operator() -> str | None:
-    """``user@host`` for ``created_by``, when the system says."""
-    try:
-        return f"{getpass.getuser()}@{socket.gethostname()}"
-    except (OSError, KeyError, ImportError):
-        return None

@@ -23,6 +23,7 @@ from typing import Any, Final
 from sqlalchemy import BigInteger, ColumnElement, Integer, cast, func, or_, select
 
 from gecko_otel._config import MonitorConfig
+from gecko_otel._health.thresholds import Stored, in_force
 from gecko_otel._history.memory import _GAMMA, _ZERO_KEY
 from gecko_otel._values.alerts import Alert
 from gecko_otel._values.health import RULE_SLOW_EXECUTION, CollectionStatus
@@ -30,6 +31,7 @@ from gecko_otel._values.records import ExecutionRecord, ExecutionStatus
 from gecko_otel.store.rows import CollectorRow, alert_from_row, record_from_row
 from gecko_otel.store.schema import execution_history, system_alerts
 from gecko_otel.store.store import Store
+from gecko_otel.store.thresholds import overrides
 
 #: Most time buckets a chart shows; the bucket width is the smallest of
 #: `BUCKET_WIDTHS` that keeps the window within it (2 hours for 7 days).
@@ -239,6 +241,7 @@ def read_report_data(
             ).first()
             if row is not None:
                 last_errors[name] = record_from_row(row)
+    stored = overrides(store.engine)
     return ReportData(
         since=since,
         until=until,
@@ -252,8 +255,8 @@ def read_report_data(
         active_alerts=active,
         latest=latest,
         last_errors=last_errors,
-        thresholds=thresholds(names, config, alerts),
-        min_success_rate={n: config.thresholds_for(n).min_success_rate for n in names},
+        thresholds=thresholds(names, config, alerts, stored),
+        min_success_rate={n: in_force(config, stored, n).min_success_rate for n in names},
     )
 
 
@@ -281,13 +284,14 @@ def _runs_query(store: Store, since: datetime, until: datetime, width: int) -> A
 
 
 def thresholds(
-    names: Iterable[str], config: MonitorConfig, alerts: Iterable[Alert]
+    names: Iterable[str], config: MonitorConfig, alerts: Iterable[Alert], stored: Stored
 ) -> dict[str, Threshold]:
     """Each collector's ``max_execution_time``: the store's word when it has one.
 
-    The store keeps no thresholds of its own, but a ``slow_execution`` alert
-    records the threshold its monitor applied; the newest such alert wins
-    over the configuration the report is given.
+    A threshold stored with ``gecko-otel thresholds`` is what every monitor
+    applies. Else a ``slow_execution`` alert records the threshold its
+    monitor applied (configured in code, which the report cannot see); the
+    newest such alert wins over the configuration the report is given.
     """
     seen: dict[str, Threshold] = {}
     for alert in alerts:  # newest first
@@ -304,15 +308,21 @@ def thresholds(
             )
     out: dict[str, Threshold] = {}
     for name in names:
-        if name in seen:
-            out[name] = seen[name]
-            continue
-        source = (
-            "configured for this collector"
-            if name in config.collectors and config.collectors[name].max_execution_time
-            else "configured default"
-        )
-        out[name] = Threshold(config.thresholds_for(name).max_execution_time, source)
+        for scope, source in ((name, "stored for this collector"), (None, "stored")):
+            value = stored.get(scope, {}).get("max_execution_time")
+            if value is not None:
+                out[name] = Threshold(value, source)
+                break
+        else:
+            if name in seen:
+                out[name] = seen[name]
+                continue
+            source = (
+                "configured for this collector"
+                if name in config.collectors and config.collectors[name].max_execution_time
+                else "configured default"
+            )
+            out[name] = Threshold(config.thresholds_for(name).max_execution_time, source)
     return out
 
 

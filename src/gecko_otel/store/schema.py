@@ -35,7 +35,7 @@ from sqlalchemy import (
 )
 
 #: The Alembic revision this code reads and writes.
-HEAD_REVISION: Final = "0003"
+HEAD_REVISION: Final = "0004"
 #: Alembic's version table, named for us so a database shared with an
 #: application that uses Alembic itself keeps both histories apart.
 VERSION_TABLE: Final = "gecko_otel_schema_version"
@@ -199,6 +199,19 @@ silences = Table(
     Index("ix_silences_ends", "ended_at", "ends_at"),
 )
 
+#: Thresholds set from the command line: every Monitor on the store applies
+#: them over its configured ones. One row per (collector, threshold);
+#: ``collector_type`` '' holds the values for every collector.
+thresholds = Table(
+    "thresholds",
+    metadata,
+    Column("collector_type", String(NAME_LENGTH), primary_key=True),
+    Column("name", String(64), primary_key=True),
+    Column("value", Float, nullable=False),
+    Column("updated_by", String(NAME_LENGTH)),
+    Column("updated_at", UTCDateTime(), nullable=False),
+)
+
 #: Every table, in the order retention and export walk them.
 TABLES: Final = (
     execution_history,
@@ -206,4 +219,5 @@ TABLES: Final = (
     system_alerts,
     collection_metadata,
     silences,
+    thresholds,
 )

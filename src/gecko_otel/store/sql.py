@@ -26,6 +26,7 @@ from gecko_otel._values.alerts import Alert, AlertState
 from gecko_otel._values.health import AlertLevel
 from gecko_otel.store.silences import list_silences
 from gecko_otel.store.store import Store
+from gecko_otel.store.thresholds import overrides
 from gecko_otel.store.writer import StoreWriter
 
 if TYPE_CHECKING:
@@ -340,6 +341,8 @@ class SQLStore:
         store = self._store
         window = seconds(self._config.success_rate_window)
         width = window / BUCKETS
+        # First, so restored collectors start with the stored thresholds.
+        pipeline.apply_thresholds(overrides(store.engine))
         with pipeline.lock:
             now = pipeline.now()
             service = store.service_name
@@ -397,14 +400,15 @@ class SQLStore:
         )
 
     def _sync_alerts(self) -> None:
-        """Apply acknowledgements, resolutions and silences made in the store by others.
+        """Apply acknowledgements, resolutions, silences and thresholds made in the store.
 
         Runs on the writer thread every ``watchdog_interval``: an alert this
         process owns that another process (or the command line) acknowledged
         or resolved in the database is acknowledged or resolved here too, so
         repeats stop and handlers hear of the resolution; the store's active
         silences replace those applied on the previous sync, so a new one
-        holds notifications back and an ended one lets them through.
+        holds notifications back and an ended one lets them through; so do
+        the stored thresholds, re-evaluating the collectors they change.
         """
         store, writer, pipeline = self._store, self._writer, self._pipeline
         if pipeline is None:
@@ -426,6 +430,7 @@ class SQLStore:
             ):
                 pipeline.acknowledge(alert_id)
         self._apply_silences(pipeline)
+        pipeline.apply_thresholds(overrides(store.engine))
 
     def _retention(self) -> None:
         """The automatic cleanup, run on the writer thread every ``retention_interval``."""
