@@ -477,22 +477,42 @@ class Monitor:
         self._custom_metrics.record(name, value, labels)
 
     def serve_http(
-        self, host: str = "127.0.0.1", port: int = 9465, token: str | None = None
+        self,
+        host: str = "127.0.0.1",
+        port: int = 9465,
+        token: str | None = None,
+        *,
+        metrics: Any = True,
     ) -> StatusServer:
         """Serve this Monitor's status page and probes on its own threads until `shutdown`
         (or ``close()`` on the server returned; its ``url`` says where). See
         `gecko_otel.serving.StatusServer` for the arguments and the routes.
 
+        ``metrics``: ``/metrics`` serves prometheus_client's default registry
+        when True and the ``prometheus`` extra is installed (the metrics are
+        there with ``setup(metric_readers=[PrometheusMetricReader()])``);
+        a ``CollectorRegistry`` serves that one; False turns it off.
+
         Raises:
-            ConfigError: The address cannot be listened on, or the token is malformed.
+            ConfigError: The address cannot be listened on, the token is
+                malformed, or ``metrics`` is a registry without prometheus_client.
             RuntimeError: The Monitor is shut down.
         """
         from gecko_otel.serving import MonitorSource, StatusServer  # noqa: PLC0415 - when asked
+        from gecko_otel.serving.metrics import choose  # noqa: PLC0415
 
+        exposition, no_metrics = choose(metrics)
         with self._lock:
             if self._shutdown:
                 raise RuntimeError("serve_http() on a Monitor that is shut down")
-            server = StatusServer(MonitorSource(self), host=host, port=port, token=token)
+            server = StatusServer(
+                MonitorSource(self),
+                host=host,
+                port=port,
+                token=token,
+                metrics=exposition,
+                no_metrics=no_metrics,
+            )
             self._servers.append(server)
         return server
 

@@ -15,7 +15,11 @@ from typing import TYPE_CHECKING, Any, cast
 
 from opentelemetry import metrics, trace
 from opentelemetry.sdk.metrics import MeterProvider as SDKMeterProvider
-from opentelemetry.sdk.metrics.export import MetricExporter, PeriodicExportingMetricReader
+from opentelemetry.sdk.metrics.export import (
+    MetricExporter,
+    MetricReader,
+    PeriodicExportingMetricReader,
+)
 from opentelemetry.sdk.resources import SERVICE_NAME, Resource
 from opentelemetry.sdk.trace import TracerProvider as SDKTracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter
@@ -45,6 +49,7 @@ def setup(
     config: MonitorConfig | None = None,
     alert_handlers: Iterable[AlertHandler] = (),
     database_url: str | Engine | None = None,
+    metric_readers: Iterable[MetricReader] = (),
 ) -> Monitor:
     """Create the global Monitor (or return the one that exists).
 
@@ -66,6 +71,10 @@ def setup(
             ``"postgresql+psycopg://user@host/db"``, or a SQLAlchemy
             ``Engine`` you own; wins over ``config.database_url`` and
             ``GECKO_OTEL_DATABASE_URL``. Memory only when none is set.
+        metric_readers: More readers for the MeterProvider setup() creates,
+            beside the OTLP exporter and the store's: for example
+            ``PrometheusMetricReader()`` (the ``prometheus`` extra), whose
+            metrics ``monitor.serve_http()`` serves on ``/metrics``.
 
     Returns:
         The global Monitor. A second call returns the first Monitor and logs a
@@ -85,6 +94,7 @@ def setup(
                 or config
                 or alert_handlers
                 or database_url is not None
+                or metric_readers
             ):
                 logger.warning(
                     "gecko_otel.setup() was already called; returning the existing Monitor "
@@ -109,10 +119,17 @@ def setup(
         if tracer_provider is None:
             tracer_provider = _global_tracer_provider() or _new_tracer_provider(service_name, owned)
         store_metrics = None
+        readers = list(metric_readers)
+        if readers and (meter_provider is not None or _global_meter_provider() is not None):
+            raise ConfigError(
+                "metric_readers go on a MeterProvider setup() creates, and one exists "
+                "already (passed as meter_provider, or installed globally): add the "
+                "readers to that MeterProvider when you create it"
+            )
         if meter_provider is None:
             meter_provider = _global_meter_provider()
             if meter_provider is None:
-                extra: list[Any] = []
+                extra: list[Any] = readers
                 if database_url is not None or config.database_url is not None:
                     from gecko_otel.store.metrics import store_metric_reader  # noqa: PLC0415
 

@@ -8,6 +8,7 @@ import signal
 import subprocess
 import sys
 import textwrap
+import urllib.error
 import urllib.request
 from pathlib import Path
 
@@ -51,6 +52,10 @@ def test_serve_answers_until_stopped_then_returns(tmp_path: Path, stop: signal.S
         with urllib.request.urlopen(base + "status", timeout=10) as response:
             document = json.load(response)
         assert [c["collector_type"] for c in document["collectors"]] == ["pools"]
+        with pytest.raises(urllib.error.HTTPError) as missing:
+            urllib.request.urlopen(base + "metrics", timeout=10)
+        assert missing.value.code == 404
+        assert "gecko-otel serve reads a store" in json.load(missing.value)["error"]
         child.send_signal(stop)
         out, err = child.communicate(timeout=10)
         assert child.returncode == 0, err

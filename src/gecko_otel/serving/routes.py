@@ -19,6 +19,7 @@ from urllib.parse import parse_qs, urlsplit
 from gecko_otel._values.health import AlertLevel, CollectionStatus, worst
 from gecko_otel._values.records import ExecutionRecord, iso
 from gecko_otel.errors import ConfigError
+from gecko_otel.serving.metrics import Exposition
 from gecko_otel.serving.page import Page
 from gecko_otel.serving.sources import CollectorView, SourceUnavailable, StatusSource
 
@@ -73,6 +74,8 @@ class Router:
         token: The bearer token every path but ``/healthz`` needs, or None.
         page: The status page.
         server_counts: The server's own counters, shown in ``/status``.
+        metrics: Renders ``/metrics``; None answers 404 with ``no_metrics``.
+        no_metrics: Why there is no ``/metrics``, for that 404.
 
     Threading: `route` is called on connection threads, several at once; it
     keeps no state between calls.
@@ -85,8 +88,12 @@ class Router:
         token: str | None,
         page: Page,
         server_counts: Callable[[], dict[str, int]],
+        metrics: Exposition | None = None,
+        no_metrics: str = "no /metrics on this server",
     ) -> None:
         self._source = source
+        self._metrics = metrics
+        self._no_metrics = no_metrics
         self._token = token.encode("utf-8") if token is not None else None
         self._page = page
         self._counts = server_counts
@@ -97,6 +104,7 @@ class Router:
             "/status": self._status,
             "/alerts": self._alerts,
             "/runs": self._runs,
+            "/metrics": self._prometheus,
         }
 
     def authorized(self, authorization: str | None) -> bool:
@@ -133,6 +141,12 @@ class Router:
     def _healthz(self, _query: dict[str, list[str]]) -> Response:
         alive = self._source.alive()
         return json_response(200 if alive else 503, {"status": "ok" if alive else "broken"})
+
+    def _prometheus(self, _query: dict[str, list[str]]) -> Response:
+        if self._metrics is None:
+            return error(404, self._no_metrics)
+        body, content_type = self._metrics()
+        return Response(200, body, content_type)
 
     def _readyz(self, _query: dict[str, list[str]]) -> Response:
         ready, reason = self._source.readiness()

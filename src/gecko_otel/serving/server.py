@@ -38,6 +38,7 @@ from opentelemetry.context import _SUPPRESS_INSTRUMENTATION_KEY, attach, detach,
 from gecko_otel._guard import report_internal_error
 from gecko_otel._worker import AGAIN, Worker
 from gecko_otel.errors import ConfigError
+from gecko_otel.serving.metrics import Exposition
 from gecko_otel.serving.page import Page
 from gecko_otel.serving.routes import Response, Router, error
 from gecko_otel.serving.sources import StatusSource
@@ -51,6 +52,11 @@ MAX_HEAD: Final = 16 * 1024
 #: How long the accepting thread waits for a connection before checking for close().
 _ACCEPT_POLL: Final = 0.2
 _ALLOW: Final = ("Allow", "GET, HEAD")
+#: Why ``gecko-otel serve`` has no /metrics: the live metrics are in the monitored processes.
+STORE_HAS_NO_METRICS: Final = (
+    "gecko-otel serve reads a store and has no live metrics; each monitored process "
+    "serves them (Monitor.serve_http with the prometheus extra), or exports them over OTLP"
+)
 
 
 class StatusServer:
@@ -72,6 +78,9 @@ class StatusServer:
         request_timeout: Seconds a client has to send its request head, and
             the server to send its answer.
         max_connections: Connections served at once; more are answered 503.
+        metrics: Renders ``/metrics`` (see `gecko_otel.serving.metrics`);
+            None answers 404 with ``no_metrics``.
+        no_metrics: Why there is no ``/metrics``, for that 404.
 
     Raises:
         ConfigError: An empty or malformed token, a non-positive limit, or an
@@ -92,6 +101,8 @@ class StatusServer:
         refresh_seconds: float = 5.0,
         request_timeout: float = 10.0,
         max_connections: int = 32,
+        metrics: Exposition | None = None,
+        no_metrics: str = "no /metrics on this server",
     ) -> None:
         _check(token, refresh_seconds, request_timeout, max_connections)
         self._connections = _Connections(
@@ -100,6 +111,8 @@ class StatusServer:
             page=Page.build(refresh_seconds),
             request_timeout=request_timeout,
             max_connections=max_connections,
+            metrics=metrics,
+            no_metrics=no_metrics,
         )
         self._lock = threading.Lock()
         try:
@@ -175,8 +188,17 @@ class _Connections:
         page: Page,
         request_timeout: float,
         max_connections: int,
+        metrics: Exposition | None,
+        no_metrics: str,
     ) -> None:
-        self.router = Router(source, token=token, page=page, server_counts=self.counts)
+        self.router = Router(
+            source,
+            token=token,
+            page=page,
+            server_counts=self.counts,
+            metrics=metrics,
+            no_metrics=no_metrics,
+        )
         self.request_timeout = request_timeout
         self.slots = threading.BoundedSemaphore(max_connections)
         self._lock = threading.Lock()
@@ -401,7 +423,9 @@ def serve(
 
     source = StoreSource(database_url)
     try:
-        with StatusServer(source, host=host, port=port, token=token) as server:
+        with StatusServer(
+            source, host=host, port=port, token=token, no_metrics=STORE_HAS_NO_METRICS
+        ) as server:
             stop = threading.Event()
             with _stopped_by_sigterm(stop):
                 if ready is not None:
