@@ -15,6 +15,12 @@ def test_silence_list_and_unsilence(cli: Any, filled: Filled) -> None:
     made = cli("silence", "--database-url", url, "trades", "--for", "2h", "--comment", "503s")
     assert made.code == 0, made.err
     assert made.out.startswith("silence 1: trades (every rule) until ")
+    # status says what is silenced, and for how long.
+    assert (
+        "silenced: trades 1h left (gecko-otel silences)" in cli("status", "--database-url", url).out
+    )
+    silenced = cli("status", "--database-url", url, "--json").json()["silences"]
+    assert [(s["collector_type"], s["active"]) for s in silenced] == [("trades", True)]
 
     doc = cli(
         "silence", "--database-url", url, "pools", "--for", "30m", "--rule", "stale", "--json"

@@ -13,7 +13,7 @@ from typing import Any
 from gecko_otel._values.alerts import Alert, AlertState
 from gecko_otel._values.health import AlertLevel
 from gecko_otel.cli._context import OK, CliError, Context, add_command
-from gecko_otel.cli._format import age, short_id, styled
+from gecko_otel.cli._format import age, short_id, styled, tinted
 
 
 def register(subcommands: Any) -> None:
@@ -58,7 +58,9 @@ def run_alerts(ctx: Context) -> int:
             (
                 short_id(alert.id),
                 styled(alert.level.value),
-                styled(alert.state.value),
+                tinted(
+                    alert.state.value + (" silenced" if alert.suppressed else ""), alert.state.value
+                ),
                 alert.collector_type,
                 alert.rule,
                 age(alert.fired_at, ctx.now),

@@ -44,9 +44,11 @@ def register(subcommands: Any) -> None:
 def run(ctx: Context) -> int:
     """Print the overview; with ``--check``, exit 1 when a collector is at ``--fail-on``."""
     from gecko_otel.store.overview import SAMPLE, collector_overview  # noqa: PLC0415
+    from gecko_otel.store.silences import list_silences  # noqa: PLC0415
 
     args: argparse.Namespace = ctx.args
     rows = collector_overview(ctx.store().engine, window=args.window, now=ctx.now)
+    silences = list_silences(ctx.store().engine, ctx.now)
     failing = [r for r in rows if r.health in FAILING[args.fail_on]]
     counts = {status.value: 0 for status in CollectionStatus}
     for row in rows:
@@ -60,6 +62,7 @@ def run(ctx: Context) -> int:
             overall=overall,
             counts=counts,
             collectors=[row.to_dict() for row in rows],
+            silences=[s.to_dict(ctx.now) for s in silences],
         )
     elif not rows:
         ctx.line(f"no collector has stored a run in {ctx.store().describe()} yet")
@@ -86,6 +89,13 @@ def run(ctx: Context) -> int:
         summary = ", ".join(f"{n} {name}" for name, n in counts.items() if n)
         ctx.line(f"{len(rows)} collectors: {summary}")
         ctx.line(f"OK% and P95: last {span_window(args.window)}, newest {SAMPLE:,} runs each")
+        if silences:
+            what = ", ".join(
+                f"{s.collector_type}{f' ({s.rule})' if s.rule else ''} {age(ctx.now, s.ends_at)}"
+                for s in silences[:5]
+            )
+            more = f" and {len(silences) - 5} more" if len(silences) > 5 else ""
+            ctx.line(f"silenced: {what}{more} left (gecko-otel silences)")
     if args.check and failing:
         return UNHEALTHY
     return OK

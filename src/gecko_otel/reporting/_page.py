@@ -164,7 +164,8 @@ def _active_alerts(data: ReportData, anchors: dict[str, str]) -> str:
     rows = [
         f"<tr><td>{_badge(a.level.value, a.level.value)}</td>"
         f"<td>{_link(a.collector_type, anchors)}</td><td>{esc(a.rule)}</td>"
-        f"<td>{esc(a.state.value)}</td><td>{_when(a.fired_at or a.timestamp)}</td>"
+        f"<td>{esc(a.state.value)}{' (silenced)' if a.suppressed else ''}</td>"
+        f"<td>{_when(a.fired_at or a.timestamp)}</td>"
         f'<td class="msg">{esc(a.message)}</td></tr>'
         for a in shown
     ]
