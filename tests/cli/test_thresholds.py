@@ -7,6 +7,7 @@ from typing import Any
 import pytest
 
 from cli.conftest import Filled
+from gecko_otel._config import THRESHOLD_FIELDS
 
 
 def _values(document: dict[str, Any]) -> dict[str, tuple[Any, str]]:
@@ -22,16 +23,7 @@ def test_show_set_unset_and_reset(
     assert shown["schema_version"] == 1
     assert shown["command"] == "thresholds"
     assert shown["collector_type"] is None
-    assert [t["name"] for t in shown["thresholds"]] == [
-        "max_consecutive_failures",
-        "min_success_rate",
-        "min_runs_for_rate",
-        "max_execution_time",
-        "min_records_per_second",
-        "stale_after",
-        "recovery_threshold",
-        "alert_cooldown",
-    ]
+    assert [t["name"] for t in shown["thresholds"]] == list(THRESHOLD_FIELDS)
     values = _values(shown)
     assert values["max_consecutive_failures"] == (3, "default")
     assert values["stale_after"] == (3600.0, "environment")

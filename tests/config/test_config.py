@@ -2,11 +2,6 @@
 
 from __future__ import annotations
 
-import json
-import os
-import subprocess
-import sys
-import textwrap
 from datetime import timedelta
 from typing import Any
 
@@ -17,6 +12,7 @@ from opentelemetry.sdk.trace import TracerProvider
 import gecko_otel
 from gecko_otel import CollectorThresholds, ConfigError, MonitorConfig
 from gecko_otel._config import ENV_VARS
+from support.programs import run_program
 
 
 @pytest.mark.parametrize(
@@ -195,21 +191,6 @@ def test_setup_with_given_providers_is_idempotent(caplog: pytest.LogCaptureFixtu
     meter_provider.shutdown()
 
 
-def _run_program(code: str, env: dict[str, str]) -> dict[str, Any]:
-    clean = {k: v for k, v in os.environ.items() if not k.startswith(("OTEL_", "GECKO_OTEL_"))}
-    clean.update(env)
-    done = subprocess.run(
-        [sys.executable, "-c", textwrap.dedent(code)],
-        env=clean,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
-    assert done.returncode == 0, done.stderr
-    return json.loads(done.stdout.strip().splitlines()[-1])  # type: ignore[no-any-return]
-
-
 SETUP_PROGRAM = """
     import json
     from opentelemetry import metrics, trace
@@ -240,7 +221,7 @@ SETUP_PROGRAM = """
 
 
 def test_setup_creates_and_installs_providers_from_env() -> None:
-    out = _run_program(SETUP_PROGRAM, {"OTEL_RESOURCE_ATTRIBUTES": "deployment.environment=ci"})
+    out = run_program(SETUP_PROGRAM, {"OTEL_RESOURCE_ATTRIBUTES": "deployment.environment=ci"})
     assert out["result"] == "ok"
     assert out["runs"] == 1
     assert out["provider"] == "TracerProvider"
@@ -282,7 +263,7 @@ def test_setup_adds_otlp_exporter_when_endpoint_set(
         import os
         os._exit(0)  # nothing to flush; skip exporting to the closed port
     """
-    out = _run_program(code, env)
+    out = run_program(code, env)
     assert out["exporters"] == ([expected] if expected else [])
 
 
@@ -304,7 +285,7 @@ SETUP_ERROR_PROGRAM = """
     ],
 )
 def test_setup_rejects_unknown_protocol(variable: str, message: str) -> None:
-    out = _run_program(
+    out = run_program(
         SETUP_ERROR_PROGRAM, {"OTEL_EXPORTER_OTLP_ENDPOINT": "http://127.0.0.1:9", variable: "udp"}
     )
     assert out["error"].startswith(message)
@@ -340,7 +321,7 @@ def test_sdk_disabled_runs_user_code_untouched() -> None:
         monitor.shutdown()
         print(json.dumps(out))
     """
-    out = _run_program(code, {"OTEL_SDK_DISABLED": "true"})
+    out = run_program(code, {"OTEL_SDK_DISABLED": "true"})
     assert out == {"result": 42, "gen": [1, 2], "error": "KeyError('k')", "runs": 0, "errors": 0}
 
 
@@ -362,7 +343,7 @@ def test_setup_reuses_global_sdk_providers() -> None:
         out = {"runs": len(monitor.history()), "same": trace.get_tracer_provider() is tp}
         print(json.dumps(out))
     """
-    out = _run_program(code, {})
+    out = run_program(code, {})
     assert out["runs"] == 1
     assert out["same"] is True
 
@@ -394,7 +375,7 @@ def test_setup_after_shutdown_builds_fresh_providers() -> None:
         second.shutdown()
         print(json.dumps(out))
     """
-    out = _run_program(code, {})
+    out = run_program(code, {})
     assert out == {"runs": 1, "exported": ["c"], "same": True}
 
 
@@ -471,6 +452,6 @@ def test_setup_rejects_a_bad_handler_before_creating_providers() -> None:
             provider = type(trace.get_tracer_provider()).__name__
             print(json.dumps({"error": str(exc), "provider": provider}))
     """
-    out = _run_program(code, {})
+    out = run_program(code, {})
     assert out["error"].startswith("an alert handler must be callable")
     assert out["provider"] == "ProxyTracerProvider"  # nothing was installed

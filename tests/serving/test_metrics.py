@@ -2,18 +2,13 @@
 
 from __future__ import annotations
 
-import json
-import os
-import subprocess
-import sys
-import textwrap
 from collections.abc import Iterator
-from typing import Any
 
 import pytest
 
 from gecko_otel import ConfigError, Monitor, MonitorConfig
 from gecko_otel.serving import StatusServer
+from support.programs import run_program
 from support.status import fetch, populate
 
 prometheus_client = pytest.importorskip("prometheus_client")
@@ -109,17 +104,7 @@ SETUP_PROGRAM = """
 
 
 def test_setup_takes_the_prometheus_reader_and_serve_http_serves_it() -> None:
-    clean = {k: v for k, v in os.environ.items() if not k.startswith(("OTEL_", "GECKO_OTEL_"))}
-    done = subprocess.run(
-        [sys.executable, "-c", textwrap.dedent(SETUP_PROGRAM)],
-        env=clean,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
-    assert done.returncode == 0, done.stderr
-    out: dict[str, Any] = json.loads(done.stdout.strip().splitlines()[-1])
+    out = run_program(SETUP_PROGRAM)
     assert out["page"] == 200
     records = _samples(out["body"].encode(), "gecko_collection_records_total")
     assert sum(records.values()) == 10
@@ -142,15 +127,5 @@ def test_setup_refuses_readers_it_cannot_attach() -> None:
         except gecko_otel.ConfigError as exc:
             print(json.dumps({"error": str(exc)}))
     """
-    clean = {k: v for k, v in os.environ.items() if not k.startswith(("OTEL_", "GECKO_OTEL_"))}
-    done = subprocess.run(
-        [sys.executable, "-c", textwrap.dedent(code)],
-        env=clean,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
-    assert done.returncode == 0, done.stderr
-    error = json.loads(done.stdout.strip().splitlines()[-1])["error"]
+    error = run_program(code)["error"]
     assert "add the readers to that MeterProvider" in error
