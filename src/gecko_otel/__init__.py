@@ -22,7 +22,13 @@ from gecko_otel._guard import internal_error_count
 from gecko_otel._monitor import Monitor
 from gecko_otel._setup import get_monitor, setup
 from gecko_otel._values.alerts import Alert, AlertState, Notification
-from gecko_otel._values.health import AlertLevel, CollectionStatus, CollectorHealth, SystemHealth
+from gecko_otel._values.health import (
+    AlertLevel,
+    CollectionStatus,
+    CollectorHealth,
+    SystemHealth,
+    Usual,
+)
 from gecko_otel._values.records import ExecutionRecord, ExecutionStatistics, ExecutionStatus
 from gecko_otel._version import __version__
 from gecko_otel.errors import ConfigError
@@ -45,6 +51,7 @@ __all__ = [
     "Notification",
     "Run",
     "SystemHealth",
+    "Usual",
     "__version__",
     "collection",
     "current_run",

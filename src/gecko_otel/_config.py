@@ -73,6 +73,26 @@ THRESHOLD_FIELDS: Final = (
     "stale_after",
     "recovery_threshold",
     "alert_cooldown",
+    "anomaly_warmup_runs",
+    "anomaly_runs",
+    "records_anomaly_factor",
+    "duration_anomaly_factor",
+    "no_data_after",
+)
+
+#: Thresholds counted in whole runs.
+INTEGER_THRESHOLDS: Final = frozenset(
+    {
+        "max_consecutive_failures",
+        "min_runs_for_rate",
+        "recovery_threshold",
+        "anomaly_warmup_runs",
+        "anomaly_runs",
+    }
+)
+#: Thresholds for which 0 means "this rule is off" (None in `Thresholds`).
+OFF_WHEN_ZERO: Final = frozenset(
+    {"min_records_per_second", "records_anomaly_factor", "duration_anomaly_factor", "no_data_after"}
 )
 
 
@@ -81,8 +101,9 @@ class CollectorThresholds:
     """Health and alerting thresholds for one collector; ``None`` inherits the global value.
 
     See `MonitorConfig` for what each threshold means. Durations are
-    seconds or a ``timedelta``. ``min_records_per_second=0`` switches the
-    throughput rule off for this collector when it is on globally.
+    seconds or a ``timedelta``. ``0`` switches a rule off for this
+    collector when it is on globally: ``min_records_per_second``,
+    ``records_anomaly_factor``, ``duration_anomaly_factor``, ``no_data_after``.
     """
 
     max_consecutive_failures: int | None = None
@@ -93,6 +114,11 @@ class CollectorThresholds:
     stale_after: Duration | None = None
     recovery_threshold: int | None = None
     alert_cooldown: Duration | None = None
+    anomaly_warmup_runs: int | None = None
+    anomaly_runs: int | None = None
+    records_anomaly_factor: float | None = None
+    duration_anomaly_factor: float | None = None
+    no_data_after: Duration | None = None
 
     def __post_init__(self) -> None:
         _validate_thresholds(self, "CollectorThresholds", allow_none=True)
@@ -110,6 +136,11 @@ class Thresholds:
     stale_after: float
     recovery_threshold: int
     alert_cooldown: float
+    anomaly_warmup_runs: int
+    anomaly_runs: int
+    records_anomaly_factor: float | None
+    duration_anomaly_factor: float | None
+    no_data_after: float | None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -169,6 +200,23 @@ class MonitorConfig:
             resolve as soon as they clear.
         alert_cooldown: Seconds between repeat notifications of an alert that
             still fires and is not acknowledged.
+        anomaly_warmup_runs: Successful runs a collector's baseline learns
+            from before ``records_anomaly`` and ``duration_anomaly`` may fire.
+        anomaly_runs: Anomalous runs in a row that fire ``records_anomaly``
+            or ``duration_anomaly``; twice as many make ``records_anomaly``
+            critical.
+        records_anomaly_factor: A run collecting under this fraction of its
+            usual records (the baseline median) is anomalous; the usual
+            range tightens it up to half the median for a steady collector.
+            A run with no records is anomalous when the collector usually
+            collects some. 0 switches ``records_anomaly`` off.
+        duration_anomaly_factor: A run slower than this many times its usual
+            run time is anomalous; the usual range tightens it down to twice
+            the median for a steady collector. 0 switches
+            ``duration_anomaly`` off.
+        no_data_after: Seconds without a run that collected records, while
+            runs succeed, before the collector is in warning (``no_data``);
+            checked on the watchdog's clock. 0 or ``None`` switches it off.
         watchdog_interval: Seconds between evaluations of the time-based
             rules (stale collectors, repeat notifications, expired
             suppressions) by the watchdog thread.
@@ -233,6 +281,11 @@ class MonitorConfig:
     success_rate_window: Duration = 24 * 3600.0
     recovery_threshold: int = 1
     alert_cooldown: Duration = 1800.0
+    anomaly_warmup_runs: int = 20
+    anomaly_runs: int = 3
+    records_anomaly_factor: float = 0.2
+    duration_anomaly_factor: float = 5.0
+    no_data_after: Duration | None = 6 * 3600.0
     watchdog_interval: Duration = 30.0
     handler_timeout: Duration = 30.0
     alert_queue_size: int = 1000
@@ -343,8 +396,9 @@ class MonitorConfig:
         for name in THRESHOLD_FIELDS:
             value = getattr(overrides, name) if overrides is not None else None
             values[name] = getattr(self, name) if value is None else value
-        if values["min_records_per_second"] == 0:
-            values["min_records_per_second"] = None
+        for name in OFF_WHEN_ZERO:
+            if values[name] == 0:
+                values[name] = None
         return Thresholds(**values)
 
     @classmethod
@@ -398,14 +452,24 @@ def _validate_thresholds(obj: Any, owner: str, *, allow_none: bool) -> None:
     for name in THRESHOLD_FIELDS:
         value = getattr(obj, name)
         label = f"{owner}.{name}"
-        if value is None and (allow_none or name == "min_records_per_second"):
+        if value is None and (allow_none or name in ("min_records_per_second", "no_data_after")):
             continue
-        if name in ("max_consecutive_failures", "min_runs_for_rate", "recovery_threshold"):
+        if name in INTEGER_THRESHOLDS:
             _require_positive_int(name, value, owner)
         elif name == "min_success_rate":
             object.__setattr__(obj, name, _number(label, value, 0.0, 100.0))
         elif name == "min_records_per_second":
             object.__setattr__(obj, name, _number(label, value, 0.0))
+        elif name == "records_anomaly_factor":
+            object.__setattr__(obj, name, _number(label, value, 0.0, 0.95))
+        elif name == "duration_anomaly_factor":
+            factor = _number(label, value, 0.0)
+            if 0 < factor < 1.5:
+                raise ConfigError(f"{label} must be 0 (off) or at least 1.5, got {value!r}")
+            object.__setattr__(obj, name, factor)
+        elif name == "no_data_after" and value == 0 and not isinstance(value, bool):
+            # Off: None on MonitorConfig; 0 on CollectorThresholds, where None inherits.
+            object.__setattr__(obj, name, 0.0 if allow_none else None)
         else:
             object.__setattr__(obj, name, check_seconds(label, value))
 
@@ -450,6 +514,11 @@ ENV_VARS: Final[dict[str, tuple[str, Callable[[str], Any]]]] = {
     "success_rate_window": ("GECKO_OTEL_SUCCESS_RATE_WINDOW", float),
     "recovery_threshold": ("GECKO_OTEL_RECOVERY_THRESHOLD", int),
     "alert_cooldown": ("GECKO_OTEL_ALERT_COOLDOWN", float),
+    "anomaly_warmup_runs": ("GECKO_OTEL_ANOMALY_WARMUP_RUNS", int),
+    "anomaly_runs": ("GECKO_OTEL_ANOMALY_RUNS", int),
+    "records_anomaly_factor": ("GECKO_OTEL_RECORDS_ANOMALY_FACTOR", float),
+    "duration_anomaly_factor": ("GECKO_OTEL_DURATION_ANOMALY_FACTOR", float),
+    "no_data_after": ("GECKO_OTEL_NO_DATA_AFTER", _optional_seconds),
     "watchdog_interval": ("GECKO_OTEL_WATCHDOG_INTERVAL", float),
     "handler_timeout": ("GECKO_OTEL_HANDLER_TIMEOUT", float),
     "alert_queue_size": ("GECKO_OTEL_ALERT_QUEUE_SIZE", int),

@@ -51,6 +51,11 @@ METRIC_HEALTH_STATUS: Final = "gecko.collector.health_status"
 METRIC_CONSECUTIVE_FAILURES: Final = "gecko.collector.consecutive_failures"
 METRIC_LAST_SUCCESS: Final = "gecko.collector.last_success_time"
 METRIC_ALERTS_ACTIVE: Final = "gecko.alerts.active"
+#: The baseline: each collector's usual records per run and run time (medians).
+METRIC_USUAL_RECORDS: Final = "gecko.collector.usual_records"
+METRIC_USUAL_DURATION: Final = "gecko.collector.usual_duration"
+#: Unix time of the last run that collected records (``no_data``).
+METRIC_LAST_RECORDS: Final = "gecko.collector.last_records_time"
 #: What gecko-otel lost and counted, by ``gecko.drop.reason``: evicted_collectors,
 #: dropped_notifications, handler_errors, handler_timeouts, internal_errors.
 METRIC_DROPPED: Final = "gecko.monitor.dropped"

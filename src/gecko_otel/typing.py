@@ -20,7 +20,7 @@ from typing import IO, TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 if TYPE_CHECKING:
     from gecko_otel._values.alerts import Alert, AlertState
-    from gecko_otel._values.health import AlertLevel, CollectorHealth
+    from gecko_otel._values.health import AlertLevel, BaselineState, CollectorHealth
     from gecko_otel._values.records import (
         ExecutionRecord,
         ExecutionStatistics,
@@ -133,6 +133,13 @@ class PipelineHandle(Protocol):
 
     def apply_thresholds(self, stored: Mapping[str | None, Mapping[str, float]]) -> None:
         """Put the store's thresholds in force: collector type (None: every) to values."""
+
+    def baselines(self, written: dict[str, int]) -> dict[str, BaselineState]:
+        """Baselines that learned since ``written`` (collector to runs; updated)."""
+
+    def adopt_baselines(self, stored: Mapping[str, BaselineState], *, blend: bool) -> list[str]:
+        """Take stored baselines: at start (``blend`` False), or other processes'; the
+        collectors whose baseline moved."""
 
 
 class RunStore(RunConsumer, Protocol):

@@ -98,7 +98,7 @@ def test_unmigrated_database_is_refused_then_upgraded(cli: Any, tmp_path: Path) 
     upgraded = cli("db", "upgrade", str(older))
     assert upgraded.code == 0, upgraded.err
     assert cli("status", str(older)).code == 0
-    assert cli("db", "current", str(older), "--json").json()["revision"] == "0004"
+    assert cli("db", "current", str(older), "--json").json()["revision"] == "0005"
 
 
 def test_newer_database_is_refused(cli: Any, filled: Filled) -> None:

@@ -157,7 +157,7 @@ def test_python_m_gecko_otel(filled: Filled, tmp_path: Path) -> None:
         check=False,
         env={**os.environ, "PYTHONPATH": str(SRC)},
     )
-    assert store_module.stdout.strip() == "0004", store_module.stderr
+    assert store_module.stdout.strip() == "0005", store_module.stderr
 
 
 @pytest.mark.skipif(tomllib is None, reason="tomllib is Python 3.11+")

@@ -17,7 +17,6 @@ from gecko_otel import (
     semconv,
     track_collection,
 )
-from gecko_otel._config import Thresholds
 from gecko_otel._values.health import health_score
 from gecko_otel.testing import CapturedRuns, FakeClock, capture_runs
 from support.runs import run
@@ -195,16 +194,9 @@ def test_never_successful_collector_goes_stale(watched: CapturedRuns, clock: Fak
 
 
 def test_health_score_formula() -> None:
-    t = Thresholds(
-        max_consecutive_failures=3,
-        min_success_rate=80,
-        min_runs_for_rate=5,
-        max_execution_time=100,
-        min_records_per_second=10,
-        stale_after=3600,
-        recovery_threshold=1,
-        alert_cooldown=60,
-    )
+    t = MonitorConfig(
+        max_execution_time=100, min_records_per_second=10, stale_after=3600
+    ).thresholds_for("any")
     assert health_score(100, 50, 20, t) == 100.0
     assert health_score(50, 50, 20, t) == 75.0  # 0.5*0.5 + 0.3 + 0.2
     assert health_score(100, 200, 20, t) == 85.0  # duration part 100/200
@@ -240,7 +232,7 @@ def test_system_health_is_the_worst_collector(watched: CapturedRuns) -> None:
 
 
 def test_health_gauges(watched: CapturedRuns, clock: FakeClock) -> None:
-    run("pools")
+    run("pools", records=40)
     for _ in range(3):
         run("broken", fail=True)
     metrics = watched.metrics()
@@ -252,6 +244,10 @@ def test_health_gauges(watched: CapturedRuns, clock: FakeClock) -> None:
     assert by_collector(semconv.METRIC_CONSECUTIVE_FAILURES) == {"pools": 0, "broken": 3}
     assert by_collector(semconv.METRIC_LAST_SUCCESS) == {"pools": pytest.approx(clock.now)}
     assert by_collector(semconv.METRIC_HEALTH_SCORE)["pools"] == 100.0
+    # The baseline: learned from successful runs only.
+    assert by_collector(semconv.METRIC_USUAL_RECORDS) == {"pools": pytest.approx(40)}
+    assert set(by_collector(semconv.METRIC_USUAL_DURATION)) == {"pools"}
+    assert by_collector(semconv.METRIC_LAST_RECORDS) == {"pools": pytest.approx(clock.now)}
     alerts = {attrs[semconv.ALERT_LEVEL]: v for attrs, v in metrics[semconv.METRIC_ALERTS_ACTIVE]}
     assert alerts == {"info": 0, "warning": 0, "error": 0, "critical": 1}
 

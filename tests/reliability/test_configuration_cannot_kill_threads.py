@@ -28,7 +28,7 @@ TOO_SHORT = [1e-300, 1e-9, MIN_INTERVAL / 2]
 
 def test_the_longest_duration_fits_every_wait() -> None:
     assert MAX_DURATION < threading.TIMEOUT_MAX
-    assert len(DURATIONS) == 14  # a new duration field must be added to the checks
+    assert len(DURATIONS) == 15  # a new duration field must be added to the checks
 
 
 @pytest.mark.parametrize("field", DURATIONS)
@@ -45,7 +45,9 @@ def test_a_tiny_interval_is_refused(field: str, value: float) -> None:
         MonitorConfig(**{field: value})
 
 
-@pytest.mark.parametrize("field", ["max_execution_time", "stale_after", "alert_cooldown"])
+@pytest.mark.parametrize(
+    "field", ["max_execution_time", "stale_after", "alert_cooldown", "no_data_after"]
+)
 def test_per_collector_durations_are_bounded_too(field: str) -> None:
     with pytest.raises(ConfigError, match=field):
         CollectorThresholds(**{field: 1e300})

@@ -33,6 +33,7 @@ from gecko_otel.store.schema import (
 from support.store_helpers import StatementLog, metric_point, rows, stored_monitor
 
 TABLES = [
+    "baselines",
     "collection_metadata",
     "execution_history",
     "performance_metrics",
@@ -116,12 +117,12 @@ def test_migrate_creates_every_table_on_an_empty_database(engine: Engine) -> Non
     with engine.connect() as conn:
         assert current_revision(conn) is None
     with StatementLog(engine) as log:
-        assert migrate(engine) == HEAD_REVISION == "0004"
+        assert migrate(engine) == HEAD_REVISION == "0005"
     assert table_names(engine) == sorted([*TABLES, VERSION_TABLE])
     assert versions(engine) == [HEAD_REVISION]
     with engine.connect() as conn:
-        assert current_revision(conn) == "0004"
-    assert log.count("CREATE TABLE") == 7  # six tables and the version table
+        assert current_revision(conn) == "0005"
+    assert log.count("CREATE TABLE") == 8  # seven tables and the version table
     assert log.count("CREATE INDEX") == 9
 
 
@@ -208,8 +209,8 @@ def test_migrate_from_the_previous_revision_keeps_rows(store_url: str, engine: E
         conn.execute(insert(system_alerts), [alert_row])
         conn.execute(insert(collection_metadata), [collector_row])
 
-    assert migrate(engine) == "0004"
-    assert versions(engine) == ["0004"]
+    assert migrate(engine) == "0005"
+    assert versions(engine) == ["0005"]
     assert table_names(engine) == sorted([*TABLES, VERSION_TABLE])
     assert [{k: v for k, v in r.items() if k != "id"} for r in rows(engine, execution_history)] == [
         run_row

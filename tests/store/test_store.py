@@ -734,7 +734,7 @@ def test_hostile_names_and_metadata_round_trip(
     with engine.connect() as conn:
         count = select(func.count()).select_from(execution_history)
         assert conn.execute(count).scalar() == len(HOSTILE_NAMES)
-        assert conn.execute(text(f"SELECT version_num FROM {VERSION_TABLE}")).scalar() == "0004"
+        assert conn.execute(text(f"SELECT version_num FROM {VERSION_TABLE}")).scalar() == "0005"
     assert not [r for r in caplog.records if FALLBACK in r.getMessage()]
 
 
@@ -1297,6 +1297,6 @@ def test_a_given_engine_is_used_and_not_disposed(store_url: str) -> None:
             assert conn.execute(select(execution_history.c.records_collected)).scalars().all() == [
                 2
             ]
-            assert conn.execute(text(f"SELECT version_num FROM {VERSION_TABLE}")).scalar() == "0004"
+            assert conn.execute(text(f"SELECT version_num FROM {VERSION_TABLE}")).scalar() == "0005"
     finally:
         given.dispose()

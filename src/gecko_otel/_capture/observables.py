@@ -32,7 +32,7 @@ if TYPE_CHECKING:
     from gecko_otel._values.health import CollectorHealth
     from gecko_otel.typing import MetricReadings
 
-#: Health is read once per collection for the four per-collector gauges.
+#: Health is read once per collection for the per-collector gauges.
 _HEALTH_TTL: Final = 1.0
 
 _registry: weakref.WeakKeyDictionary[MeterProvider, Observables] = weakref.WeakKeyDictionary()
@@ -97,6 +97,24 @@ class Observables:
                 lambda h: h.last_success.timestamp() if h.last_success else None,
                 "s",
                 "Unix time of the last successful run of each collector.",
+            ),
+            (
+                semconv.METRIC_USUAL_RECORDS,
+                lambda h: h.usual_records.median if h.usual_records else None,
+                "{record}",
+                "Usual records per run of each collector: its baseline's median.",
+            ),
+            (
+                semconv.METRIC_USUAL_DURATION,
+                lambda h: h.usual_duration.median if h.usual_duration else None,
+                "s",
+                "Usual run time of each collector: its baseline's median.",
+            ),
+            (
+                semconv.METRIC_LAST_RECORDS,
+                lambda h: h.last_records_at.timestamp() if h.last_records_at else None,
+                "s",
+                "Unix time of the last run of each collector that collected records.",
             ),
         )
         for i, (name, read, unit, description) in enumerate(gauges):
@@ -167,8 +185,8 @@ class Observables:
         return observe
 
     def _health_of(self, source: MetricReadings, *, refresh: bool) -> Mapping[str, CollectorHealth]:
-        # One health pass serves the four gauges of a collection: the first
-        # gauge's callback computes it, the next three (called right after it
+        # One health pass serves the gauges of a collection: the first
+        # gauge's callback computes it, the next ones (called right after it
         # in the same collection) reuse it.
         now = time.monotonic()
         cached = self._health

@@ -28,7 +28,7 @@ overlap                warning     the last scheduled run was skipped because
 from __future__ import annotations
 
 import threading
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import datetime, timezone
 from typing import Final
 
@@ -39,12 +39,17 @@ from gecko_otel._health.thresholds import Stored, has_throughput_rule, in_force
 from gecko_otel._health.window import BUCKETS, CollectorState
 from gecko_otel._values.health import (
     RULE_CONSECUTIVE_FAILURES,
+    RULE_DURATION_ANOMALY,
     RULE_LOW_SUCCESS_RATE,
     RULE_LOW_THROUGHPUT,
+    RULE_NO_DATA,
     RULE_OVERLAP,
+    RULE_RECORDS_ANOMALY,
     RULE_SLOW_EXECUTION,
     RULE_STALE,
+    SCORE_CAPS,
     AlertLevel,
+    BaselineState,
     CollectionStatus,
     CollectorHealth,
     Condition,
@@ -72,6 +77,8 @@ class HealthEvaluator:
         self._width = seconds(config.success_rate_window) / BUCKETS
         self._stored: Stored = {}
         self._states: dict[str, CollectorState] = {}
+        #: Stored baselines of collectors without a state here yet: taken when one is made.
+        self._waiting_baselines: dict[str, BaselineState] = {}
         self._lock = threading.Lock()
         at_fork_in_child(self, "_reset_locks")
 
@@ -93,6 +100,9 @@ class HealthEvaluator:
             state = self._states.get(collector_type)
             if state is None:
                 state = CollectorState(in_force(self._config, self._stored, collector_type), now)
+                waiting = self._waiting_baselines.pop(collector_type, None)
+                if waiting is not None:
+                    state.baseline.adopt(waiting, state.thresholds, blend=False)
                 self._states[collector_type] = state
             return state
 
@@ -212,6 +222,7 @@ class HealthEvaluator:
                 elif status.is_successful:
                     state.consecutive_failures = 0
                     state.last_success = now
+                    state.baseline.observe(records, duration, now, state.thresholds)
                 # The overlap is over once a run that started after the last
                 # skip has ended (the long run that caused it does not count).
                 if state.skipped and now - (duration or 0.0) > state.skipped_at:
@@ -230,6 +241,10 @@ class HealthEvaluator:
                 and state.last_success is not None
                 and now - state.last_success < t.stale_after
                 and not state.skipped
+                and (baseline := state.baseline).low_streak < t.anomaly_runs
+                and baseline.slow_streak < t.anomaly_runs
+                # no_data cannot hold: the run collected records, or it is off.
+                and (baseline.last_records_at == now or not _no_data(state, t, now))
             ):
                 return _NONE
             return self._conditions(state, now)
@@ -268,8 +283,37 @@ class HealthEvaluator:
                 thresholds = in_force(self._config, self._stored, name)
                 if thresholds != state.thresholds:
                     state.thresholds = thresholds  # one reference: read whole by observe
+                    state.baseline.set_bars(thresholds)
                     changed.append(name)
         return sorted(changed)
+
+    def baselines(self, written: dict[str, int]) -> dict[str, BaselineState]:
+        """Baselines that learned since ``written`` (collector to runs, updated here)."""
+        out = {}
+        for name, state in list(self._states.items()):
+            with state.lock:
+                runs = state.baseline.records.count + state.baseline.duration.count
+                if runs and written.get(name) != runs:
+                    out[name] = state.baseline.state()
+                    written[name] = runs
+        return out
+
+    def adopt_baselines(self, stored: Mapping[str, BaselineState], *, blend: bool) -> list[str]:
+        """Take stored baselines: a restart's (``blend`` False), or other processes'.
+
+        Returns the collectors whose baseline moved (see `Baseline.adopt`).
+        """
+        moved = []
+        for name, baseline in stored.items():
+            state = self._states.get(name)
+            if state is None:
+                if len(self._waiting_baselines) < self._config.max_collectors:
+                    self._waiting_baselines[name] = baseline
+                continue
+            with state.lock:
+                if state.baseline.adopt(baseline, state.thresholds, blend=blend):
+                    moved.append(name)
+        return moved
 
     def has_throughput_rule(self) -> bool:
         """Whether any collector may have a throughput rule."""
@@ -346,6 +390,7 @@ class HealthEvaluator:
                     figures={},
                 )
             )
+        out.extend(_anomalies(state, t, now))
         since = state.last_success if state.last_success is not None else state.first_seen
         if now - since >= t.stale_after:
             out.append(
@@ -396,12 +441,15 @@ class HealthEvaluator:
             started = state.started_executions
             last_success, last_failure = state.last_success, state.last_failure
             failures = state.consecutive_failures
+            baseline = state.baseline
+            usual_records, usual_duration = baseline.usual_records(), baseline.usual_duration()
+            baseline_runs, last_records_at = baseline.records.count, baseline.last_records_at
         if started == 0:  # nothing has run yet (missed/skipped runs never started)
             status = _status(conditions) if conditions else CollectionStatus.UNKNOWN
             score = None
         else:
             status = _status(conditions)
-            score = health_score(rate, average, throughput, t)
+            score = min(health_score(rate, average, throughput, t), SCORE_CAPS[status])
         return CollectorHealth(
             collector_type=collector_type,
             status=status,
@@ -418,7 +466,79 @@ class HealthEvaluator:
             issues=tuple(c.message for c in conditions),
             rules=tuple(c.rule for c in conditions),
             evaluated_at=utc_seconds(now) or datetime.now(timezone.utc),
+            usual_records=usual_records,
+            usual_duration=usual_duration,
+            baseline_runs=baseline_runs,
+            last_records_at=utc_seconds(last_records_at),
         )
+
+
+def _no_data(state: CollectorState, t: Thresholds, now: float) -> bool:
+    """Runs succeed, yet none has collected records for ``no_data_after``."""
+    since = state.baseline.last_records_at
+    return (
+        t.no_data_after is not None
+        and since is not None
+        and state.last_success is not None
+        and state.last_success > since
+        and now - since >= t.no_data_after
+    )
+
+
+def _anomalies(state: CollectorState, t: Thresholds, now: float) -> list[Condition]:
+    """The baseline's rules: records_anomaly, duration_anomaly, no_data."""
+    b = state.baseline
+    out = []
+    records = b.usual_records()
+    if b.low_streak >= t.anomaly_runs and records is not None:
+        out.append(
+            Condition(
+                rule=RULE_RECORDS_ANOMALY,
+                level=AlertLevel.CRITICAL
+                if b.low_streak >= 2 * t.anomaly_runs
+                else AlertLevel.WARNING,
+                message=f"collected {b.last_records} records; its usual is {records.text()} "
+                f"({b.low_streak} runs in a row)",
+                figures={
+                    "records": b.last_records,
+                    "usual_records": round(records.median, 1),
+                    "usual_low": round(records.low, 1),
+                    "usual_high": round(records.high, 1),
+                    "runs_in_a_row": b.low_streak,
+                    "threshold": t.records_anomaly_factor,
+                },
+            )
+        )
+    duration = b.usual_duration()
+    if b.slow_streak >= t.anomaly_runs and duration is not None and b.last_duration is not None:
+        out.append(
+            Condition(
+                rule=RULE_DURATION_ANOMALY,
+                level=AlertLevel.WARNING,
+                message=f"ran {span_text(b.last_duration)}; its usual is {duration.text('s')} "
+                f"({b.slow_streak} runs in a row)",
+                figures={
+                    "duration": round(b.last_duration, 3),
+                    "usual_duration": round(duration.median, 3),
+                    "usual_low": round(duration.low, 3),
+                    "usual_high": round(duration.high, 3),
+                    "runs_in_a_row": b.slow_streak,
+                    "threshold": t.duration_anomaly_factor,
+                },
+            )
+        )
+    if t.no_data_after is not None and _no_data(state, t, now):
+        since = now - (b.last_records_at or now)
+        out.append(
+            Condition(
+                rule=RULE_NO_DATA,
+                level=AlertLevel.WARNING,
+                message=f"runs succeed but none has collected records in {span_text(since)} "
+                f"(threshold {span_text(t.no_data_after)})",
+                figures={"seconds_since_records": round(since, 1), "threshold": t.no_data_after},
+            )
+        )
+    return out
 
 
 def _status(conditions: Sequence[Condition]) -> CollectionStatus:

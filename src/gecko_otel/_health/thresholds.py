@@ -20,16 +20,23 @@ from collections.abc import Mapping
 from typing import Any, Final
 
 from gecko_otel._checks import check_collector_type
-from gecko_otel._config import THRESHOLD_FIELDS, CollectorThresholds, MonitorConfig, Thresholds
+from gecko_otel._config import (
+    INTEGER_THRESHOLDS,
+    OFF_WHEN_ZERO,
+    THRESHOLD_FIELDS,
+    CollectorThresholds,
+    MonitorConfig,
+    Thresholds,
+)
 from gecko_otel._values.health import span_text
 from gecko_otel.errors import ConfigError
 
 #: Thresholds counted in whole runs (stored as numbers, read back as ints).
-INTEGER_FIELDS: Final = frozenset(
-    {"max_consecutive_failures", "min_runs_for_rate", "recovery_threshold"}
-)
+INTEGER_FIELDS: Final = INTEGER_THRESHOLDS
 #: Thresholds that are durations in seconds.
-DURATION_FIELDS: Final = frozenset({"max_execution_time", "stale_after", "alert_cooldown"})
+DURATION_FIELDS: Final = frozenset(
+    {"max_execution_time", "stale_after", "alert_cooldown", "no_data_after"}
+)
 
 #: Stored overrides: collector type (None for every collector) to field values.
 Stored = Mapping[str | None, Mapping[str, float]]
@@ -49,7 +56,7 @@ def check_values(changes: Mapping[str, Any]) -> dict[str, float]:
     """Validated values as they are stored: numbers, durations in seconds.
 
     None is refused here (a stored value is removed, not set to None);
-    ``min_records_per_second=0`` is kept and means "no throughput rule".
+    ``0`` is kept for the rules it switches off (`OFF_WHEN_ZERO`).
 
     Raises:
         ConfigError: An unknown name or a value out of range.
@@ -114,8 +121,9 @@ def in_force(config: MonitorConfig, stored: Stored, collector_type: str) -> Thre
         elif name in INTEGER_FIELDS:
             value = int(value)
         values[name] = value
-    if values["min_records_per_second"] == 0:
-        values["min_records_per_second"] = None
+    for name in OFF_WHEN_ZERO:
+        if values[name] == 0:
+            values[name] = None
     return Thresholds(**values)
 
 
@@ -133,7 +141,7 @@ def has_throughput_rule(config: MonitorConfig, stored: Stored) -> bool:
 
 def describe(name: str, value: float | None) -> str:
     """A threshold's value as a person reads it (``300 s``, ``6.0 h``, ``3``, ``off``)."""
-    if value is None or (name == "min_records_per_second" and value == 0):
+    if value is None or (name in OFF_WHEN_ZERO and value == 0):
         return "off"
     if name in INTEGER_FIELDS:
         return str(int(value))

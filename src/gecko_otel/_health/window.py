@@ -12,6 +12,7 @@ from collections.abc import Sequence
 from typing import Final
 
 from gecko_otel._config import Thresholds
+from gecko_otel._health.baseline import Baseline
 from gecko_otel._values.records import ExecutionStatus, FinishedRun
 
 #: The window is kept as this many buckets, so a run may leave the window up
@@ -25,6 +26,7 @@ class CollectorState:
     """Incremental health state of one collector. Guarded by ``lock``."""
 
     __slots__ = (
+        "baseline",
         "bucket_ids",
         "consecutive_failures",
         "dur_count",
@@ -72,6 +74,7 @@ class CollectorState:
         self.sum_dur_count = 0
         self.sum_records = 0
         self.expired_upto = -1  # buckets with ids <= this are out of the sums
+        self.baseline = Baseline()
 
     def _drop(self, i: int) -> None:
         self.sum_total -= self.total[i]

@@ -18,6 +18,7 @@ import math
 import threading
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import replace
 from datetime import datetime, timedelta, timezone, tzinfo
 from typing import Any
 
@@ -37,6 +38,7 @@ from gecko_otel._pipeline.roster import Roster
 from gecko_otel._values.alerts import Alert
 from gecko_otel._values.health import (
     AlertLevel,
+    BaselineState,
     CollectionStatus,
     CollectorHealth,
     Condition,
@@ -156,6 +158,8 @@ class RunPipeline:
             return False  # a first run registers the collector now
         duration = run.duration_seconds
         if duration is not None and duration > state.thresholds.max_execution_time:
+            return False
+        if state.baseline.may_be_anomalous(run.records_collected, duration):
             return False
         if not evaluator.in_current_bucket(state, ended):
             return False  # the window moves on: old runs leave, rates change
@@ -468,6 +472,24 @@ class RunPipeline:
         self._history.restore(runs)
         return True
 
+    def baselines(self, written: dict[str, int]) -> dict[str, BaselineState]:
+        """Baselines that learned since ``written`` (updated), times on the wall clock."""
+        self._ingest.drain()  # runs waiting in a batch have not been learned from yet
+        shift = self._clock.shift()
+        return {
+            name: _shifted(baseline, -shift)
+            for name, baseline in self.evaluator.baselines(written).items()
+        }
+
+    def adopt_baselines(self, stored: Mapping[str, BaselineState], *, blend: bool) -> list[str]:
+        """Take stored baselines (times on the wall clock): at start, or other processes'.
+
+        Returns the collectors whose baseline moved."""
+        shift = self._clock.shift()
+        return self.evaluator.adopt_baselines(
+            {name: _shifted(baseline, shift) for name, baseline in stored.items()}, blend=blend
+        )
+
     def restore_alerts(
         self, alerts: Iterable[tuple[Alert, AlertLevel | None]]
     ) -> tuple[int, list[str]]:
@@ -517,3 +539,8 @@ class RunPipeline:
                 name: self.schedules.describe(name) for name in self.schedules.collector_types()
             },
         }
+
+
+def _shifted(baseline: BaselineState, shift: float) -> BaselineState:
+    at = baseline.last_records_at
+    return baseline if at is None or not shift else replace(baseline, last_records_at=at + shift)

@@ -9,6 +9,11 @@ average is within ``max_execution_time`` and ``max / average`` above it, and
 the records score is 1 without a throughput threshold, else
 ``min(1, rate / threshold)``. A collector with no runs in the window scores
 on what it has: an empty window counts as a full success rate.
+
+The score agrees with the status: a collector in warning scores at most 70,
+a critical one at most 40 (`SCORE_CAPS`), whatever rule made it so (a
+missed run, an overlap, an anomaly), so a critical collector never shows a
+perfect score. A healthy one keeps the formula's value.
 """
 
 from __future__ import annotations
@@ -30,9 +35,12 @@ RULE_STALE: Final = "stale"
 RULE_OVERLAP: Final = "overlap"
 RULE_MISSED_RUN: Final = "missed_run"
 RULE_RUNTIME_EXCEEDED: Final = "runtime_exceeded"
+RULE_RECORDS_ANOMALY: Final = "records_anomaly"
+RULE_DURATION_ANOMALY: Final = "duration_anomaly"
+RULE_NO_DATA: Final = "no_data"
 #: Rules that depend on the clock rather than on runs: they resolve as soon as
 #: they stop holding, without waiting for ``recovery_threshold`` good runs.
-TIME_RULES: Final = frozenset({RULE_STALE, RULE_MISSED_RUN, RULE_RUNTIME_EXCEEDED})
+TIME_RULES: Final = frozenset({RULE_STALE, RULE_MISSED_RUN, RULE_RUNTIME_EXCEEDED, RULE_NO_DATA})
 
 
 class AlertLevel(str, enum.Enum):
@@ -88,6 +96,13 @@ _GAUGE: Final = {
     CollectionStatus.HEALTHY: 1,
     CollectionStatus.WARNING: 2,
     CollectionStatus.CRITICAL: 3,
+}
+#: The highest score a collector in each status can have (see the module docs).
+SCORE_CAPS: Final = {
+    CollectionStatus.UNKNOWN: 100.0,
+    CollectionStatus.HEALTHY: 100.0,
+    CollectionStatus.WARNING: 70.0,
+    CollectionStatus.CRITICAL: 40.0,
 }
 _WORST: Final = {
     CollectionStatus.HEALTHY: 0,
@@ -145,6 +160,12 @@ class CollectorHealth:
         issues: What is wrong, in plain words.
         rules: The names of the rules that hold.
         evaluated_at: When this was computed.
+        usual_records: Its usual records per run, learned from its
+            successful runs (median and usual range), or ``None`` before one.
+        usual_duration: Its usual run time in seconds, the same way.
+        baseline_runs: Runs its baseline learned from; the anomaly rules
+            judge runs once it reaches ``anomaly_warmup_runs``.
+        last_records_at: When a run last collected records (``no_data``).
     """
 
     collector_type: str
@@ -162,6 +183,10 @@ class CollectorHealth:
     issues: tuple[str, ...]
     rules: tuple[str, ...]
     evaluated_at: datetime
+    usual_records: Usual | None = None
+    usual_duration: Usual | None = None
+    baseline_runs: int = 0
+    last_records_at: datetime | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-serialisable dict."""
@@ -181,7 +206,45 @@ class CollectorHealth:
             "issues": list(self.issues),
             "rules": list(self.rules),
             "evaluated_at": iso(self.evaluated_at),
+            "usual_records": self.usual_records.to_dict() if self.usual_records else None,
+            "usual_duration": self.usual_duration.to_dict() if self.usual_duration else None,
+            "baseline_runs": self.baseline_runs,
+            "last_records_at": iso(self.last_records_at),
         }
+
+
+@dataclass(frozen=True, slots=True)
+class Usual:
+    """A collector's usual value, learned from its own runs: the median and its usual range."""
+
+    median: float
+    low: float
+    high: float
+
+    def text(self, unit: str = "") -> str:
+        """``480 (410-530)``, or with a unit: ``2.1 s (1.8-2.6 s)``."""
+        if unit:
+            return f"{self.median:.2g} {unit} ({self.low:.2g}-{self.high:.2g} {unit})"
+        return f"{self.median:.0f} ({self.low:.0f}-{self.high:.0f})"
+
+    def to_dict(self) -> dict[str, float]:
+        """``{"median": ..., "low": ..., "high": ...}``."""
+        return {"median": self.median, "low": self.low, "high": self.high}
+
+
+@dataclass(frozen=True, slots=True)
+class BaselineState:
+    """What a baseline is made of, as it is stored and shared (log scales)."""
+
+    runs: int
+    records_center: float
+    records_spread: float
+    zero_share: float
+    duration_runs: int
+    duration_center: float
+    duration_spread: float
+    #: When a run last collected records (unix seconds on the caller's clock).
+    last_records_at: float | None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

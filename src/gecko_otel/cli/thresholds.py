@@ -16,7 +16,7 @@ import argparse
 from typing import TYPE_CHECKING, Any
 
 from gecko_otel._checks import parse_duration
-from gecko_otel._config import ENV_VARS, THRESHOLD_FIELDS, MonitorConfig
+from gecko_otel._config import ENV_VARS, OFF_WHEN_ZERO, THRESHOLD_FIELDS, MonitorConfig
 from gecko_otel._health.thresholds import DURATION_FIELDS, INTEGER_FIELDS, describe
 from gecko_otel.cli._context import OK, CliError, Context, add_command, operator, shift_database
 from gecko_otel.errors import ConfigError
@@ -132,7 +132,7 @@ def _in_force(
             value = getattr(config, name)
         if name in INTEGER_FIELDS and value is not None:
             value = int(value)
-        if name == "min_records_per_second" and value == 0:
+        if name in OFF_WHEN_ZERO and value == 0:
             value = None
         out.append(
             {
@@ -157,7 +157,7 @@ def _assignment(text: str) -> tuple[str, float]:
     except CliError as exc:
         raise argparse.ArgumentTypeError(str(exc)) from None
     try:
-        if name == "min_records_per_second" and raw.lower() == "off":
+        if name in OFF_WHEN_ZERO and raw.lower() == "off":
             return name, 0.0
         if name in DURATION_FIELDS:
             return name, parse_duration(raw)
@@ -168,8 +168,8 @@ def _assignment(text: str) -> tuple[str, float]:
             if name in DURATION_FIELDS
             else "a whole number"
             if name in INTEGER_FIELDS
-            else "a number" + (" or off" if name == "min_records_per_second" else "")
-        )
+            else "a number"
+        ) + (" or off" if name in OFF_WHEN_ZERO else "")
         raise argparse.ArgumentTypeError(f"{name}={raw!r}: give {kind}") from None
 
 

@@ -35,7 +35,7 @@ from sqlalchemy import (
 )
 
 #: The Alembic revision this code reads and writes.
-HEAD_REVISION: Final = "0004"
+HEAD_REVISION: Final = "0005"
 #: Alembic's version table, named for us so a database shared with an
 #: application that uses Alembic itself keeps both histories apart.
 VERSION_TABLE: Final = "gecko_otel_schema_version"
@@ -212,6 +212,25 @@ thresholds = Table(
     Column("updated_at", UTCDateTime(), nullable=False),
 )
 
+#: Each collector's baseline (`gecko_otel._health.baseline`), so it survives
+#: restarts and processes running the same collector share it. Centres and
+#: spreads are on the log scales the estimator uses.
+baselines = Table(
+    "baselines",
+    metadata,
+    Column("collector_type", String(NAME_LENGTH), primary_key=True),
+    Column("runs", Integer, nullable=False),
+    Column("records_center", Float, nullable=False),
+    Column("records_spread", Float, nullable=False),
+    Column("zero_share", Float, nullable=False),
+    Column("duration_runs", Integer, nullable=False),
+    Column("duration_center", Float, nullable=False),
+    Column("duration_spread", Float, nullable=False),
+    Column("last_records_at", UTCDateTime()),
+    Column("updated_by", String(NAME_LENGTH)),
+    Column("updated_at", UTCDateTime(), nullable=False),
+)
+
 #: Every table, in the order retention and export walk them.
 TABLES: Final = (
     execution_history,
@@ -220,4 +239,5 @@ TABLES: Final = (
     collection_metadata,
     silences,
     thresholds,
+    baselines,
 )

@@ -12,7 +12,9 @@ snapshots by the run pipeline like any other consumer, and only queues them.
 from __future__ import annotations
 
 import logging
+import os
 import time
+import uuid
 from collections.abc import Callable
 from datetime import datetime, timedelta, timezone
 from typing import IO, TYPE_CHECKING, Any, Final
@@ -24,6 +26,7 @@ from gecko_otel._config import MonitorConfig
 from gecko_otel._health.window import BUCKETS
 from gecko_otel._values.alerts import Alert, AlertState
 from gecko_otel._values.health import AlertLevel
+from gecko_otel.store.baselines import read_baselines, read_newer_baselines, write_baselines
 from gecko_otel.store.silences import list_silences
 from gecko_otel.store.store import Store
 from gecko_otel.store.thresholds import overrides
@@ -93,6 +96,13 @@ class SQLStore:
         self._pipeline: PipelineHandle | None = None
         self._closed = False
         self._last_fallback_log = -FALLBACK_LOG_EVERY
+        #: Who writes this process's baselines, and what was read and written.
+        self._instance = (
+            f"{store.service_name or 'gecko-otel'}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+        )
+        self._baselines_read: datetime | None = None
+        self._baselines_written: dict[str, int] = {}
+        self._baselines_seen: dict[str, datetime] = {}
 
     @property
     def store(self) -> Store:
@@ -341,8 +351,10 @@ class SQLStore:
         store = self._store
         window = seconds(self._config.success_rate_window)
         width = window / BUCKETS
-        # First, so restored collectors start with the stored thresholds.
+        # First, so restored collectors start with the stored thresholds and baselines.
         pipeline.apply_thresholds(overrides(store.engine))
+        pipeline.adopt_baselines(read_baselines(store.engine), blend=False)
+        self._baselines_read = datetime.now(timezone.utc)
         with pipeline.lock:
             now = pipeline.now()
             service = store.service_name
@@ -431,6 +443,23 @@ class SQLStore:
                 pipeline.acknowledge(alert_id)
         self._apply_silences(pipeline)
         pipeline.apply_thresholds(overrides(store.engine))
+        self._sync_baselines(pipeline)
+
+    def _sync_baselines(self, pipeline: PipelineHandle) -> None:
+        """Meet the baselines other processes stored since the last sync, then store ours."""
+        engine, now = self._store.engine, datetime.now(timezone.utc)
+        # A row is stamped before its transaction commits: read back a margin.
+        margin = timedelta(seconds=max(5.0, 2 * seconds(self._config.watchdog_interval)))
+        since = (self._baselines_read or now) - margin
+        others = read_newer_baselines(
+            engine, self._baselines_seen, since=since, not_by=self._instance
+        )
+        for name in pipeline.adopt_baselines(others, blend=True) if others else ():
+            self._baselines_written.pop(name, None)  # moved: the others hear of it
+        self._baselines_read = now
+        write_baselines(
+            engine, pipeline.baselines(self._baselines_written), by=self._instance, now=now
+        )
 
     def _retention(self) -> None:
         """The automatic cleanup, run on the writer thread every ``retention_interval``."""
