@@ -1,12 +1,16 @@
 """A GeckoTerminal-style collector program, instrumented with gecko-otel.
 
-Four collectors run a few rounds: pools (async, per network), OHLCV (sync,
+Five collectors run a few rounds: pools (async, per network), OHLCV (sync,
 sometimes partial when candles are missing), trades (an async generator
-streaming pages, rate-limited now and then) and prices, whose upstream API
-goes down for three rounds and comes back. Every run becomes a span and
-metrics, lands in execution history and feeds health: the price collector
-turns critical, an alert fires through the handler, and it resolves once the
-collector recovers. At the end the program prints what the monitor saw.
+streaming pages, rate-limited now and then), prices, whose upstream API
+goes down for three rounds and comes back, and new pools, whose upstream
+starts returning almost nothing while every run still "succeeds". Every run
+becomes a span and metrics, lands in execution history and feeds health:
+the price collector turns critical, an alert fires through the handler, and
+it resolves once the collector recovers; the new-pools collector's baseline
+(what it usually collects, learned from its own runs) catches the collapse
+that no fixed threshold sees (``records_anomaly``). At the end the program
+prints what the monitor saw.
 
 History, alerts and per-collector figures are kept in a SQLite file
 (``gecko_otel_demo.db``, or ``GECKO_OTEL_DATABASE_URL``): run the demo again
@@ -98,7 +102,18 @@ def collect_prices(round_number: int) -> int:
     return 250
 
 
+@gecko_otel.collection("new_pools_collector")
+def collect_new_pools(round_number: int) -> int:
+    # From round 2 the API still answers 200, but with 3 pools instead of ~480.
+    found = 3 if round_number >= 2 else int(480 * rng.lognormvariate(0, 0.15))
+    run = gecko_otel.current_run()
+    if run is not None:
+        run.add_records(found)
+    return found
+
+
 async def one_round(round_number: int) -> None:
+    collect_new_pools(round_number)
     with contextlib.suppress(UpstreamDown):
         collect_prices(round_number)
     await asyncio.gather(*(collect_pools(n) for n in NETWORKS))
@@ -116,7 +131,7 @@ def print_health(monitor: gecko_otel.Monitor, when: str) -> None:
     for name, health in monitor.health().items():
         score = f"{health.health_score:5.1f}" if health.health_score is not None else "    -"
         issues = "; ".join(health.issues) or "-"
-        print(f"  {name:<17}{health.status.value:<9} score {score}  {issues}")
+        print(f"  {name:<21}{health.status.value:<9} score {score}  {issues}")
 
 
 def print_summary(monitor: gecko_otel.Monitor, notifications: list[gecko_otel.Alert]) -> None:
@@ -130,7 +145,7 @@ def print_summary(monitor: gecko_otel.Monitor, notifications: list[gecko_otel.Al
 
     print("\nCollectors")
     header = (
-        f"{'collector':<17}{'runs':>5}{'ok %':>7}{'avg ms':>8}{'p95 ms':>8}{'records':>9}  last"
+        f"{'collector':<21}{'runs':>5}{'ok %':>7}{'avg ms':>8}{'p95 ms':>8}{'records':>9}  last"
     )
     print(header)
     print("-" * len(header))
@@ -138,7 +153,7 @@ def print_summary(monitor: gecko_otel.Monitor, notifications: list[gecko_otel.Al
         stats = monitor.statistics(name)
         last = monitor.history(name, limit=1)[0]
         print(
-            f"{name:<17}{stats.total_executions:>5}{stats.success_rate:>7.1f}"
+            f"{name:<21}{stats.total_executions:>5}{stats.success_rate:>7.1f}"
             f"{stats.average_duration * 1000:>8.1f}{stats.p95_duration * 1000:>8.1f}"
             f"{stats.total_records_collected:>9}  {last.status.value}"
         )
@@ -149,7 +164,7 @@ def print_summary(monitor: gecko_otel.Monitor, notifications: list[gecko_otel.Al
         note = record.error_type or (record.warnings[0] if record.warnings else "")
         print(
             f"  {record.start_time:%H:%M:%S.%f}"[:-3]
-            + f"  {record.collector_type:<16} {record.status.value:<8} {duration}"
+            + f"  {record.collector_type:<20} {record.status.value:<8} {duration}"
             f"  {record.records_collected:>4} records  {record.execution_id[:8]}  {note}"
         )
 
@@ -158,7 +173,7 @@ def print_summary(monitor: gecko_otel.Monitor, notifications: list[gecko_otel.Al
         print("\nFailed runs")
         for record in failures:
             print(
-                f"  {record.start_time:%H:%M:%S}  {record.collector_type:<16} "
+                f"  {record.start_time:%H:%M:%S}  {record.collector_type:<20} "
                 f"{record.error_type}: {record.error_message}  (trace {record.trace_id})"
             )
 
@@ -193,6 +208,8 @@ async def main() -> None:
         database_url=DATABASE_URL,
     )
     print_store(monitor)
+    for _ in range(monitor.config.anomaly_warmup_runs):  # earlier, ordinary runs
+        collect_new_pools(0)
     for round_number in range(6):
         await one_round(round_number)
         if round_number == 3:

@@ -123,6 +123,12 @@ def test_stats(filled: Filled, cli: Any) -> None:
     assert by_name["pools"]["total_records_collected"] == 100
     assert by_name["trades"]["failed_executions"] == 3
     assert by_name["ohlcv"]["partial_executions"] == 1
+    # Baselines, stored by the Monitor as it shut down: learned from successful runs only.
+    baselines = {b["collector_type"]: b for b in doc["baselines"]}
+    assert set(baselines) == {"pools", "ohlcv"}
+    assert baselines["pools"]["runs"] == 4
+    assert 10 <= baselines["pools"]["usual_records"]["median"] <= 40
+    assert "USUAL RECORDS (RANGE)" in cli("stats", "--database-url", filled.url).out
     one = cli("stats", "trades", "--database-url", filled.url, "--window", "1h", "--json").json()
     assert [s["collector_type"] for s in one["statistics"]] == ["trades"]
     assert one["window_seconds"] == 3600.0

@@ -9,9 +9,12 @@ from gecko_otel._pipeline.ingest import BATCH
 from gecko_otel.testing import FakeClock, capture_runs
 from support.runs import run
 
+#: A baseline ready after one run: while it warms up, every run is processed at once.
+WARM = MonitorConfig(anomaly_warmup_runs=1)
+
 
 def test_quiet_runs_wait_and_any_query_sees_them() -> None:
-    with capture_runs(watchdog=False) as captured:
+    with capture_runs(WARM, watchdog=False) as captured:
         ingest = captured.monitor._pipeline._ingest
         run("pools")  # a first run is processed at once: it registers the collector
         assert len(ingest._pending) == 0
@@ -23,7 +26,7 @@ def test_quiet_runs_wait_and_any_query_sees_them() -> None:
 
 
 def test_a_full_batch_is_processed_by_the_run_that_fills_it() -> None:
-    with capture_runs(watchdog=False) as captured:
+    with capture_runs(WARM, watchdog=False) as captured:
         ingest = captured.monitor._pipeline._ingest
         run("pools")
         for _ in range(BATCH - 1):
@@ -62,7 +65,7 @@ def test_runs_that_matter_go_through_at_once_after_those_waiting() -> None:
 
 def test_batched_runs_keep_the_time_they_ended() -> None:
     clock = FakeClock()
-    with capture_runs(clock=clock, watchdog=False) as captured:
+    with capture_runs(WARM, clock=clock, watchdog=False) as captured:
         run("pools")
         ended = clock.now + 10
         clock.advance(10)
@@ -76,7 +79,7 @@ def test_batched_runs_keep_the_time_they_ended() -> None:
 
 def test_a_success_that_moves_the_window_is_processed_at_once() -> None:
     clock = FakeClock()
-    with capture_runs(clock=clock, watchdog=False) as captured:
+    with capture_runs(WARM, clock=clock, watchdog=False) as captured:
         run("pools")
         clock.advance(3600)  # a later bucket
         run("pools")
@@ -98,7 +101,7 @@ def test_no_batching_when_a_success_can_raise_an_alert(config: MonitorConfig) ->
 
 
 def test_the_watchdog_tick_drains() -> None:
-    with capture_runs(watchdog=False) as captured:
+    with capture_runs(WARM, watchdog=False) as captured:
         run("pools")
         run("pools")
         assert len(captured.monitor._pipeline._ingest._pending) == 1

@@ -38,6 +38,8 @@ def test_one_figure_per_collector_and_plotly_once(filled: Filled) -> None:
     assert len(PLOTLY_BANNER.findall(text)) == 1
     assert text.count("Plotly.newPlot(") == 1  # in geckoPlot, which every figure calls
     assert text.count("geckoPlot(") == len(COLLECTORS) + 1
+    # Each collector's baseline, as its Monitor stored it, is drawn as a band.
+    assert "usual records " in text and "usual run time " in text
 
 
 def test_header_gives_health_worst_collectors_and_active_alerts(filled: Filled) -> None:

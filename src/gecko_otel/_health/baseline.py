@@ -150,6 +150,7 @@ class Baseline:
         "last_records_at",
         "low_bar",
         "low_streak",
+        "ready",
         "records",
         "slow_bar",
         "slow_floor",
@@ -173,22 +174,20 @@ class Baseline:
         #: ``slow_bar`` and seconds over ``slow_floor``. Never while warming up.
         self.low_bar = -math.inf
         self.zero_low = False
+        #: Whether the warm-up is over (runs are judged).
+        self.ready = False
         self.slow_bar = math.inf
         self.slow_floor = math.inf
 
     def usual_records(self) -> Usual | None:
         """The usual records per run, or None before a run."""
-        if not self.records.count:
-            return None
-        c, s = self.records.center, self.records.spread
-        return Usual(math.expm1(c), max(0.0, math.expm1(c - BAND * s)), math.expm1(c + BAND * s))
+        r = self.records
+        return usual_records(r.center, r.spread) if r.count else None
 
     def usual_duration(self) -> Usual | None:
         """The usual run time in seconds, or None before a timed run."""
-        if not self.duration.count:
-            return None
-        c, s = self.duration.center, self.duration.spread
-        return Usual(math.exp(c), math.exp(c - BAND * s), math.exp(c + BAND * s))
+        d = self.duration
+        return usual_duration(d.center, d.spread) if d.count else None
 
     def observe(self, records: int, duration: float | None, now: float, t: Thresholds) -> None:
         """Judge one successful or partial run ending at ``now`` against the
@@ -233,7 +232,8 @@ class Baseline:
         """
         self.low_bar, self.zero_low = -math.inf, False
         self.slow_bar, self.slow_floor = math.inf, math.inf
-        if self.records.count < t.anomaly_warmup_runs:
+        self.ready = self.records.count >= t.anomaly_warmup_runs
+        if not self.ready:
             return  # still warming up
         factor = t.records_anomaly_factor
         estimate = self.records
@@ -291,12 +291,44 @@ class Baseline:
         return max(abs(r.center - before[0]), abs(d.center - before[1])) > SHARED_TOLERANCE
 
     def may_be_anomalous(self, records: int, duration: float | None) -> bool:
-        """Whether a run might be judged anomalous (so it must not wait in a batch)."""
+        """Whether a run might be judged anomalous (so it must not wait in a batch).
+
+        While warming up, every run: the bars must come from every run so far,
+        not from those a batch has not yet processed.
+        """
+        if not self.ready:
+            return True
         if records == 0:
             return self.zero_low
         if math.log1p(records) < self.low_bar:
             return True
         return duration is not None and duration > self.slow_floor
+
+
+def usual_records(center: float, spread: float) -> Usual:
+    """Usual records per run from an estimate on the ``log(1 + records)`` scale."""
+    return Usual(
+        math.expm1(center),
+        max(0.0, math.expm1(center - BAND * spread)),
+        math.expm1(center + BAND * spread),
+    )
+
+
+def usual_duration(center: float, spread: float) -> Usual:
+    """Usual run time in seconds from an estimate on the ``log(seconds)`` scale."""
+    return Usual(
+        math.exp(center), math.exp(center - BAND * spread), math.exp(center + BAND * spread)
+    )
+
+
+def usual_of(state: BaselineState) -> tuple[Usual | None, Usual | None]:
+    """The usual records and run time a stored baseline describes."""
+    return (
+        usual_records(state.records_center, state.records_spread) if state.runs else None,
+        usual_duration(state.duration_center, state.duration_spread)
+        if state.duration_runs
+        else None,
+    )
 
 
 def _median(ordered: list[float]) -> float:

@@ -122,6 +122,8 @@ def run_show(ctx: Context) -> int:
 
 def run_stats(ctx: Context) -> int:
     """Print statistics per collector (over a window, or every stored run)."""
+    from gecko_otel._health.baseline import usual_of  # noqa: PLC0415
+    from gecko_otel.store.baselines import read_baselines  # noqa: PLC0415
     from gecko_otel.store.overview import window_statistics  # noqa: PLC0415
 
     args = ctx.args
@@ -130,11 +132,24 @@ def run_stats(ctx: Context) -> int:
     statistics = window_statistics(ctx.store().engine, since=since, collector_type=args.collector)
     if args.collector and not statistics and not ctx.json:
         raise CliError(f"no stored run of collector {args.collector!r} in that window")
+    stored = read_baselines(ctx.store().engine)
+    baselines = {
+        name: (stored[name].runs, *usual_of(stored[name])) for name in statistics if name in stored
+    }
     if ctx.json:
         ctx.emit_json(
             "stats",
             window_seconds=args.window,
             statistics=[s.to_dict() | {"window_seconds": args.window} for s in statistics.values()],
+            baselines=[
+                {
+                    "collector_type": name,
+                    "runs": runs,
+                    "usual_records": records.to_dict() if records else None,
+                    "usual_duration": duration.to_dict() if duration else None,
+                }
+                for name, (runs, records, duration) in baselines.items()
+            ],
         )
         return OK
     ctx.table(
@@ -155,4 +170,22 @@ def run_stats(ctx: Context) -> int:
         shrink=(0,),
         right=(1, 2, 3, 4, 5, 6, 7),
     )
+    if baselines:
+        ctx.line("")
+        ctx.table(
+            ("COLLECTOR", "LEARNED", "USUAL RECORDS (RANGE)", "USUAL RUN TIME (RANGE)"),
+            [
+                (
+                    name,
+                    count(runs),
+                    records.text() if records else "-",
+                    f"{span(duration.median)} ({span(duration.low)}-{span(duration.high)})"
+                    if duration
+                    else "-",
+                )
+                for name, (runs, records, duration) in baselines.items()
+            ],
+            shrink=(0,),
+            right=(1,),
+        )
     return OK

@@ -20,6 +20,7 @@ import html
 from datetime import datetime, timedelta
 from typing import Any, Final
 
+from gecko_otel._values.health import Usual
 from gecko_otel.errors import ConfigError
 from gecko_otel.reporting._data import (
     ALERTS_PER_COLLECTOR,
@@ -194,8 +195,14 @@ def figure_html(series: CollectorSeries | None, name: str, data: ReportData, div
                     showlegend=False,
                 )
             )
-    threshold = data.thresholds[name]
     edges = [_x(data.since), _x(data.until)]
+    usual_records, usual_duration = data.baselines.get(name, (None, None))
+    if usual_records is not None:
+        _band(traces, 3, edges, usual_records, f"usual records {usual_records.text()}")
+    if usual_duration is not None:
+        text = f"usual run time {span_text_float(usual_duration.median)}"
+        _band(traces, 2, edges, usual_duration, text)
+    threshold = data.thresholds[name]
     traces.append(
         _scatter(
             2,
@@ -238,6 +245,57 @@ def figure_html(series: CollectorSeries | None, name: str, data: ReportData, div
         f'width:100%"></div><script>geckoPlot("{div_id}",{to_json_plotly(traces)},'
         f"{to_json_plotly(own)})</script>"
     )
+
+
+def _band(traces: list[Any], row: int, edges: list[str], usual: Usual, name: str) -> None:
+    """The collector's usual range (its baseline) as a shaded band, the median dotted."""
+    band = {"color": "rgba(22,160,133,0)", "width": 0}
+    traces.append(
+        _scatter(
+            row,
+            x=edges,
+            y=[_positive(usual.low)] * 2,
+            mode="lines",
+            line=band,
+            hoverinfo="skip",
+            showlegend=False,
+            name=name,
+        )
+    )
+    traces.append(
+        _scatter(
+            row,
+            x=edges,
+            y=[_positive(usual.high)] * 2,
+            mode="lines",
+            line=band,
+            fill="tonexty",
+            fillcolor="rgba(22,160,133,0.15)",
+            hoverinfo="skip",
+            name=name,
+        )
+    )
+    traces.append(
+        _scatter(
+            row,
+            x=edges,
+            y=[_positive(usual.median)] * 2,
+            mode="lines",
+            line={"color": "#16a085", "dash": "dot", "width": 1},
+            hoverinfo="skip",
+            showlegend=False,
+            name=name,
+        )
+    )
+
+
+def span_text_float(seconds: float) -> str:
+    """A run time as a person reads it: ``4us``, ``120ms``, ``2.1 s``."""
+    if seconds < 1e-3:
+        return f"{seconds * 1e6:.0f}us"
+    if seconds < 1:
+        return f"{seconds * 1e3:.0f}ms"
+    return f"{seconds:.2g} s"
 
 
 def _bar(row: int, **values: Any) -> Any:

@@ -23,11 +23,13 @@ from typing import Any, Final
 from sqlalchemy import BigInteger, ColumnElement, Integer, cast, func, or_, select
 
 from gecko_otel._config import MonitorConfig
+from gecko_otel._health.baseline import usual_of
 from gecko_otel._health.thresholds import Stored, in_force
 from gecko_otel._history.memory import _GAMMA, _ZERO_KEY
 from gecko_otel._values.alerts import Alert
-from gecko_otel._values.health import RULE_SLOW_EXECUTION, CollectionStatus
+from gecko_otel._values.health import RULE_SLOW_EXECUTION, CollectionStatus, Usual
 from gecko_otel._values.records import ExecutionRecord, ExecutionStatus
+from gecko_otel.store.baselines import read_baselines
 from gecko_otel.store.rows import CollectorRow, alert_from_row, record_from_row
 from gecko_otel.store.schema import execution_history, system_alerts
 from gecko_otel.store.store import Store
@@ -166,6 +168,8 @@ class ReportData:
     last_errors: dict[str, ExecutionRecord]
     thresholds: dict[str, Threshold]
     min_success_rate: dict[str, float]
+    #: Each collector's baseline as stored: usual records per run, usual run time.
+    baselines: dict[str, tuple[Usual | None, Usual | None]] = field(default_factory=dict)
 
     @property
     def bucket_start(self) -> datetime:
@@ -242,6 +246,7 @@ def read_report_data(
             if row is not None:
                 last_errors[name] = record_from_row(row)
     stored = overrides(store.engine)
+    learned = read_baselines(store.engine)
     return ReportData(
         since=since,
         until=until,
@@ -257,6 +262,7 @@ def read_report_data(
         last_errors=last_errors,
         thresholds=thresholds(names, config, alerts, stored),
         min_success_rate={n: in_force(config, stored, n).min_success_rate for n in names},
+        baselines={n: usual_of(learned[n]) for n in names if n in learned},
     )
 
 

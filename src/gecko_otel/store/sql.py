@@ -131,6 +131,9 @@ class SQLStore:
                 )
         writer.maintain("retention", seconds(config.retention_interval), self._retention)
         writer.maintain("alert sync", seconds(config.watchdog_interval), self._sync_alerts)
+        writer.maintain(
+            "baseline sync", seconds(config.watchdog_interval), self._sync_baselines, at_stop=True
+        )
         if self._metric_exporter is not None:
             self._metric_exporter.bind(store, writer)
         else:
@@ -443,10 +446,15 @@ class SQLStore:
                 pipeline.acknowledge(alert_id)
         self._apply_silences(pipeline)
         pipeline.apply_thresholds(overrides(store.engine))
-        self._sync_baselines(pipeline)
 
-    def _sync_baselines(self, pipeline: PipelineHandle) -> None:
-        """Meet the baselines other processes stored since the last sync, then store ours."""
+    def _sync_baselines(self) -> None:
+        """Meet the baselines other processes stored since the last sync, then store ours.
+
+        On the writer thread every ``watchdog_interval``, and once more at shutdown.
+        """
+        pipeline = self._pipeline
+        if pipeline is None or not self._writer.available:
+            return
         engine, now = self._store.engine, datetime.now(timezone.utc)
         # A row is stamped before its transaction commits: read back a margin.
         margin = timedelta(seconds=max(5.0, 2 * seconds(self._config.watchdog_interval)))

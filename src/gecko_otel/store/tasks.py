@@ -29,11 +29,28 @@ class PeriodicTasks:
 
     def __init__(self) -> None:
         self._tasks: list[tuple[str, float, Callable[[], None], list[float]]] = []
+        self._at_stop: list[str] = []
         self._last_log = -LOG_EVERY
 
-    def add(self, name: str, interval: float, task: Callable[[], None]) -> None:
-        """Run ``task`` every ``interval`` seconds; ``name`` is what log lines call it."""
+    def add(
+        self, name: str, interval: float, task: Callable[[], None], *, at_stop: bool = False
+    ) -> None:
+        """Run ``task`` every ``interval`` seconds; ``name`` is what log lines call it.
+
+        ``at_stop``: once more when the writer stops (after the last batch).
+        """
         self._tasks.append((name, interval, task, [time.monotonic() + interval]))
+        if at_stop:
+            self._at_stop.append(name)
+
+    def run_at_stop(self) -> None:
+        """Run the tasks added with ``at_stop``, now."""
+        for name, _interval, _task, due in self._tasks:
+            if name in self._at_stop:
+                due[0] = 0.0
+            else:
+                due[0] = float("inf")
+        self.run_due()
 
     def run_due(self) -> None:
         """Run the tasks that are due."""

@@ -260,12 +260,15 @@ class StoreWriter:
             "last_error": self.last_error,
         }
 
-    def maintain(self, name: str, interval: float, task: Callable[[], None]) -> None:
-        """Run ``task`` on the writer thread every ``interval`` seconds (retention, alert sync).
+    def maintain(
+        self, name: str, interval: float, task: Callable[[], None], *, at_stop: bool = False
+    ) -> None:
+        """Run ``task`` on the writer thread every ``interval`` seconds (retention, alert sync),
+        and with ``at_stop`` once more when it stops, after the last batch.
 
         ``name`` is what a log line calls it when the database is unavailable.
         """
-        self._tasks.add(name, interval, task)
+        self._tasks.add(name, interval, task, at_stop=at_stop)
         if not self._started:
             self._start()
 
@@ -419,6 +422,9 @@ class StoreWriter:
             if not go_on:
                 return self._stopped()
         if worker.stopping:
+            if not self._queue:  # all written: the last word of the tasks that want one
+                with guarded("StoreWriter final tasks"):
+                    self._tasks.run_at_stop()
             return self._stopped()
         self._tasks.run_due()
         return None
