@@ -271,3 +271,15 @@ def test_two_processes_sharing_a_store_agree(store_url: str) -> None:
         _wait_for(lambda: abs(medians()[1] / medians()[0] - 1) < 0.1)
         low, high = sorted(medians())
         assert low > 400 and high < 900  # met between the two
+
+
+def test_threshold_changes_apply_at_once() -> None:
+    runs = Runs()
+    runs.normal(30, random.Random(9))
+    off = MonitorConfig(min_runs_for_rate=10**6, records_anomaly_factor=0)
+    assert runs.evaluator.retune(config=off) == ["pools"]
+    assert all(runs.run(2) == [] for _ in range(4))  # switched off: nothing fires
+    back = MonitorConfig(min_runs_for_rate=10**6, anomaly_runs=2)
+    runs.evaluator.retune(config=back)
+    assert runs.run(2) == []
+    assert runs.run(2) == ["records_anomaly"]  # two in a row now
