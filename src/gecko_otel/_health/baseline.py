@@ -23,6 +23,10 @@ t-digest would give exact quantiles at 10-100 times the memory and cost;
 this gives the centre and band the rules need in a few floats, which are
 also what is stored and shared between processes.
 
+The rules on top of it, `anomalies` (``records_anomaly``,
+``duration_anomaly``, ``no_data``), are checked with the others by
+`gecko_otel._health.rules`.
+
 **What a run is judged against** (after ``anomaly_warmup_runs``):
 
 * records are low under ``median x max(records_anomaly_factor, min(0.5,
@@ -46,7 +50,16 @@ from __future__ import annotations
 import math
 from typing import TYPE_CHECKING, Final
 
-from gecko_otel._values.health import BaselineState, Usual
+from gecko_otel._values.health import (
+    RULE_DURATION_ANOMALY,
+    RULE_NO_DATA,
+    RULE_RECORDS_ANOMALY,
+    AlertLevel,
+    BaselineState,
+    Condition,
+    Usual,
+    span_text,
+)
 
 if TYPE_CHECKING:
     from gecko_otel._config import Thresholds
@@ -303,6 +316,75 @@ class Baseline:
         if math.log1p(records) < self.low_bar:
             return True
         return duration is not None and duration > self.slow_floor
+
+
+def no_data(b: Baseline, last_success: float | None, t: Thresholds, now: float) -> bool:
+    """Runs succeed, yet none has collected records for ``no_data_after``."""
+    since = b.last_records_at
+    return (
+        t.no_data_after is not None
+        and since is not None
+        and last_success is not None
+        and last_success > since
+        and now - since >= t.no_data_after
+    )
+
+
+def anomalies(
+    b: Baseline, last_success: float | None, t: Thresholds, now: float
+) -> list[Condition]:
+    """The baseline's rules that hold: records_anomaly, duration_anomaly, no_data."""
+    out = []
+    records = b.usual_records()
+    if b.low_streak >= t.anomaly_runs and records is not None:
+        out.append(
+            Condition(
+                rule=RULE_RECORDS_ANOMALY,
+                level=AlertLevel.CRITICAL
+                if b.low_streak >= 2 * t.anomaly_runs
+                else AlertLevel.WARNING,
+                message=f"collected {b.last_records} records; its usual is {records.text()} "
+                f"({b.low_streak} runs in a row)",
+                figures={
+                    "records": b.last_records,
+                    "usual_records": round(records.median, 1),
+                    "usual_low": round(records.low, 1),
+                    "usual_high": round(records.high, 1),
+                    "runs_in_a_row": b.low_streak,
+                    "threshold": t.records_anomaly_factor,
+                },
+            )
+        )
+    duration = b.usual_duration()
+    if b.slow_streak >= t.anomaly_runs and duration is not None and b.last_duration is not None:
+        out.append(
+            Condition(
+                rule=RULE_DURATION_ANOMALY,
+                level=AlertLevel.WARNING,
+                message=f"ran {span_text(b.last_duration)}; its usual is {duration.text('s')} "
+                f"({b.slow_streak} runs in a row)",
+                figures={
+                    "duration": round(b.last_duration, 3),
+                    "usual_duration": round(duration.median, 3),
+                    "usual_low": round(duration.low, 3),
+                    "usual_high": round(duration.high, 3),
+                    "runs_in_a_row": b.slow_streak,
+                    "threshold": t.duration_anomaly_factor,
+                },
+            )
+        )
+    if t.no_data_after is not None and no_data(b, last_success, t, now):
+        since = now - (b.last_records_at or now)
+        out.append(
+            Condition(
+                rule=RULE_NO_DATA,
+                level=AlertLevel.WARNING,
+                message=f"runs succeed but none has collected records in {span_text(since)} "
+                f"(threshold {span_text(t.no_data_after)})",
+                figures={"seconds_since_records": round(since, 1), "threshold": t.no_data_after},
+            )
+        )
+    return out
 
 
 def usual_records(center: float, spread: float) -> Usual:

@@ -35,16 +35,14 @@ from typing import Final
 from gecko_otel._checks import seconds
 from gecko_otel._config import MonitorConfig, Thresholds
 from gecko_otel._guard import at_fork_in_child
+from gecko_otel._health.baseline import anomalies, no_data
 from gecko_otel._health.thresholds import Stored, has_throughput_rule, in_force
 from gecko_otel._health.window import BUCKETS, CollectorState
 from gecko_otel._values.health import (
     RULE_CONSECUTIVE_FAILURES,
-    RULE_DURATION_ANOMALY,
     RULE_LOW_SUCCESS_RATE,
     RULE_LOW_THROUGHPUT,
-    RULE_NO_DATA,
     RULE_OVERLAP,
-    RULE_RECORDS_ANOMALY,
     RULE_SLOW_EXECUTION,
     RULE_STALE,
     SCORE_CAPS,
@@ -244,7 +242,10 @@ class HealthEvaluator:
                 and (baseline := state.baseline).low_streak < t.anomaly_runs
                 and baseline.slow_streak < t.anomaly_runs
                 # no_data cannot hold: the run collected records, or it is off.
-                and (baseline.last_records_at == now or not _no_data(state, t, now))
+                and (
+                    baseline.last_records_at == now
+                    or not no_data(baseline, state.last_success, t, now)
+                )
             ):
                 return _NONE
             return self._conditions(state, now)
@@ -390,7 +391,7 @@ class HealthEvaluator:
                     figures={},
                 )
             )
-        out.extend(_anomalies(state, t, now))
+        out.extend(anomalies(state.baseline, state.last_success, t, now))
         since = state.last_success if state.last_success is not None else state.first_seen
         if now - since >= t.stale_after:
             out.append(
@@ -471,74 +472,6 @@ class HealthEvaluator:
             baseline_runs=baseline_runs,
             last_records_at=utc_seconds(last_records_at),
         )
-
-
-def _no_data(state: CollectorState, t: Thresholds, now: float) -> bool:
-    """Runs succeed, yet none has collected records for ``no_data_after``."""
-    since = state.baseline.last_records_at
-    return (
-        t.no_data_after is not None
-        and since is not None
-        and state.last_success is not None
-        and state.last_success > since
-        and now - since >= t.no_data_after
-    )
-
-
-def _anomalies(state: CollectorState, t: Thresholds, now: float) -> list[Condition]:
-    """The baseline's rules: records_anomaly, duration_anomaly, no_data."""
-    b = state.baseline
-    out = []
-    records = b.usual_records()
-    if b.low_streak >= t.anomaly_runs and records is not None:
-        out.append(
-            Condition(
-                rule=RULE_RECORDS_ANOMALY,
-                level=AlertLevel.CRITICAL
-                if b.low_streak >= 2 * t.anomaly_runs
-                else AlertLevel.WARNING,
-                message=f"collected {b.last_records} records; its usual is {records.text()} "
-                f"({b.low_streak} runs in a row)",
-                figures={
-                    "records": b.last_records,
-                    "usual_records": round(records.median, 1),
-                    "usual_low": round(records.low, 1),
-                    "usual_high": round(records.high, 1),
-                    "runs_in_a_row": b.low_streak,
-                    "threshold": t.records_anomaly_factor,
-                },
-            )
-        )
-    duration = b.usual_duration()
-    if b.slow_streak >= t.anomaly_runs and duration is not None and b.last_duration is not None:
-        out.append(
-            Condition(
-                rule=RULE_DURATION_ANOMALY,
-                level=AlertLevel.WARNING,
-                message=f"ran {span_text(b.last_duration)}; its usual is {duration.text('s')} "
-                f"({b.slow_streak} runs in a row)",
-                figures={
-                    "duration": round(b.last_duration, 3),
-                    "usual_duration": round(duration.median, 3),
-                    "usual_low": round(duration.low, 3),
-                    "usual_high": round(duration.high, 3),
-                    "runs_in_a_row": b.slow_streak,
-                    "threshold": t.duration_anomaly_factor,
-                },
-            )
-        )
-    if t.no_data_after is not None and _no_data(state, t, now):
-        since = now - (b.last_records_at or now)
-        out.append(
-            Condition(
-                rule=RULE_NO_DATA,
-                level=AlertLevel.WARNING,
-                message=f"runs succeed but none has collected records in {span_text(since)} "
-                f"(threshold {span_text(t.no_data_after)})",
-                figures={"seconds_since_records": round(since, 1), "threshold": t.no_data_after},
-            )
-        )
-    return out
 
 
 def _status(conditions: Sequence[Condition]) -> CollectionStatus:
