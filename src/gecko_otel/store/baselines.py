@@ -7,7 +7,8 @@ another process wrote since then, meeting them halfway
 collector converge on one baseline. At start a Monitor takes the stored
 baseline of each collector, so a restart or a new replica needs no warm-up.
 
-One row per collector; the last writer's values are the row. Rows that do
+One row per collector; the last writer's values are the row (one upsert,
+so processes writing it at once do not collide). Rows that do
 not read as numbers (edited by hand) are skipped.
 
 Threading: every function takes its own connection from the engine's pool.
@@ -20,12 +21,12 @@ from collections.abc import Mapping
 from datetime import datetime, timezone
 from typing import Any
 
-from sqlalchemy import Engine, RowMapping, delete, insert, select
+from sqlalchemy import Engine, RowMapping, select
 
 from gecko_otel._values.health import BaselineState
 from gecko_otel.store.engine import write_transaction
-from gecko_otel.store.rows import sqlite_chunks
 from gecko_otel.store.schema import baselines
+from gecko_otel.store.statements import replacing_insert
 
 _B = baselines.c
 
@@ -37,11 +38,8 @@ def write_baselines(
     if not states:
         return 0
     rows = [_row(name, state, by, now) for name, state in states.items()]
-    with write_transaction(engine) as conn:  # replace: portable across SQLite and PostgreSQL
-        names = list(states)
-        for part in sqlite_chunks(len(names), 256):
-            conn.execute(delete(baselines).where(_B.collector_type.in_(names[part])))
-        conn.execute(insert(baselines), rows)
+    with write_transaction(engine) as conn:
+        conn.execute(replacing_insert(engine, baselines, ["collector_type"]), rows)
     return len(rows)
 
 

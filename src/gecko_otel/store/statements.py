@@ -155,3 +155,17 @@ def latest(current: Any, new: Any) -> ColumnElement[Any]:
     return case(
         (current.is_(None), new), (new.is_(None), current), (new > current, new), else_=current
     )
+
+
+def replacing_insert(engine: Any, table: Any, keys: list[str]) -> Any:
+    """An INSERT of ``table`` rows that replaces the row with the same ``keys``.
+
+    One statement (``ON CONFLICT DO UPDATE``), so processes writing the same
+    row at once do not collide as a DELETE then INSERT would.
+    """
+    from sqlalchemy.dialects import postgresql, sqlite  # noqa: PLC0415 - per dialect
+
+    dialect: Any = postgresql if engine.dialect.name == "postgresql" else sqlite
+    statement = dialect.insert(table)
+    rest = {c.name: statement.excluded[c.name] for c in table.columns if c.name not in keys}
+    return statement.on_conflict_do_update(index_elements=keys, set_=rest)

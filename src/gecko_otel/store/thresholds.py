@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Engine, RowMapping, delete, insert, select
+from sqlalchemy import Engine, RowMapping, delete, select
 
 from gecko_otel._checks import check_collector_type
 from gecko_otel._health.thresholds import Stored, check_values
@@ -30,6 +30,7 @@ from gecko_otel.errors import ConfigError
 from gecko_otel.store.engine import write_transaction
 from gecko_otel.store.rows import clean_text
 from gecko_otel.store.schema import NAME_LENGTH, thresholds
+from gecko_otel.store.statements import replacing_insert
 
 logger = logging.getLogger("gecko_otel")
 
@@ -95,9 +96,8 @@ def set_thresholds(
         {"collector_type": scope, "name": n, "value": v, "updated_by": by, "updated_at": now}
         for n, v in checked.items()
     ]
-    with write_transaction(engine) as conn:  # replace: portable across SQLite and PostgreSQL
-        conn.execute(delete(thresholds).where(_T.collector_type == scope, _T.name.in_(checked)))
-        conn.execute(insert(thresholds), rows)
+    with write_transaction(engine) as conn:
+        conn.execute(replacing_insert(engine, thresholds, ["collector_type", "name"]), rows)
     return [_stored(row) for row in rows]
 
 
