@@ -47,6 +47,7 @@ Threading: guarded by the collector's state lock, like `CollectorState`.
 
 from __future__ import annotations
 
+import functools
 import math
 from typing import TYPE_CHECKING, Final
 
@@ -111,24 +112,26 @@ class Estimate:
         self.exact: list[float] | None = []
 
     def learn(self, x: float, weight: float = ALPHA) -> None:
+        """Take one value (``weight``: its share, `ALPHA` for a normal run)."""
         self.count += 1
-        exact = self.exact
-        if exact is not None:
-            exact.append(x)
-            ordered = sorted(exact)
-            middle = _median(ordered)
-            self.center = middle
-            self.spread = max(
-                MIN_SPREAD, _MAD_TO_SIGMA * _median(sorted(abs(v - middle) for v in ordered))
-            )
-            if len(exact) >= EXACT_RUNS:
-                self.exact = None
+        if self.exact is None:  # the common case first: a few float operations
+            residual = x - self.center
+            limit = CLIP * self.spread
+            residual = -limit if residual < -limit else limit if residual > limit else residual
+            self.center += weight * residual
+            spread = self.spread
+            spread += weight * (_MEAN_ABS_TO_SIGMA * abs(residual) - spread)
+            self.spread = spread if spread > MIN_SPREAD else MIN_SPREAD
             return
-        limit = CLIP * self.spread
-        residual = min(max(x - self.center, -limit), limit)
-        self.center += weight * residual
-        size = _MEAN_ABS_TO_SIGMA * abs(residual)
-        self.spread = max(MIN_SPREAD, self.spread + weight * (size - self.spread))
+        exact = self.exact
+        exact.append(x)
+        ordered = sorted(exact)
+        middle = _median(ordered)
+        self.center = middle
+        deviation = _median(sorted(abs(v - middle) for v in ordered))
+        self.spread = max(MIN_SPREAD, _MAD_TO_SIGMA * deviation)
+        if len(exact) >= EXACT_RUNS:
+            self.exact = None
 
     def restore(self, center: float, spread: float, count: int) -> None:
         """Take stored values (the exact warm-up values are not kept: weighted from now)."""
@@ -213,17 +216,7 @@ class Baseline:
         self.slow_streak = self.slow_streak + 1 if slow else 0
         self.last_records, self.last_duration = records, duration
         estimate = self.records
-        if estimate.exact is None and not low:  # the common case, inline
-            residual = x - estimate.center
-            limit = CLIP * estimate.spread
-            residual = -limit if residual < -limit else limit if residual > limit else residual
-            estimate.center += ALPHA * residual
-            spread = estimate.spread
-            spread += ALPHA * (_MEAN_ABS_TO_SIGMA * abs(residual) - spread)
-            estimate.spread = spread if spread > MIN_SPREAD else MIN_SPREAD
-            estimate.count += 1
-        else:
-            estimate.learn(x, ALPHA * ANOMALOUS_WEIGHT if low else ALPHA)
+        estimate.learn(x, ALPHA * ANOMALOUS_WEIGHT if low else ALPHA)
         if y is not None:
             self.duration.learn(y, ALPHA * ANOMALOUS_WEIGHT if slow else ALPHA)
         if records > 0:
@@ -252,13 +245,13 @@ class Baseline:
         estimate = self.records
         if factor is not None and estimate.center >= _LOG_MIN_USUAL:
             # log(max(factor, min(cap, low / median))) on the log scale
-            share = max(math.log(factor), min(_LOG_RECORDS_CAP, -BAND * estimate.spread))
+            share = max(_log(factor), min(_LOG_RECORDS_CAP, -BAND * estimate.spread))
             self.low_bar = estimate.center + share
             self.zero_low = self.zero_share < MAX_ZERO_SHARE  # empty runs are rare
         factor = t.duration_anomaly_factor
         estimate = self.duration
         if factor is not None and estimate.count:
-            ratio = min(math.log(factor), max(_LOG_DURATION_CAP, BAND * estimate.spread))
+            ratio = min(_log(factor), max(_LOG_DURATION_CAP, BAND * estimate.spread))
             self.slow_bar = estimate.center + ratio
             self.slow_floor = math.exp(estimate.center) + MIN_SLOWDOWN
 
@@ -411,6 +404,12 @@ def usual_of(state: BaselineState) -> tuple[Usual | None, Usual | None]:
         if state.duration_runs
         else None,
     )
+
+
+@functools.lru_cache(maxsize=64)
+def _log(factor: float) -> float:
+    """``log(factor)``, for the few factors a Monitor has (each run sets its bars)."""
+    return math.log(factor)
 
 
 def _median(ordered: list[float]) -> float:
