@@ -249,44 +249,26 @@ def figure_html(series: CollectorSeries | None, name: str, data: ReportData, div
 
 def _band(traces: list[Any], row: int, edges: list[str], usual: Usual, name: str) -> None:
     """The collector's usual range (its baseline) as a shaded band, the median dotted."""
-    band = {"color": "rgba(22,160,133,0)", "width": 0}
-    traces.append(
-        _scatter(
-            row,
-            x=edges,
-            y=[_positive(usual.low)] * 2,
-            mode="lines",
-            line=band,
-            hoverinfo="skip",
-            showlegend=False,
-            name=name,
+    hidden = {"color": "rgba(22,160,133,0)", "width": 0}
+    for value, look in (
+        (usual.low, {"line": hidden, "showlegend": False}),
+        (usual.high, {"line": hidden, "fill": "tonexty", "fillcolor": "rgba(22,160,133,0.15)"}),
+        (
+            usual.median,
+            {"line": {"color": "#16a085", "dash": "dot", "width": 1}, "showlegend": False},
+        ),
+    ):
+        traces.append(
+            _scatter(
+                row,
+                x=edges,
+                y=[_positive(value)] * 2,
+                mode="lines",
+                hoverinfo="skip",
+                name=name,
+                **look,
+            )
         )
-    )
-    traces.append(
-        _scatter(
-            row,
-            x=edges,
-            y=[_positive(usual.high)] * 2,
-            mode="lines",
-            line=band,
-            fill="tonexty",
-            fillcolor="rgba(22,160,133,0.15)",
-            hoverinfo="skip",
-            name=name,
-        )
-    )
-    traces.append(
-        _scatter(
-            row,
-            x=edges,
-            y=[_positive(usual.median)] * 2,
-            mode="lines",
-            line={"color": "#16a085", "dash": "dot", "width": 1},
-            hoverinfo="skip",
-            showlegend=False,
-            name=name,
-        )
-    )
 
 
 def span_text_float(seconds: float) -> str:
