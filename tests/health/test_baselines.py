@@ -3,6 +3,7 @@ against each collector's own history (gecko_otel._health.baseline)."""
 
 from __future__ import annotations
 
+import math
 import random
 from typing import Any
 
@@ -283,3 +284,35 @@ def test_threshold_changes_apply_at_once() -> None:
     runs.evaluator.retune(config=back)
     assert runs.run(2) == []
     assert runs.run(2) == ["records_anomaly"]  # two in a row now
+
+
+def test_a_collector_that_stays_empty_stays_anomalous() -> None:
+    runs = Runs()
+    runs.normal(30, random.Random(11))
+    held = [runs.run(0) for _ in range(40)]
+    # From the third empty run on, every run: empty runs never become usual.
+    assert all(rules == ["records_anomaly"] for rules in held[2:])
+    assert runs.conditions()["records_anomaly"].level is AlertLevel.CRITICAL
+
+
+def test_baselines_meet_by_what_each_has_learned() -> None:
+    from gecko_otel._health.baseline import Baseline
+    from gecko_otel._values.health import BaselineState
+
+    t = MonitorConfig().thresholds_for("pools")
+    ours = Baseline()
+    for _ in range(60):
+        ours.observe(500, 2.0, T0, t)
+    newcomer = BaselineState(
+        runs=1,
+        records_center=math.log1p(5000),
+        records_spread=0.1,
+        zero_share=0.0,
+        duration_runs=1,
+        duration_center=math.log(2.0),
+        duration_spread=0.1,
+        last_records_at=None,
+    )
+    ours.adopt(newcomer, t, blend=True)
+    usual = ours.usual_records()
+    assert usual is not None and 450 < usual.median < 600  # one run barely moves fifty

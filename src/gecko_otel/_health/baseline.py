@@ -139,14 +139,16 @@ class Estimate:
         self.exact = None if count else []
 
     def blend(self, center: float, spread: float, count: int) -> None:
-        """Meet another process's estimate halfway (each learned from its own runs)."""
+        """Meet another process's estimate, each weighted by the runs it learned from
+        (at most `WINDOW`: older runs weigh little in either)."""
         if not self.count:
             self.restore(center, spread, count)
             return
         if not count:
             return
-        self.center = (self.center + center) / 2
-        self.spread = max(MIN_SPREAD, (self.spread + spread) / 2)
+        share = _share(count, self.count)
+        self.center += share * (center - self.center)
+        self.spread = max(MIN_SPREAD, self.spread + share * (spread - self.spread))
         self.count = max(self.count, count)
         self.exact = None
 
@@ -223,9 +225,9 @@ class Baseline:
             self.last_records_at = now
             if self.zero_share:
                 self.zero_share -= max(ALPHA, 1.0 / estimate.count) * self.zero_share
-        else:
+        elif not low:  # an empty run judged anomalous must not make empty runs usual
             # A plain average over the first runs, then weighted like the estimates.
-            weight = max(ALPHA, 1.0 / estimate.count) * (ANOMALOUS_WEIGHT if low else 1.0)
+            weight = max(ALPHA, 1.0 / estimate.count)
             self.zero_share += weight * (1.0 - self.zero_share)
         self.set_bars(t)
 
@@ -234,26 +236,32 @@ class Baseline:
 
         The bars are on the estimates' log scales, so judging and setting
         them costs no exponential: records are low under ``log(1 + median x
-        share)``, approximated as ``centre + log(share)``.
+        share)``, approximated as ``centre + log(share)``. Computed first,
+        then assigned (``ready`` last): `may_be_anomalous` reads them unlocked.
         """
-        self.low_bar, self.zero_low = -math.inf, False
-        self.slow_bar, self.slow_floor = math.inf, math.inf
-        self.ready = self.records.count >= t.anomaly_warmup_runs
-        if not self.ready:
-            return  # still warming up
-        factor = t.records_anomaly_factor
-        estimate = self.records
-        if factor is not None and estimate.center >= _LOG_MIN_USUAL:
-            # log(max(factor, min(cap, low / median))) on the log scale
-            share = max(_log(factor), min(_LOG_RECORDS_CAP, -BAND * estimate.spread))
-            self.low_bar = estimate.center + share
-            self.zero_low = self.zero_share < MAX_ZERO_SHARE  # empty runs are rare
-        factor = t.duration_anomaly_factor
-        estimate = self.duration
-        if factor is not None and estimate.count:
-            ratio = min(_log(factor), max(_LOG_DURATION_CAP, BAND * estimate.spread))
-            self.slow_bar = estimate.center + ratio
-            self.slow_floor = math.exp(estimate.center) + MIN_SLOWDOWN
+        low_bar, zero_low, slow_bar, slow_floor = -math.inf, False, math.inf, math.inf
+        ready = self.records.count >= t.anomaly_warmup_runs
+        if ready:
+            factor = t.records_anomaly_factor
+            estimate = self.records
+            if factor is not None and estimate.center >= _LOG_MIN_USUAL:
+                # log(max(factor, min(cap, low / median))) on the log scale
+                share = max(_log(factor), min(_LOG_RECORDS_CAP, -BAND * estimate.spread))
+                low_bar = estimate.center + share
+                zero_low = self.zero_share < MAX_ZERO_SHARE  # empty runs are rare
+            factor = t.duration_anomaly_factor
+            estimate = self.duration
+            if factor is not None and estimate.count:
+                ratio = min(_log(factor), max(_LOG_DURATION_CAP, BAND * estimate.spread))
+                slow_bar = estimate.center + ratio
+                slow_floor = math.exp(estimate.center) + MIN_SLOWDOWN
+        self.low_bar, self.zero_low, self.slow_bar, self.slow_floor = (
+            low_bar,
+            zero_low,
+            slow_bar,
+            slow_floor,
+        )
+        self.ready = ready
 
     def state(self) -> BaselineState:
         """What is stored and shared."""
@@ -280,9 +288,10 @@ class Baseline:
         r, d = self.records, self.duration
         before = (r.center, d.center)
         if blend:
+            share = _share(other.runs, r.count)
             r.blend(other.records_center, other.records_spread, other.runs)
             d.blend(other.duration_center, other.duration_spread, other.duration_runs)
-            self.zero_share = (self.zero_share + other.zero_share) / 2
+            self.zero_share += share * (other.zero_share - self.zero_share)
         elif not r.count:
             r.restore(other.records_center, other.records_spread, other.runs)
             d.restore(other.duration_center, other.duration_spread, other.duration_runs)
@@ -404,6 +413,12 @@ def usual_of(state: BaselineState) -> tuple[Usual | None, Usual | None]:
         if state.duration_runs
         else None,
     )
+
+
+def _share(theirs: int, ours: int) -> float:
+    """The other side's weight when two baselines meet (by runs, each at most `WINDOW`)."""
+    theirs, ours = min(theirs, WINDOW), min(ours, WINDOW)
+    return theirs / (theirs + ours) if theirs + ours else 0.0
 
 
 @functools.lru_cache(maxsize=64)

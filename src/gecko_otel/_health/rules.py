@@ -283,8 +283,9 @@ class HealthEvaluator:
             for name, state in self._states.items():
                 thresholds = in_force(self._config, self._stored, name)
                 if thresholds != state.thresholds:
-                    state.thresholds = thresholds  # one reference: read whole by observe
-                    state.baseline.set_bars(thresholds)
+                    with state.lock:
+                        state.thresholds = thresholds  # one reference: read whole by observe
+                        state.baseline.set_bars(thresholds)
                     changed.append(name)
         return sorted(changed)
 
@@ -293,9 +294,11 @@ class HealthEvaluator:
         out = {}
         for name, state in list(self._states.items()):
             with state.lock:
-                runs = state.baseline.records.count + state.baseline.duration.count
-                if runs and written.get(name) != runs:
-                    out[name] = state.baseline.state()
+                baseline = state.baseline
+                runs = baseline.records.count + baseline.duration.count
+                # One still warming up has too little to tell the others.
+                if baseline.ready and written.get(name) != runs:
+                    out[name] = baseline.state()
                     written[name] = runs
         return out
 
@@ -306,11 +309,12 @@ class HealthEvaluator:
         """
         moved = []
         for name, baseline in stored.items():
-            state = self._states.get(name)
-            if state is None:
-                if len(self._waiting_baselines) < self._config.max_collectors:
-                    self._waiting_baselines[name] = baseline
-                continue
+            with self._lock:  # against `state` creating it meanwhile
+                state = self._states.get(name)
+                if state is None:
+                    if len(self._waiting_baselines) < self._config.max_collectors:
+                        self._waiting_baselines[name] = baseline
+                    continue
             with state.lock:
                 if state.baseline.adopt(baseline, state.thresholds, blend=blend):
                     moved.append(name)

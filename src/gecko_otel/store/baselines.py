@@ -107,13 +107,19 @@ def _state(m: Mapping[str, Any] | RowMapping) -> BaselineState | None:
     if not (isinstance(m["runs"], int) and isinstance(m["duration_runs"], int)):
         return None
     at = m["last_records_at"]
+    # Within what a collector can be (e^40 records, 1e-13 s to e^25 s), so a
+    # row edited by hand cannot overflow the arithmetic that reads it.
     return BaselineState(
         runs=max(0, m["runs"]),
-        records_center=float(m["records_center"]),
-        records_spread=max(0.0, float(m["records_spread"])),
-        zero_share=min(1.0, max(0.0, float(m["zero_share"]))),
+        records_center=_within(m["records_center"], 0.0, 40.0),
+        records_spread=_within(m["records_spread"], 0.0, 5.0),
+        zero_share=_within(m["zero_share"], 0.0, 1.0),
         duration_runs=max(0, m["duration_runs"]),
-        duration_center=float(m["duration_center"]),
-        duration_spread=max(0.0, float(m["duration_spread"])),
+        duration_center=_within(m["duration_center"], -30.0, 25.0),
+        duration_spread=_within(m["duration_spread"], 0.0, 5.0),
         last_records_at=at.timestamp() if at is not None else None,
     )
+
+
+def _within(value: float, low: float, high: float) -> float:
+    return min(high, max(low, float(value)))

@@ -23,6 +23,7 @@ from sqlalchemy.exc import DBAPIError
 
 from gecko_otel._checks import seconds
 from gecko_otel._config import MonitorConfig
+from gecko_otel._guard import at_fork_in_child
 from gecko_otel._health.window import BUCKETS
 from gecko_otel._values.alerts import Alert, AlertState
 from gecko_otel._values.health import AlertLevel
@@ -97,12 +98,12 @@ class SQLStore:
         self._closed = False
         self._last_fallback_log = -FALLBACK_LOG_EVERY
         #: Who writes this process's baselines, and what was read and written.
-        self._instance = (
-            f"{store.service_name or 'gecko-otel'}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
-        )
+        self._instance = ""
         self._baselines_read: datetime | None = None
         self._baselines_written: dict[str, int] = {}
         self._baselines_seen: dict[str, datetime] = {}
+        self._new_instance()
+        at_fork_in_child(self, "_new_instance")  # each forked worker writes its own rows
 
     @property
     def store(self) -> Store:
@@ -456,18 +457,31 @@ class SQLStore:
         if pipeline is None or not self._writer.available:
             return
         engine, now = self._store.engine, datetime.now(timezone.utc)
+        if self._baselines_read is None:
+            # Not restored at start (the database was down): take the stored
+            # baselines first, so a fresh one never overwrites what was learned.
+            pipeline.adopt_baselines(read_baselines(engine), blend=False)
+            self._baselines_read = now
         # A row is stamped before its transaction commits: read back a margin.
         margin = timedelta(seconds=max(5.0, 2 * seconds(self._config.watchdog_interval)))
-        since = (self._baselines_read or now) - margin
+        since = self._baselines_read - margin
         others = read_newer_baselines(
             engine, self._baselines_seen, since=since, not_by=self._instance
         )
+        written = self._baselines_written
         for name in pipeline.adopt_baselines(others, blend=True) if others else ():
-            self._baselines_written.pop(name, None)  # moved: the others hear of it
+            written.pop(name, None)  # moved: the others hear of it
         self._baselines_read = now
-        write_baselines(
-            engine, pipeline.baselines(self._baselines_written), by=self._instance, now=now
-        )
+        after = dict(written)
+        write_baselines(engine, pipeline.baselines(after), by=self._instance, now=now)
+        self._baselines_written = after  # only once stored: a failed write is retried
+
+    def _new_instance(self) -> None:
+        """A name of its own for this process's baseline rows (and, after a fork, anew)."""
+        name = self._store.service_name or "gecko-otel"
+        self._instance = f"{name}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+        self._baselines_written = {}
+        self._baselines_seen = {}
 
     def _retention(self) -> None:
         """The automatic cleanup, run on the writer thread every ``retention_interval``."""
