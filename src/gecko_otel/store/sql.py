@@ -473,7 +473,12 @@ class SQLStore:
             written.pop(name, None)  # moved: the others hear of it
         self._baselines_read = now
         after = dict(written)
-        write_baselines(engine, pipeline.baselines(after), by=self._instance, now=now)
+        learned = pipeline.baselines(after)
+        if learned:
+            # As a batch does: a SQLite file deleted or replaced is noticed
+            # (and made again) before anything is written into it.
+            self._store.ensure_schema()
+            write_baselines(engine, learned, by=self._instance, now=now)
         self._baselines_written = after  # only once stored: a failed write is retried
 
     def _new_instance(self) -> None:
