@@ -45,6 +45,9 @@ ERROR_TYPE_OTHER: Final = "_OTHER"
 # -- metrics -----------------------------------------------------------------
 METRIC_DURATION: Final = "gecko.collection.duration"
 METRIC_RECORDS: Final = "gecko.collection.records"
+#: Runs ended, by ``gecko.collection.status``: the only metric that counts
+#: missed and skipped runs (they have no duration).
+METRIC_RUNS: Final = "gecko.collection.runs"
 METRIC_ACTIVE: Final = "gecko.collection.active"
 METRIC_HEALTH_SCORE: Final = "gecko.collector.health_score"
 METRIC_HEALTH_STATUS: Final = "gecko.collector.health_status"
@@ -62,6 +65,7 @@ METRIC_DROPPED: Final = "gecko.monitor.dropped"
 
 # -- metric-only attributes --------------------------------------------------
 ALERT_LEVEL: Final = "gecko.alert.level"
+ALERT_RULE: Final = "gecko.alert.rule"
 DROP_REASON: Final = "gecko.drop.reason"
 
 #: Histogram bucket boundaries (seconds) advised for ``gecko.collection.duration``.

@@ -230,6 +230,9 @@ class MetricReadings(Protocol):
     def records_per_collector(self) -> list[tuple[str, int]]:
         """Records collected so far, per collector type."""
 
+    def runs_per_collector(self) -> list[tuple[str, str, int]]:
+        """Runs ended so far, as ``(collector type, status, runs)``."""
+
     def collector_types(self) -> list[str]:
         """Collectors this process has seen finish a run."""
 
@@ -239,8 +242,8 @@ class MetricReadings(Protocol):
     def health(self) -> Mapping[str, CollectorHealth]:
         """Health per collector."""
 
-    def active_alert_counts(self) -> Mapping[str, int]:
-        """Active alerts per level."""
+    def active_alerts(self) -> list[tuple[str, str, str]]:
+        """``(collector type, rule, level)`` of each active alert."""
 
     def drop_counts(self) -> Mapping[str, int]:
         """Items dropped or refused, by reason."""

@@ -242,14 +242,37 @@ def test_health_gauges(watched: CapturedRuns, clock: FakeClock) -> None:
 
     assert by_collector(semconv.METRIC_HEALTH_STATUS) == {"pools": 1, "broken": 3}
     assert by_collector(semconv.METRIC_CONSECUTIVE_FAILURES) == {"pools": 0, "broken": 3}
-    assert by_collector(semconv.METRIC_LAST_SUCCESS) == {"pools": pytest.approx(clock.now)}
+    assert by_collector(semconv.METRIC_LAST_SUCCESS) == {
+        "pools": pytest.approx(clock.now),
+        "broken": 0,
+    }
     assert by_collector(semconv.METRIC_HEALTH_SCORE)["pools"] == 100.0
     # The baseline: learned from successful runs only.
     assert by_collector(semconv.METRIC_USUAL_RECORDS) == {"pools": pytest.approx(40)}
     assert set(by_collector(semconv.METRIC_USUAL_DURATION)) == {"pools"}
     assert by_collector(semconv.METRIC_LAST_RECORDS) == {"pools": pytest.approx(clock.now)}
-    alerts = {attrs[semconv.ALERT_LEVEL]: v for attrs, v in metrics[semconv.METRIC_ALERTS_ACTIVE]}
-    assert alerts == {"info": 0, "warning": 0, "error": 0, "critical": 1}
+    # Per collector and rule, so a Prometheus rule or a panel can say which one.
+    assert metrics[semconv.METRIC_ALERTS_ACTIVE] == [
+        (
+            {
+                semconv.COLLECTOR_TYPE: "broken",
+                semconv.ALERT_RULE: "consecutive_failures",
+                semconv.ALERT_LEVEL: "critical",
+            },
+            1,
+        )
+    ]
+
+
+def test_a_collector_that_never_succeeded_has_a_last_success_series(
+    watched: CapturedRuns,
+) -> None:
+    # A stale rule written on the series must see exactly the worst collectors.
+    run("broken", fail=True)
+    watched.monitor.expect("never_ran", every=60)
+    metrics = watched.metrics()
+    last_success = {a[semconv.COLLECTOR_TYPE]: v for a, v in metrics[semconv.METRIC_LAST_SUCCESS]}
+    assert last_success == {"broken": 0.0, "never_ran": 0.0}
 
 
 def test_runs_that_never_started_count_but_not_in_the_success_rate(

@@ -420,6 +420,15 @@ class AlertEngine:
                     counts[live.level.value] += 1
         return counts
 
+    def active_alerts(self) -> list[tuple[str, str, str]]:
+        """``(collector_type, rule, level)`` of every active alert."""
+        with self._lock:
+            return [
+                (live.collector_type, live.rule, live.level.value)
+                for group in self._active.values()
+                for live in group.values()
+            ]
+
     # -- internals (lock held) -----------------------------------------------------
 
     def _resolve(self, live: _LiveAlert, now: float) -> None:

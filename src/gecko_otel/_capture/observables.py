@@ -67,6 +67,12 @@ class Observables:
             unit="{record}",
             description="Records collected by collection runs, by collector type.",
         )
+        meter.create_observable_counter(
+            semconv.METRIC_RUNS,
+            callbacks=[self._guard(self._runs)],
+            unit="{run}",
+            description="Runs ended, by collector type and status (missed and skipped included).",
+        )
         meter.create_observable_up_down_counter(
             semconv.METRIC_ACTIVE,
             callbacks=[self._guard(self._active)],
@@ -94,9 +100,10 @@ class Observables:
             ),
             (
                 semconv.METRIC_LAST_SUCCESS,
-                lambda h: h.last_success.timestamp() if h.last_success else None,
+                # 0 for a collector that never succeeded: a series a stale rule can see.
+                lambda h: h.last_success.timestamp() if h.last_success else 0.0,
                 "s",
-                "Unix time of the last successful run of each collector.",
+                "Unix time of the last successful run of each collector; 0: never succeeded.",
             ),
             (
                 semconv.METRIC_USUAL_RECORDS,
@@ -128,7 +135,7 @@ class Observables:
             semconv.METRIC_ALERTS_ACTIVE,
             callbacks=[self._guard(self._alerts)],
             unit="{alert}",
-            description="Active (firing or acknowledged) alerts per level.",
+            description="Active (firing or acknowledged) alerts by collector type, rule, level.",
         )
         meter.create_observable_counter(
             semconv.METRIC_DROPPED,
@@ -165,6 +172,12 @@ class Observables:
             for name, total in source.records_per_collector()
         ]
 
+    def _runs(self, source: MetricReadings) -> list[Observation]:
+        return [
+            Observation(runs, {semconv.COLLECTOR_TYPE: name, semconv.COLLECTION_STATUS: status})
+            for name, status, runs in source.runs_per_collector()
+        ]
+
     def _active(self, source: MetricReadings) -> list[Observation]:
         counts = dict.fromkeys(source.collector_types(), 0)
         for collector_type in source.active_collector_types():
@@ -197,8 +210,15 @@ class Observables:
 
     def _alerts(self, source: MetricReadings) -> list[Observation]:
         return [
-            Observation(count, {semconv.ALERT_LEVEL: level})
-            for level, count in source.active_alert_counts().items()
+            Observation(
+                1,
+                {
+                    semconv.COLLECTOR_TYPE: collector_type,
+                    semconv.ALERT_RULE: rule,
+                    semconv.ALERT_LEVEL: level,
+                },
+            )
+            for collector_type, rule, level in source.active_alerts()
         ]
 
     def _dropped(self, source: MetricReadings) -> list[Observation]:
@@ -226,9 +246,10 @@ class Readings:
         drop_counts: Iterable[Callable[[], Mapping[str, int]]],
     ) -> None:
         self.records_per_collector = source.records_per_collector
+        self.runs_per_collector = source.runs_per_collector
         self.collector_types = source.collector_types
         self.health = source.health
-        self.active_alert_counts = source.engine.active_counts
+        self.active_alerts = source.engine.active_alerts
         self._active_runs = active_runs
         self._drop_counts = (*drop_counts, source.dispatcher.counts, source.roster.counts)
 

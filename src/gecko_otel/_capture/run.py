@@ -333,8 +333,12 @@ class Run:
                     if exc is not None:
                         self._record_exception(span, exc)
                     span.set_status(Status(StatusCode.ERROR, self.error_message))
+            # In the run's context, so the measurement's exemplar names the run's
+            # trace and span (the SDK's trace_based exemplar filter).
             self._prepared.instr.duration.record(
-                duration, self._prepared.histogram_attributes(status, self.error_type)
+                duration,
+                self._prepared.histogram_attributes(status, self.error_type),
+                self.otel_context,
             )
         except Exception as internal:  # noqa: BLE001 - hot path: try is free, the guard is not
             report_internal_error("Run.finish", internal)

@@ -296,6 +296,14 @@ class History:
         for name, collector in list(self._collectors.items()):
             yield name, collector.aggregate.records
 
+    def per_collector_runs(self) -> Iterator[tuple[str, str, int]]:
+        """``(collector_type, status, runs)`` for every status, zero included, of every
+        collector that ended a run in this process (for metrics: a series that exists
+        at 0 lets Prometheus' ``increase()`` see its first run)."""
+        for name, collector in list(self._collectors.items()):
+            for status, count in zip(_STATUSES, collector.aggregate.counts, strict=True):
+                yield name, status.value, count
+
     def _select(self, collector_type: str | None) -> list[_CollectorHistory]:
         if collector_type is None:
             return list(self._collectors.values())

@@ -298,6 +298,11 @@ class RunPipeline:
         self._ingest.drain()
         return list(self._history.per_collector_records())
 
+    def runs_per_collector(self) -> list[tuple[str, str, int]]:
+        """Runs ended so far in this process, per collector and status."""
+        self._ingest.drain()
+        return list(self._history.per_collector_runs())
+
     # -- health ------------------------------------------------------------------
 
     def health(self, collector_type: str | None = None) -> dict[str, CollectorHealth]:
