@@ -11,9 +11,6 @@ import base64
 import inspect
 import json
 import logging
-import shutil
-import socket
-import subprocess
 import sys
 import textwrap
 import threading
@@ -47,10 +44,10 @@ from gecko_otel.handlers import (
     load_alert_handler,
 )
 from gecko_otel.handlers.webhook import display_url
-from support.integration import skip_or_fail
+from support import servers
+from support.programs import run_program
 
 SECRET = "hunter2"
-AM_READY_TIMEOUT = 20.0
 POLL_TIMEOUT = 5.0
 
 _direct = urllib.request.build_opener(urllib.request.ProxyHandler({}))
@@ -97,10 +94,7 @@ def resolved(alert: Alert, at: datetime | None = None) -> Alert:
 
 
 def closed_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-    return port
+    return servers.free_port()
 
 
 def wait_for(predicate: Callable[[], Any], timeout: float = POLL_TIMEOUT) -> Any:
@@ -650,10 +644,6 @@ def parse_time(value: str) -> datetime:
 @pytest.fixture(scope="session")
 def alertmanager(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """A real Alertmanager on loopback, without clustering; yields its base URL."""
-    binary = shutil.which("prometheus-alertmanager") or shutil.which("alertmanager")
-    if binary is None:
-        skip_or_fail("prometheus-alertmanager is not installed")
-        raise AssertionError("unreachable")  # skip_or_fail raises
     workdir = tmp_path_factory.mktemp("alertmanager")
     config = workdir / "alertmanager.yml"
     config.write_text(
@@ -667,43 +657,8 @@ def alertmanager(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
             """
         )
     )
-    port = closed_port()
-    base = f"http://127.0.0.1:{port}"
-    with (workdir / "alertmanager.log").open("wb") as log:
-        process = subprocess.Popen(
-            [
-                binary,
-                f"--config.file={config}",
-                f"--storage.path={workdir / 'data'}",
-                f"--web.listen-address=127.0.0.1:{port}",
-                "--cluster.listen-address=",
-            ],
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
-        try:
-            deadline = time.monotonic() + AM_READY_TIMEOUT
-            while not _ready(base):
-                if process.poll() is not None or time.monotonic() > deadline:
-                    output = (workdir / "alertmanager.log").read_text(errors="replace")
-                    pytest.fail(f"Alertmanager did not become ready:\n{output[-2000:]}")
-                time.sleep(0.05)
-            yield base
-        finally:
-            process.terminate()
-            try:
-                process.wait(10)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait(10)
-
-
-def _ready(base: str) -> bool:
-    try:
-        with _direct.open(f"{base}/-/ready", timeout=1) as response:
-            return bool(response.status == 200)
-    except OSError:
-        return False
+    with servers.alertmanager(config, workdir) as base:
+        yield base
 
 
 def am_alerts(base: str, query: str = "") -> list[dict[str, Any]]:
@@ -734,7 +689,9 @@ def am_handler(alertmanager: str) -> Iterator[Callable[..., AlertmanagerAlertHan
 def test_firing_alert_is_active_in_alertmanager(
     alertmanager: str, am_handler: Callable[..., AlertmanagerAlertHandler]
 ) -> None:
-    handler = am_handler(labels={"team": "data"}, annotations={"runbook_url": "https://rb/1"})
+    handler = am_handler(
+        labels={"team": "data"}, annotations={"runbook_url": "https://rb/1"}, service="p6"
+    )
     fired = datetime.now(timezone.utc) - timedelta(minutes=2)
     alert = make_alert(level=AlertLevel.CRITICAL, fired_at=fired, timestamp=fired)
     handler(alert)
@@ -743,9 +700,10 @@ def test_firing_alert_is_active_in_alertmanager(
     )
     assert shown["labels"] == {
         "alertname": "consecutive_failures",
-        "collector_type": alert.collector_type,
+        "gecko_alert_rule": "consecutive_failures",
+        "gecko_collector_type": alert.collector_type,
         "severity": "critical",
-        "service": "gecko-otel",
+        "service_name": "p6",
         "team": "data",
     }
     assert shown["annotations"] == {
@@ -763,6 +721,41 @@ def test_firing_alert_is_active_in_alertmanager(
     # resolves the alert by itself if we stop re-sending.
     ahead = parse_time(shown["endsAt"]) - datetime.now(timezone.utc)
     assert timedelta(minutes=3) < ahead <= timedelta(minutes=4)
+
+
+@pytest.mark.integration
+def test_alerts_are_labelled_with_the_service_name_setup_gave(alertmanager: str) -> None:
+    # Prometheus' series carry service_name (through the Collector); so must our alerts.
+    out = run_program(
+        f"""
+        import json, gecko_otel
+        from gecko_otel.handlers import AlertmanagerAlertHandler
+        handler = AlertmanagerAlertHandler({alertmanager!r})
+        monitor = gecko_otel.setup(service_name="p6", alert_handlers=[handler])
+
+        @gecko_otel.collection("p6_collector")
+        def fails():
+            raise RuntimeError("down")
+
+        for _ in range(3):
+            try:
+                fails()
+            except RuntimeError:
+                pass
+        monitor.force_flush()
+        print(json.dumps({{"ok": True}}))
+        """
+    )
+    assert out == {"ok": True}
+    [shown] = wait_for(
+        lambda: [
+            a
+            for a in am_alerts(alertmanager)
+            if a["labels"].get("gecko_collector_type") == "p6_collector"
+        ]
+    )
+    assert shown["labels"]["service_name"] == "p6"
+    assert shown["labels"]["gecko_alert_rule"] == shown["labels"]["alertname"]
 
 
 @pytest.mark.integration

@@ -22,6 +22,8 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from typing import TYPE_CHECKING, Any, Final
 
+from opentelemetry import trace
+
 from gecko_otel._capture.metadata import MetadataSanitizer
 from gecko_otel._checks import check_seconds
 from gecko_otel._guard import at_fork_in_child, guarded
@@ -38,11 +40,14 @@ __all__ = ["AlertmanagerAlertHandler"]
 logger = logging.getLogger("gecko_otel.handlers.alertmanager")
 
 API_PATH: Final = "/api/v2/alerts"
-DEFAULT_SERVICE: Final = "gecko-otel"
 #: ``endsAt`` of a firing alert is this many resend intervals ahead (Prometheus uses 4).
 RESEND_HORIZON: Final = 4
 #: Label names the handler sets itself; user labels may not replace them.
-RESERVED_LABELS: Final = frozenset({"alertname", "collector_type", "severity", "service"})
+#: Named as on gecko-otel's metric series (and so on Prometheus' alerts from
+#: collector-config/), so Alertmanager groups and inhibits across both sources.
+RESERVED_LABELS: Final = frozenset(
+    {"alertname", "gecko_collector_type", "gecko_alert_rule", "severity", "service_name"}
+)
 #: Annotation names the handler sets itself (plus every ``figure_*``).
 RESERVED_ANNOTATIONS: Final = frozenset({"summary", "description", "alert_id", "rule", "state"})
 FIGURE_PREFIX: Final = "figure_"
@@ -50,6 +55,8 @@ FIGURE_PREFIX: Final = "figure_"
 _LABEL_NAME: Final = re.compile(r"^[a-zA-Z_][a-zA-Z0-9_]*$")
 _NOT_LABEL_CHAR: Final = re.compile(r"[^a-zA-Z0-9_]")
 _sanitizer: Final = MetadataSanitizer(max_length=1024)
+#: ``service.name``, the resource attribute (``opentelemetry.semconv`` has it too).
+SERVICE_NAME: Final = "service.name"
 
 
 def _names(
@@ -126,8 +133,11 @@ class AlertmanagerAlertHandler:
 
     * ``labels`` (the alert's identity in Alertmanager, stable per
       collector and rule so that repeats deduplicate): ``alertname`` (the
-      rule, e.g. ``consecutive_failures``), ``collector_type``, ``severity``
-      (the alert level), ``service`` and the ``labels`` given here;
+      rule, e.g. ``consecutive_failures``), ``gecko_alert_rule`` (the rule
+      again), ``gecko_collector_type``, ``severity`` (the alert level),
+      ``service_name`` and the ``labels`` given here. The names are those of
+      the metric series and of the Prometheus rules in ``collector-config/``,
+      so Alertmanager groups and inhibits alerts from either source together;
     * ``annotations``: ``summary`` (the message), ``description`` (the
       message and its figures), ``alert_id``, ``rule``, ``state``, one
       ``figure_<key>`` per metadata figure (sanitised as for spans, the key
@@ -166,7 +176,9 @@ class AlertmanagerAlertHandler:
         labels: Extra labels on every alert (names must match
             ``[a-zA-Z_][a-zA-Z0-9_]*``; values are strings).
         annotations: Extra annotations on every alert (same naming rule).
-        service: The ``service`` label; ``"gecko-otel"`` by default.
+        service: The ``service_name`` label; by default the ``service.name``
+            of the global tracer provider's resource (what
+            ``setup(service_name=...)`` or ``OTEL_SERVICE_NAME`` set).
         timeout: Seconds (or a ``timedelta``) each POST may take.
         resend_interval: Seconds between re-sends of firing alerts.
         generator_url: Sent as ``generatorURL`` (a link back to a dashboard).
@@ -192,9 +204,7 @@ class AlertmanagerAlertHandler:
         self._endpoint = Endpoint.parse(_api_url(url, owner), owner)
         self._labels = _names(owner, "labels", labels, RESERVED_LABELS)
         self._annotations = _names(owner, "annotations", annotations, RESERVED_ANNOTATIONS)
-        if service is None:
-            service = DEFAULT_SERVICE
-        if not isinstance(service, str) or not service:
+        if service is not None and (not isinstance(service, str) or not service):
             raise ConfigError(f"{owner}: service must be a non-empty string, got {service!r}")
         self._service = service
         self._timeout = check_seconds(f"{owner}: timeout", timeout)
@@ -292,9 +302,10 @@ class AlertmanagerAlertHandler:
         labels = {
             **self._labels,
             "alertname": alert.rule,
-            "collector_type": alert.collector_type,
+            "gecko_alert_rule": alert.rule,
+            "gecko_collector_type": alert.collector_type,
             "severity": alert.level.value,
-            "service": self._service,
+            "service_name": self._service or _service_name(),
         }
         message = _sanitizer.text(alert.message)
         figures = _sanitizer.sanitize(alert.metadata)
@@ -353,6 +364,17 @@ class AlertmanagerAlertHandler:
         # The lock may have been held by a thread that does not exist here.
         self._lock = threading.Lock()
         self._thread = None
+
+
+def _service_name() -> str:
+    """``service.name`` of the global tracer provider's resource, else the SDK's default."""
+    resource = getattr(trace.get_tracer_provider(), "resource", None)
+    name = resource.attributes.get(SERVICE_NAME) if resource is not None else None
+    if not name:
+        from opentelemetry.sdk.resources import Resource  # noqa: PLC0415 - only without setup()
+
+        name = Resource.create().attributes.get(SERVICE_NAME)
+    return str(name or "unknown_service")
 
 
 def _api_url(url: object, owner: str) -> str:
