@@ -38,6 +38,7 @@ from gecko_otel._pipeline.pipeline import RunPipeline
 from gecko_otel._values.alerts import Alert, AlertState, newest_first
 from gecko_otel._values.health import AlertLevel, CollectorHealth, SystemHealth
 from gecko_otel._values.records import ExecutionRecord, ExecutionStatistics, ExecutionStatus
+from gecko_otel._worker import untraced
 from gecko_otel.store._open import open_backend
 from gecko_otel.store.export import check_format, open_export
 from gecko_otel.typing import AlertHandler
@@ -105,15 +106,17 @@ class Monitor:
         history = History(config)
         resource = getattr(tracer_provider, "resource", None)
         # Opened (and its schema checked) first: a refused database leaves
-        # nothing running behind the ConfigError.
-        self._store = open_backend(
-            database if database is not None else config.database_url,
-            config,
-            history,
-            resource_attributes=dict(getattr(resource, "attributes", None) or {}),
-            metric_exporter=metric_exporter,
-            before_exit=self._before_store_exit,
-        )
+        # nothing running behind the ConfigError. Migrations, PRAGMAs and the
+        # restore are our own work, not spans for the user's backend.
+        with untraced():
+            self._store = open_backend(
+                database if database is not None else config.database_url,
+                config,
+                history,
+                resource_attributes=dict(getattr(resource, "attributes", None) or {}),
+                metric_exporter=metric_exporter,
+                before_exit=self._before_store_exit,
+            )
         self.instrumentation = Instrumentation(
             tracer_provider, meter_provider, config, discard_run=self._discard_run
         )
@@ -137,7 +140,8 @@ class Monitor:
         )
         self._observables = observables_for(meter_provider, self.instrumentation.meter)
         self._observables.serve(self._readings)
-        self._store.start(pipeline)
+        with untraced():
+            self._store.start(pipeline)
 
     # -- queries -------------------------------------------------------------
 
@@ -565,7 +569,8 @@ class Monitor:
         self._pipeline.shutdown(deadline.left() * 0.5)
         self._observables.release(self._readings)
         self._pipeline.drain()
-        self._store.shutdown(deadline.left())
+        with untraced():  # on 3.12+ at exit, the last flush runs on this thread
+            self._store.shutdown(deadline.left())
 
     @property
     def is_shutdown(self) -> bool:

@@ -30,6 +30,7 @@ from gecko_otel._checks import seconds
 from gecko_otel._config import MonitorConfig
 from gecko_otel._guard import guarded
 from gecko_otel._monitor import Monitor
+from gecko_otel._worker import untraced
 from gecko_otel.errors import ConfigError
 from gecko_otel.typing import AlertHandler
 
@@ -108,7 +109,8 @@ def setup(
         if database is not None:
             from gecko_otel.store.engine import preflight  # noqa: PLC0415
 
-            preflight(database)  # a refused database fails before any provider exists
+            with untraced():  # our own queries, not spans for the user's backend
+                preflight(database)  # a refused database fails before any provider exists
         alert_handlers = list(alert_handlers)
         for handler in alert_handlers:  # before any provider is created or installed
             if not callable(handler):

@@ -16,10 +16,11 @@ The OpenTelemetry SDK's shared ``BatchProcessor`` is the model.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import threading
 import weakref
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any, Final
 
 from opentelemetry.context import _SUPPRESS_INSTRUMENTATION_KEY, attach, detach, set_value
@@ -34,6 +35,17 @@ STOP: Final = False
 # Bumped in every forked child: a worker compares it with the value it saw
 # when it started its thread, which is much cheaper per call than is_alive().
 _forks = 0
+
+
+@contextlib.contextmanager
+def untraced() -> Iterator[None]:
+    """OpenTelemetry instrumentation suppressed on this thread for the block: our own
+    I/O (migrations, restores, writes, HTTP) never becomes spans in the user's backend."""
+    token = attach(set_value(_SUPPRESS_INSTRUMENTATION_KEY, True))
+    try:
+        yield
+    finally:
+        detach(token)
 
 
 def _count_fork() -> None:
@@ -153,9 +165,8 @@ class Worker:
         self._started_in = -1
 
     def _loop(self, generation: int) -> None:
-        token = attach(set_value(_SUPPRESS_INSTRUMENTATION_KEY, True))
         timed_out = False
-        try:
+        with untraced():
             while generation == self.generation:
                 self._wake.clear()  # before the step: a wake() during it is not lost
                 result = self._call(timed_out)
@@ -165,8 +176,6 @@ class Worker:
                     timed_out = False
                     continue
                 timed_out = not self._wake.wait(self.interval)
-        finally:
-            detach(token)
 
     def _call(self, timed_out: bool) -> bool | None:
         owner: Any = self._ref()

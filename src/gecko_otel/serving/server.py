@@ -33,10 +33,8 @@ from collections.abc import Callable, Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Final
 
-from opentelemetry.context import _SUPPRESS_INSTRUMENTATION_KEY, attach, detach, set_value
-
 from gecko_otel._guard import report_internal_error
-from gecko_otel._worker import AGAIN, Worker
+from gecko_otel._worker import AGAIN, Worker, untraced
 from gecko_otel.errors import ConfigError
 from gecko_otel.serving.metrics import Exposition
 from gecko_otel.serving.page import Page
@@ -258,11 +256,10 @@ class _HTTPServer(ThreadingHTTPServer):
             raise
 
     def process_request_thread(self, request: Any, client_address: Any) -> None:
-        token = attach(set_value(_SUPPRESS_INSTRUMENTATION_KEY, True))
         try:
-            super().process_request_thread(request, client_address)
+            with untraced():
+                super().process_request_thread(request, client_address)
         finally:
-            detach(token)
             self.connections.slots.release()
 
     def _refuse(self, request: socket.socket) -> None:
