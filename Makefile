@@ -3,13 +3,13 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: demo test test-versions lint bench clean
+.PHONY: demo fleet test test-versions lint bench clean
 
 # The environment is rebuilt when pyproject.toml changes.
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[apscheduler,cron,cli,report]'
+	$(BIN)/python -m pip install --quiet -e '.[apscheduler,cron,cli,report,prometheus]'
 	touch $@
 
 # The dev dependency group (PEP 735) needs pip >= 25.1 for --group.
@@ -31,6 +31,10 @@ demo: $(BIN)/.installed
 	$(BIN)/gecko-otel report gecko_otel_demo.db -o report.html
 	@echo "Open report.html in a browser. For the live page, run:"
 	@echo "  $(BIN)/gecko-otel serve gecko_otel_demo.db   # then open http://127.0.0.1:9465/"
+
+# Prometheus, Alertmanager and the demo collectors on loopback with collector-config/ (Ctrl-C stops).
+fleet: $(BIN)/.installed
+	PYTHON=$(BIN)/python collector-config/run-local.sh
 
 # The linters and the docs build, then the whole suite (docs examples included): CI runs exactly this.
 test: $(BIN)/.installed-dev
