@@ -569,8 +569,7 @@ class Monitor:
         self._pipeline.shutdown(deadline.left() * 0.5)
         self._observables.release(self._readings)
         self._pipeline.drain()
-        with untraced():  # on 3.12+ at exit, the last flush runs on this thread
-            self._store.shutdown(deadline.left())
+        self._store.shutdown(deadline.left())
 
     @property
     def is_shutdown(self) -> bool:

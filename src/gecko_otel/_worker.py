@@ -151,8 +151,9 @@ class Worker:
             thread.start()
         except RuntimeError:  # interpreter exit, Python 3.12+: no new thread; work here
             self._thread = None
-            while self._call(True) is AGAIN:
-                pass
+            with untraced():
+                while self._call(True) is AGAIN:
+                    pass
 
     def _after_fork(self) -> None:
         self._lock = threading.Lock()

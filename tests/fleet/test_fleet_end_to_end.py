@@ -80,14 +80,12 @@ def used_metric_names() -> set[str]:
     return {n for n in names if ":" not in n} - PROMETHEUS_SERIES
 
 
-def rules_by_gecko_rule() -> dict[str, dict[str, Any]]:
+def alert_rule(name: str) -> dict[str, Any]:
+    """The alerting rule ``name`` of the rules file (the first, if it has several levels)."""
     rules = yaml.safe_load(RULES.read_text())
-    return {
-        rule["labels"]["gecko_alert_rule"]: rule
-        for group in rules["groups"]
-        for rule in group["rules"]
-        if "alert" in rule
-    }
+    return next(
+        rule for group in rules["groups"] for rule in group["rules"] if rule.get("alert") == name
+    )
 
 
 def wait_for(what: str, predicate: Callable[[], Any], timeout: float = WAIT) -> Any:
@@ -183,7 +181,8 @@ def firing(fleet: dict[str, Any], alertname: str, collector: str) -> list[dict[s
 def test_consecutive_failures_fire_in_prometheus_and_reach_alertmanager(
     fleet: dict[str, Any],
 ) -> None:
-    rule = rules_by_gecko_rule()["consecutive_failures"]
+    rule = alert_rule("GeckoCollectorConsecutiveFailures")
+    assert rule["labels"]["gecko_alert_rule"] == "consecutive_failures"
     [alert] = wait_for(
         "the consecutive-failures rule to fire",
         lambda: firing(fleet, rule["alert"], "fleet_failing"),
@@ -205,12 +204,12 @@ def test_consecutive_failures_fire_in_prometheus_and_reach_alertmanager(
 
 
 def test_a_missed_run_reaches_its_rule(fleet: dict[str, Any]) -> None:
-    rule = rules_by_gecko_rule()["missed_run"]
+    rule = alert_rule("GeckoCollectorMissedRuns")
     wait_for("the missed-run rule", lambda: firing(fleet, rule["alert"], "fleet_missed"))
 
 
 def test_in_process_and_prometheus_alerts_share_one_group(fleet: dict[str, Any]) -> None:
-    rule = rules_by_gecko_rule()["consecutive_failures"]
+    rule = alert_rule("GeckoCollectorConsecutiveFailures")
 
     def groups() -> list[dict[str, Any]]:
         found = [

@@ -758,6 +758,24 @@ def test_alerts_are_labelled_with_the_service_name_setup_gave(alertmanager: str)
     assert shown["labels"]["gecko_alert_rule"] == shown["labels"]["alertname"]
 
 
+def test_without_setup_the_service_name_comes_from_the_environment() -> None:
+    out = run_program(
+        """
+        import json
+        from datetime import datetime, timezone
+        from gecko_otel import Alert, AlertLevel
+        from gecko_otel.handlers import AlertmanagerAlertHandler
+
+        alert = Alert(id="a1", level=AlertLevel.WARNING, collector_type="pools",
+                      rule="stale", message="m", timestamp=datetime.now(timezone.utc))
+        handler = AlertmanagerAlertHandler("http://127.0.0.1:9")
+        print(json.dumps(handler._entry(alert).labels))
+        """,
+        env={"OTEL_SERVICE_NAME": "from-env"},
+    )
+    assert out["service_name"] == "from-env"
+
+
 @pytest.mark.integration
 def test_resend_thread_keeps_pushing_ends_at_forward(
     alertmanager: str, am_handler: Callable[..., AlertmanagerAlertHandler]

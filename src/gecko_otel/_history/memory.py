@@ -298,10 +298,12 @@ class History:
 
     def per_collector_runs(self) -> Iterator[tuple[str, str, int]]:
         """``(collector_type, status, runs)`` for every status, zero included, of every
-        collector that ended a run in this process (for metrics: a series that exists
-        at 0 lets Prometheus' ``increase()`` see its first run)."""
+        collector held (restored ones at 0): runs this process ended, for metrics. A
+        series that exists at 0 lets Prometheus' ``increase()`` see its first run."""
         for name, collector in list(self._collectors.items()):
-            for status, count in zip(_STATUSES, collector.aggregate.counts, strict=True):
+            with collector.lock:  # one consistent set per collector
+                counts = list(collector.aggregate.counts)
+            for status, count in zip(_STATUSES, counts, strict=True):
                 yield name, status.value, count
 
     def _select(self, collector_type: str | None) -> list[_CollectorHistory]:

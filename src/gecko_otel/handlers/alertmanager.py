@@ -305,7 +305,7 @@ class AlertmanagerAlertHandler:
             "gecko_alert_rule": alert.rule,
             "gecko_collector_type": alert.collector_type,
             "severity": alert.level.value,
-            "service_name": self._service or _service_name(),
+            "service_name": self._service_name(),
         }
         message = _sanitizer.text(alert.message)
         figures = _sanitizer.sanitize(alert.metadata)
@@ -325,6 +325,11 @@ class AlertmanagerAlertHandler:
             )
         annotations.update(self._annotations)
         return _Entry(labels, annotations, _utc(alert.fired_at or alert.timestamp))
+
+    def _service_name(self) -> str:
+        if self._service is None:  # worked out once, at the first alert (after setup())
+            self._service = _service_name()
+        return self._service
 
     def _ensure_thread(self) -> None:
         """Start the re-send thread if it is not running (first alert, after a fork)."""
