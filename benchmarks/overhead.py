@@ -160,10 +160,12 @@ def main() -> None:
     except ImportError:
         print("scheduled job: skipped (pip install 'gecko-otel[apscheduler]')")
     else:
-        plain_us, ours_us, _ = scheduled.measure(rounds=20, calls=500)
+        r = scheduled.measure(rounds=20, calls=500)
         print(
-            f"scheduled job (APScheduler run_job): plain {plain_us:.2f} us, "
-            f"instrumented {ours_us:.2f} us (+{ours_us - plain_us:.2f} us per execution)"
+            f"scheduled job (APScheduler run_job): plain {r.plain:.2f} us, "
+            f"instrumented {r.scheduled:.2f} us (+{r.scheduled_added:.2f} us per execution, "
+            f"{r.scheduled_added / r.decorated_added:.2f}x what @collection adds)"
+            + ("" if r.honest else "; INVALID: executions missed or unrecorded")
         )
     monitor.shutdown()
     for provider in providers + hw_providers:

@@ -288,11 +288,14 @@ class Run:
 
     # -- lifecycle, called by the decorator and context manager ---------------
 
-    def start(self) -> context.Context:
-        """Open the span; return the context to make current while the run works."""
+    def start(self, extra: Mapping[str, AttributeValue] | None = None) -> context.Context:
+        """Open the span (with ``extra`` attributes of this run alone); return the
+        context to make current while the run works."""
         parent = context.set_value(RUN_KEY, self)
         attributes = dict(self._prepared.attributes)
         attributes[semconv.EXECUTION_ID] = self.execution_id
+        if extra:
+            attributes.update(extra)
         # The history processor finds this run in the parent context handed to
         # on_start; it binds it only while ``span`` is still unset.
         span = self._prepared.instr.tracer.start_span(

@@ -53,8 +53,12 @@ class Target:
         self.attributes = attributes
         self._prepared: Prepared | None = None
 
-    def begin(self) -> Run | None:
-        """A started Run, or None (and the error counted) if starting failed."""
+    def begin(self, extra: Mapping[str, str] | None = None) -> Run | None:
+        """A started Run, or None (and the error counted) if starting failed.
+
+        ``extra``: span attributes of this run alone (a scheduled run's
+        ``faas.time``), added as they are: the caller makes them.
+        """
         try:
             monitor = self.monitor
             instr: Instrumentation = (
@@ -72,16 +76,18 @@ class Target:
                     attributes=self.attributes,
                 )
             run = Run(prepared)
-            run.start()
+            run.start(extra)
             return run
         except Exception as exc:  # noqa: BLE001 - the collector must run regardless
             report_internal_error("collection start", exc)
             return None
 
 
-def wrap_function(func: Callable[P, R], target: Target) -> Callable[P, R]:
+def wrap_function(
+    func: Callable[P, R], target: Target, extra: Mapping[str, str] | None = None
+) -> Callable[P, R]:
     def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
-        run = target.begin()
+        run = target.begin(extra)
         if run is None:
             return func(*args, **kwargs)
         token = context.attach(cast("context.Context", run.otel_context))
@@ -98,9 +104,11 @@ def wrap_function(func: Callable[P, R], target: Target) -> Callable[P, R]:
     return wrapper
 
 
-def wrap_coroutine(func: Callable[P, Any], target: Target) -> Callable[P, Any]:
+def wrap_coroutine(
+    func: Callable[P, Any], target: Target, extra: Mapping[str, str] | None = None
+) -> Callable[P, Any]:
     async def wrapper(*args: P.args, **kwargs: P.kwargs) -> Any:
-        run = target.begin()
+        run = target.begin(extra)
         if run is None:
             return await func(*args, **kwargs)
         token = context.attach(cast("context.Context", run.otel_context))

@@ -31,7 +31,8 @@ from apscheduler.events import (
 from apscheduler.executors.pool import ProcessPoolExecutor
 
 from gecko_otel import semconv
-from gecko_otel._capture.decorators import track_collection, usable_collector_type
+from gecko_otel._capture.decorators import usable_collector_type
+from gecko_otel._capture.wrappers import Target, wrap_coroutine, wrap_function
 from gecko_otel._guard import guarded, report_internal_error
 from gecko_otel._setup import installed
 from gecko_otel.errors import ConfigError
@@ -83,6 +84,9 @@ class Plan:
     collector_type: str
     decorated: bool
     attributes: dict[str, Any]
+    #: What each execution runs as: its span attributes and metric attribute
+    #: sets are prepared once (per Monitor), not per execution. None when decorated.
+    target: Target | None = None
 
 
 class SchedulerHooks:
@@ -137,7 +141,9 @@ class SchedulerHooks:
         name = _function_name(func)
         if name:
             attributes[CODE_FUNCTION_NAME] = name
-        return Plan(func, job.trigger, self._collector_type_of(job), False, attributes)
+        collector_type = self._collector_type_of(job)
+        target = Target(collector_type, None, None, self.monitor, attributes)
+        return Plan(func, job.trigger, collector_type, False, attributes, target)
 
     def _collector_type_of(self, job: Any) -> str:
         # Job ids and names chosen elsewhere may hold anything: made usable
@@ -167,32 +173,15 @@ class SchedulerHooks:
     def job_view(self, job: Any, plan: Plan, run_time: datetime, coroutine: bool) -> JobView:
         """``job`` with its function wrapped in a run for the scheduled time ``run_time``.
 
-        ``track_collection`` does not see the block's value, so the wrapper
-        finishes the run with it (``Run.finish(None, result)``, which reads a
-        result object as ``@collection`` does); leaving the block then finds
-        the run finished. An exception leaves the block and ends the run there.
+        The run is the decorator's: the plan's prepared target, plus the one
+        attribute that changes per execution, ``faas.time``.
         """
-        attributes = dict(plan.attributes)
-        attributes[FAAS_TIME] = _iso(run_time)
-        tracker = track_collection(plan.collector_type, monitor=self.monitor, attributes=attributes)
-        func = job.func
-        if coroutine:
-
-            async def call_async(*args: Any, **kwargs: Any) -> Any:
-                async with tracker as run:
-                    result = await func(*args, **kwargs)
-                    run.finish(None, result)
-                    return result
-
-            return JobView(job, call_async)
-
-        def call(*args: Any, **kwargs: Any) -> Any:
-            with tracker as run:
-                result = func(*args, **kwargs)
-                run.finish(None, result)
-                return result
-
-        return JobView(job, call)
+        target = plan.target
+        if target is None:  # a decorated function runs its own collection
+            return JobView(job, job.func)
+        extra = {FAAS_TIME: _iso(run_time)}
+        wrap = wrap_coroutine if coroutine else wrap_function
+        return JobView(job, wrap(job.func, target, extra))
 
     # -- events --
 
@@ -338,13 +327,21 @@ class SchedulerHooks:
 
 
 class JobView:
-    """A job as APScheduler's run functions see it, with ``func`` replaced."""
+    """A job as APScheduler's run functions see it, with ``func`` replaced.
 
-    __slots__ = ("_job", "func")
+    What ``run_job`` reads of every job is copied (a view lives for one
+    execution); anything else is looked up on the job.
+    """
+
+    __slots__ = ("_job", "args", "func", "id", "kwargs", "misfire_grace_time")
 
     def __init__(self, job: Any, func: Callable[..., Any]) -> None:
         self._job = job
         self.func = func
+        self.id = job.id
+        self.args = job.args
+        self.kwargs = job.kwargs
+        self.misfire_grace_time = job.misfire_grace_time
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._job, name)
@@ -392,4 +389,7 @@ def _function_name(func: Any) -> str | None:
 
 def _iso(moment: datetime) -> str:
     """ISO 8601 in UTC, as ``faas.time`` wants it: ``2024-01-02T03:04:05.000006Z``."""
-    return moment.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    return (
+        moment.astimezone(timezone.utc).replace(tzinfo=None).isoformat(timespec="microseconds")
+        + "Z"
+    )
