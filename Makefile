@@ -57,6 +57,7 @@ bench: $(BIN)/.installed
 	$(BIN)/python benchmarks/overhead.py
 	$(BIN)/python benchmarks/health.py
 	$(BIN)/python benchmarks/scheduled.py
+	$(BIN)/python benchmarks/import_time.py
 	$(BIN)/python benchmarks/store.py --quick
 
 clean:

@@ -15,24 +15,62 @@ lands in execution history, and can be queried::
 
 from __future__ import annotations
 
+import importlib
+from typing import TYPE_CHECKING, Any
+
+# What the first @collection call needs is imported now; the rest (the
+# Monitor and its pipeline, setup()) when first used, so `import gecko_otel`
+# stays close to the cost of the OpenTelemetry SDK itself.
 from gecko_otel._capture.decorators import collection, track_collection
 from gecko_otel._capture.run import Run, current_run
 from gecko_otel._config import CollectorThresholds, MonitorConfig
 from gecko_otel._guard import internal_error_count
-from gecko_otel._monitor import Monitor
-from gecko_otel._setup import get_monitor, setup
-from gecko_otel._values.alerts import Alert, AlertState, Notification
-from gecko_otel._values.health import (
-    AlertLevel,
-    CollectionStatus,
-    CollectorHealth,
-    SystemHealth,
-    Usual,
-)
 from gecko_otel._values.records import ExecutionRecord, ExecutionStatistics, ExecutionStatus
 from gecko_otel._version import __version__
 from gecko_otel.errors import ConfigError
-from gecko_otel.typing import AlertHandler
+
+if TYPE_CHECKING:
+    from gecko_otel._monitor import Monitor
+    from gecko_otel._setup import get_monitor, setup
+    from gecko_otel._values.alerts import Alert, AlertState, Notification
+    from gecko_otel._values.health import (
+        AlertLevel,
+        CollectionStatus,
+        CollectorHealth,
+        SystemHealth,
+        Usual,
+    )
+    from gecko_otel.typing import AlertHandler
+
+#: Public names imported on first use, and the module each comes from.
+_LAZY: dict[str, str] = {
+    "Monitor": "gecko_otel._monitor",
+    "get_monitor": "gecko_otel._setup",
+    "setup": "gecko_otel._setup",
+    "Alert": "gecko_otel._values.alerts",
+    "AlertState": "gecko_otel._values.alerts",
+    "Notification": "gecko_otel._values.alerts",
+    "AlertLevel": "gecko_otel._values.health",
+    "CollectionStatus": "gecko_otel._values.health",
+    "CollectorHealth": "gecko_otel._values.health",
+    "SystemHealth": "gecko_otel._values.health",
+    "Usual": "gecko_otel._values.health",
+    "AlertHandler": "gecko_otel.typing",
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'gecko_otel' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value  # later lookups skip this function
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_LAZY))
+
 
 __all__ = [
     "Alert",

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import contextvars
 import functools
-import hashlib
 import inspect
 import re
 from collections.abc import Callable, Mapping
@@ -34,7 +33,6 @@ from gecko_otel._capture.wrappers import (
     wrap_generator,
 )
 from gecko_otel._checks import MAX_COLLECTOR_TYPE_LENGTH, check_collector_type
-from gecko_otel._health.expectations import make_expectation
 from gecko_otel.errors import ConfigError
 
 if TYPE_CHECKING:
@@ -57,6 +55,8 @@ def usable_collector_type(name: str) -> str:
     name = _UNENCODABLE.sub("\ufffd", name)
     if len(name) <= MAX_COLLECTOR_TYPE_LENGTH:
         return name
+    import hashlib  # noqa: PLC0415 - only for names over the limit: a lighter import
+
     digest = hashlib.sha256(name.encode("utf-8", "surrogatepass")).hexdigest()[:16]
     return f"{name[: MAX_COLLECTOR_TYPE_LENGTH - 17]}~{digest}"
 
@@ -138,6 +138,8 @@ def collection(
             ``ValueError``, at decoration time).
     """
     scheduled = any(x is not None for x in (every, cron, grace, max_runtime))
+    if scheduled:  # the schedule code loads only for collectors that declare one
+        from gecko_otel._health.expectations import make_expectation  # noqa: PLC0415
     expectation = (
         make_expectation(every=every, cron=cron, grace=grace, max_runtime=max_runtime, tz=timezone)
         if scheduled

@@ -10,9 +10,8 @@ span; the history processor captures the ended run as a FinishedRun.
 
 from __future__ import annotations
 
-import asyncio
-import concurrent.futures
 import logging
+import sys
 import threading
 import time
 import traceback
@@ -47,8 +46,8 @@ logger = logging.getLogger("gecko_otel.run")
 RUN_KEY: Final = context.create_key("gecko_otel.run")
 _new_tuple: Final = tuple.__new__
 
-_TIMEOUTS: Final = tuple({TimeoutError, asyncio.TimeoutError, concurrent.futures.TimeoutError})
-_CANCELLATIONS: Final = (asyncio.CancelledError, KeyboardInterrupt, SystemExit)
+#: Exceptions that end a run as cancelled, besides asyncio's own.
+_CANCELLATIONS: Final = (KeyboardInterrupt, SystemExit)
 
 
 class _NoResult:
@@ -80,11 +79,25 @@ def error_type_of(exc: BaseException) -> str:
 
 
 def classify_exception(exc: BaseException) -> ExecutionStatus:
-    """Status of a run that raised ``exc``: timeout, cancelled or failure."""
-    if isinstance(exc, _TIMEOUTS):
+    """Status of a run that raised ``exc``: timeout, cancelled or failure.
+
+    asyncio's and concurrent.futures' exceptions are looked up only if those
+    modules are loaded (an exception of theirs implies they are), so
+    ``import gecko_otel`` does not pay for importing asyncio.
+    """
+    if isinstance(exc, TimeoutError):  # asyncio's and concurrent's too, from 3.11
         return ExecutionStatus.TIMEOUT
     if isinstance(exc, _CANCELLATIONS):
         return ExecutionStatus.CANCELLED
+    asyncio = sys.modules.get("asyncio")
+    if asyncio is not None:
+        if isinstance(exc, asyncio.CancelledError):
+            return ExecutionStatus.CANCELLED
+        if isinstance(exc, asyncio.TimeoutError):  # a class of its own on 3.10
+            return ExecutionStatus.TIMEOUT
+    futures = sys.modules.get("concurrent.futures")
+    if futures is not None and isinstance(exc, futures.TimeoutError):  # 3.10
+        return ExecutionStatus.TIMEOUT
     return ExecutionStatus.FAILURE
 
 
