@@ -53,11 +53,18 @@ lint: $(BIN)/.installed-dev
 	$(BIN)/lint-imports --no-cache
 	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict --quiet
 
-bench: $(BIN)/.installed
+# The benchmarks' peers (Logfire, Sentry) come from the bench dependency group.
+$(BIN)/.installed-bench: $(BIN)/.installed
+	$(BIN)/python -m pip install --quiet --upgrade 'pip>=25.1'
+	$(BIN)/python -m pip install --quiet --group bench
+	touch $@
+
+bench: $(BIN)/.installed-bench
 	$(BIN)/python benchmarks/overhead.py
 	$(BIN)/python benchmarks/health.py
 	$(BIN)/python benchmarks/scheduled.py
 	$(BIN)/python benchmarks/import_time.py
+	$(BIN)/python benchmarks/peers.py
 	$(BIN)/python benchmarks/store.py --quick
 
 clean:
