@@ -191,6 +191,29 @@ def test_health_shows_the_baseline(clock: FakeClock) -> None:
         assert health.to_dict()["usual_records"]["median"] == pytest.approx(480)
 
 
+def test_the_usual_values_follow_every_run() -> None:
+    # health() reuses them between runs; each run that moves the estimate renews them.
+    runs = Runs()
+
+    def usual() -> tuple[Any, Any]:
+        health = runs.evaluator.health("pools", runs.now, None)
+        assert health is not None
+        return health.usual_records, health.usual_duration
+
+    runs.run(0, duration=1.0, status=ExecutionStatus.FAILURE)  # failures teach nothing
+    assert usual() == (None, None)
+    # The first success: log(1 + 0 records) = log(1.0 s) = 0, as the empty estimates say.
+    runs.run(0, duration=1.0)
+    records, duration = usual()
+    assert records is not None and records.median == 0
+    assert duration is not None and duration.median == pytest.approx(1.0)
+    assert usual() == (records, duration)
+    runs.run(100, duration=4.0)
+    moved = usual()
+    assert moved[0] is not None and moved[0].median > 0
+    assert moved[1] is not None and moved[1].median > 1.0
+
+
 def test_a_collapse_reaches_the_alert_handlers(clock: FakeClock) -> None:
     from support.runs import run
 

@@ -162,6 +162,7 @@ class Baseline:
     """
 
     __slots__ = (
+        "_usual",
         "duration",
         "last_duration",
         "last_records",
@@ -196,16 +197,31 @@ class Baseline:
         self.ready = False
         self.slow_bar = math.inf
         self.slow_floor = math.inf
+        #: The usual values and the estimates they come from (centres, spreads,
+        #: whether each has a run): health() asks far more often than runs change them.
+        self._usual: tuple[tuple[float | bool, ...], Usual | None, Usual | None] = ((), None, None)
+
+    def usual(self) -> tuple[Usual | None, Usual | None]:
+        """The usual records per run and run time in seconds (None before a run)."""
+        r, d = self.records, self.duration
+        key = (r.center, r.spread, r.count > 0, d.center, d.spread, d.count > 0)
+        cached = self._usual
+        if cached[0] != key:
+            cached = (
+                key,
+                usual_records(r.center, r.spread) if r.count else None,
+                usual_duration(d.center, d.spread) if d.count else None,
+            )
+            self._usual = cached
+        return cached[1], cached[2]
 
     def usual_records(self) -> Usual | None:
         """The usual records per run, or None before a run."""
-        r = self.records
-        return usual_records(r.center, r.spread) if r.count else None
+        return self.usual()[0]
 
     def usual_duration(self) -> Usual | None:
         """The usual run time in seconds, or None before a timed run."""
-        d = self.duration
-        return usual_duration(d.center, d.spread) if d.count else None
+        return self.usual()[1]
 
     def observe(self, records: int, duration: float | None, now: float, t: Thresholds) -> None:
         """Judge one successful or partial run ending at ``now`` against the

@@ -447,7 +447,7 @@ class HealthEvaluator:
             last_success, last_failure = state.last_success, state.last_failure
             failures = state.consecutive_failures
             baseline = state.baseline
-            usual_records, usual_duration = baseline.usual_records(), baseline.usual_duration()
+            usual_records, usual_duration = baseline.usual()
             baseline_runs, last_records_at = baseline.records.count, baseline.last_records_at
         if started == 0:  # nothing has run yet (missed/skipped runs never started)
             status = _status(conditions) if conditions else CollectionStatus.UNKNOWN
