@@ -82,7 +82,7 @@ def make_instrumented() -> tuple[Callable[[], int], gecko_otel.Monitor, list[obj
     return instrumented, monitor, [tp, mp]
 
 
-def time_batch(func: Callable[[], int], calls: int) -> float:
+def time_batch(func: Callable[[], object], calls: int) -> float:
     start = time.perf_counter()
     for _ in range(calls):
         func()

@@ -32,23 +32,19 @@ import argparse
 import statistics
 import tempfile
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
 from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.metrics.export import InMemoryMetricReader
-from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
-from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, SpanExportResult
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import BatchSpanProcessor
 from opentelemetry.trace import Status, StatusCode
 
 import gecko_otel
-
-
-class NoOpExporter(SpanExporter):
-    def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
-        return SpanExportResult.SUCCESS
+from overhead import NoOpExporter, make_handwritten, time_batch  # the same baseline as overhead.py
 
 
 def collect_pools() -> int:
@@ -69,26 +65,6 @@ def otel_span() -> Callable[[], int]:
         with tracer.start_as_current_span("pool_collector", attributes=attributes) as span:
             result = collect_pools()
             span.set_status(Status(StatusCode.OK))
-        return result
-
-    return call
-
-
-def handwritten() -> Callable[[], int]:
-    tracer_provider, meter_provider = providers()
-    tracer = tracer_provider.get_tracer("handwritten")
-    meter = meter_provider.get_meter("handwritten")
-    duration = meter.create_histogram("collection.duration", unit="s")
-    runs = meter.create_counter("collection.runs")
-    attributes = {"gecko.collector.type": "pool_collector"}
-
-    def call() -> int:
-        start = time.perf_counter()
-        with tracer.start_as_current_span("pool_collector", attributes=attributes) as span:
-            result = collect_pools()
-            span.set_status(Status(StatusCode.OK))
-        duration.record(time.perf_counter() - start, attributes)
-        runs.add(1, attributes)
         return result
 
     return call
@@ -183,13 +159,6 @@ WHAT = {
 }
 
 
-def time_batch(func: Callable[[], Any], calls: int) -> float:
-    start = time.perf_counter()
-    for _ in range(calls):
-        func()
-    return (time.perf_counter() - start) / calls * 1e6
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
     parser.add_argument("--rounds", type=int, default=30)
@@ -203,7 +172,7 @@ def main() -> None:
     candidates: dict[str, Callable[[], Any]] = {
         "bare": collect_pools,
         "otel-span": otel_span(),
-        "hand-written": handwritten(),
+        "hand-written": make_handwritten()[0],
         "gecko-otel": gecko(None, monitors),
         "gecko-otel+sqlite": gecko(database, monitors),
         "plain run_job": plain_job,

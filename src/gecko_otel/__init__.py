@@ -15,8 +15,7 @@ lands in execution history, and can be queried::
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 # What the first @collection call needs is imported now; the rest (the
 # Monitor and its pipeline, setup()) when first used, so `import gecko_otel`
@@ -25,6 +24,7 @@ from gecko_otel._capture.decorators import collection, track_collection
 from gecko_otel._capture.run import Run, current_run
 from gecko_otel._config import CollectorThresholds, MonitorConfig
 from gecko_otel._guard import internal_error_count
+from gecko_otel._lazy import lazy_names
 from gecko_otel._values.records import ExecutionRecord, ExecutionStatistics, ExecutionStatus
 from gecko_otel._version import __version__
 from gecko_otel.errors import ConfigError
@@ -59,17 +59,7 @@ _LAZY: dict[str, str] = {
 }
 
 
-def __getattr__(name: str) -> Any:
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module 'gecko_otel' has no attribute {name!r}")
-    value = getattr(importlib.import_module(module), name)
-    globals()[name] = value  # later lookups skip this function
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(_LAZY))
+__getattr__, __dir__ = lazy_names(__name__, _LAZY, globals(), globals())
 
 
 __all__ = [

@@ -14,9 +14,9 @@ load SQLAlchemy on first use only, so a memory-only process never imports it.
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
+from gecko_otel._lazy import lazy_names
 from gecko_otel.store.memory import MemoryStore
 
 if TYPE_CHECKING:
@@ -66,14 +66,6 @@ _LAZY = {
 }
 
 
-def __getattr__(name: str) -> Any:
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module 'gecko_otel.store' has no attribute {name!r}")
-    value = getattr(importlib.import_module(f"gecko_otel.store.{module}"), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted(__all__)
+__getattr__, __dir__ = lazy_names(
+    __name__, {name: f"{__name__}.{module}" for name, module in _LAZY.items()}, globals(), __all__
+)
