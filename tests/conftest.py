@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import signal
 from collections.abc import Iterator
 from pathlib import Path
 from uuid import uuid4
@@ -16,6 +17,14 @@ from support.integration import NO_POSTGRES, skip_or_fail
 from support.postgres import PostgresServer, find_binaries
 
 pytest_plugins = ["pytester"]
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    # A shell starts background jobs with SIGINT ignored, and children inherit
+    # that: the tests that stop a child with Ctrl-C would wait for it forever.
+    # A handler (unlike SIG_IGN) is reset to the default in every child.
+    if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 class InternalErrors:
