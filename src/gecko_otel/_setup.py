@@ -28,7 +28,7 @@ from gecko_otel import _state
 from gecko_otel._capture.instruments import metric_views
 from gecko_otel._checks import seconds
 from gecko_otel._config import MonitorConfig
-from gecko_otel._guard import guarded
+from gecko_otel._guard import finish_within
 from gecko_otel._monitor import Monitor
 from gecko_otel._worker import untraced
 from gecko_otel.errors import ConfigError
@@ -187,8 +187,10 @@ def flush_on_sigterm(ref: weakref.ref[Monitor]) -> None:
     def on_sigterm(signum: int, frame: FrameType | None) -> None:
         current = ref()
         if current is not None:
-            with guarded("SIGTERM shutdown"):
-                current.shutdown()
+            # On a helper thread, waited for within the deadline: the handler runs
+            # on the main thread wherever it was interrupted, perhaps holding a lock
+            # the shutdown needs, and must not wait for it forever.
+            finish_within(current.shutdown, seconds(current.config.shutdown_timeout) + 1.0)
         if callable(previous):
             previous(signum, frame)
             return

@@ -186,3 +186,44 @@ def test_shutdown_keeps_one_deadline_with_an_unreachable_exporter(
     shutdown_took = float(result.stdout.strip().splitlines()[-1])
     assert shutdown_took < 2.0 + 1.5  # the deadline, give or take scheduling
     assert time.monotonic() - started < 30  # and the interpreter's exit does not wait on it
+
+
+LOCKED = """
+import os, signal, sys, time
+import gecko_otel
+
+monitor = gecko_otel.setup(
+    database_url=f"sqlite:///{sys.argv[1]}", config=gecko_otel.MonitorConfig(shutdown_timeout=2)
+)
+
+@gecko_otel.collection("pools")
+def collect():
+    return 1
+
+collect()
+monitor.force_flush()
+# SIGTERM lands while this thread holds the collector's state lock, as it can
+# in the middle of a run's bookkeeping; the shutdown needs that lock.
+state = monitor._pipeline.evaluator._states["pools"]
+with state.lock:
+    os.kill(os.getpid(), signal.SIGTERM)
+    time.sleep(60)
+"""
+
+
+def test_sigterm_ends_within_the_deadline_even_while_a_lock_is_held(tmp_path: Path) -> None:
+    import os
+
+    script = tmp_path / "locked.py"
+    script.write_text(LOCKED)
+    started = time.monotonic()
+    done = subprocess.run(
+        [sys.executable, str(script), str(tmp_path / "runs.db")],
+        env={**os.environ, "OTEL_TRACES_EXPORTER": "none", "OTEL_METRICS_EXPORTER": "none"},
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
+    assert done.returncode == -signal.SIGTERM, done.stderr
+    assert time.monotonic() - started < 15  # the 2 s deadline, plus start-up
