@@ -190,7 +190,14 @@ def flush_on_sigterm(ref: weakref.ref[Monitor]) -> None:
             # On a helper thread, waited for within the deadline: the handler runs
             # on the main thread wherever it was interrupted, perhaps holding a lock
             # the shutdown needs, and must not wait for it forever.
-            finish_within(current.shutdown, seconds(current.config.shutdown_timeout) + 1.0)
+            deadline = seconds(current.config.shutdown_timeout) + 1.0
+            if not finish_within(current.shutdown, deadline):
+                logger.warning(
+                    "gecko_otel: the SIGTERM shutdown did not finish within %.1f s (the "
+                    "signal landed where a lock it needs was held, or the database "
+                    "stalled); what it had not stored is lost",
+                    deadline,
+                )
         if callable(previous):
             previous(signum, frame)
             return
