@@ -30,10 +30,12 @@ from __future__ import annotations
 
 import argparse
 import statistics
+import sys
 import tempfile
 import time
+from collections import Counter
 from collections.abc import Callable
-from datetime import datetime, timezone
+from datetime import timezone
 from pathlib import Path
 from typing import Any
 
@@ -70,41 +72,53 @@ def otel_span() -> Callable[[], int]:
     return call
 
 
-def gecko(database: str | None, monitors: list[gecko_otel.Monitor]) -> Callable[[], int]:
+def gecko(
+    database: str | None, monitors: list[gecko_otel.Monitor]
+) -> tuple[Callable[[], int], gecko_otel.Monitor]:
     tracer_provider, meter_provider = providers()
     monitor = gecko_otel.Monitor(
         tracer_provider=tracer_provider, meter_provider=meter_provider, database=database
     )
     monitors.append(monitor)
-    return gecko_otel.collection("pool_collector", monitor=monitor)(collect_pools)
+    return gecko_otel.collection("pool_collector", monitor=monitor)(collect_pools), monitor
 
 
-def scheduled(monitors: list[gecko_otel.Monitor]) -> tuple[Callable[[], Any], Callable[[], Any]]:
-    """(plain, instrumented) run_job calls for one job that really runs each time."""
-    from apscheduler.executors import pool
+def scheduled(
+    monitors: list[gecko_otel.Monitor],
+) -> tuple[Callable[[], Any], Callable[[], Any], Callable[[], str | None]]:
+    """(plain, instrumented) run_job calls for one job that really runs each time,
+    and a check that every instrumented call ran and was recorded (else why not)."""
     from apscheduler.schedulers.background import BackgroundScheduler
 
     from gecko_otel.scheduling.apscheduler import instrument_scheduler
+    from scheduled import job_runner
 
     tracer_provider, meter_provider = providers()
     monitor = gecko_otel.Monitor(tracer_provider=tracer_provider, meter_provider=meter_provider)
     monitors.append(monitor)
-    calls = []
-    for instrumented in (False, True):
-        scheduler = BackgroundScheduler(timezone=timezone.utc)
-        if instrumented:
-            instrument_scheduler(scheduler, monitor=monitor)
+    plain, instrumented = (BackgroundScheduler(timezone=timezone.utc) for _ in range(2))
+    instrument_scheduler(instrumented, monitor=monitor)
+    for scheduler in (plain, instrumented):
         scheduler.start(paused=True)
-        job = scheduler.add_job(
-            collect_pools, "interval", hours=1, id="pool_collector", misfire_grace_time=None
-        )
-        run_times = [datetime.now(timezone.utc)]
-        calls.append(
-            lambda job=job, run_times=run_times: pool.run_job(
-                job, "default", run_times, "apscheduler.executors.default"
+    events: Counter[str] = Counter()
+    run = job_runner(instrumented, events)
+    calls = 0
+
+    def counted() -> Any:
+        nonlocal calls
+        calls += 1
+        return run()
+
+    def check() -> str | None:
+        recorded = monitor.statistics("pool_collector").total_executions
+        if events["missed"] or events["executed"] != calls or recorded != calls:
+            return (
+                f"scheduled: {calls} calls, {events['executed']} executed, "
+                f"{events['missed']} missed, {recorded} recorded"
             )
-        )
-    return calls[0], calls[1]
+        return None
+
+    return job_runner(plain, None), counted, check
 
 
 def logfire_instrument() -> Callable[[], int] | str:
@@ -168,13 +182,15 @@ def main() -> None:
     monitors: list[gecko_otel.Monitor] = []
     workdir = tempfile.TemporaryDirectory()
     database = f"sqlite:///{Path(workdir.name) / 'runs.db'}"
-    plain_job, scheduled_job = scheduled(monitors)
+    plain_job, scheduled_job, check_scheduled = scheduled(monitors)
+    in_memory, _ = gecko(None, monitors)
+    with_sqlite, sqlite_monitor = gecko(database, monitors)
     candidates: dict[str, Callable[[], Any]] = {
         "bare": collect_pools,
         "otel-span": otel_span(),
         "hand-written": make_handwritten()[0],
-        "gecko-otel": gecko(None, monitors),
-        "gecko-otel+sqlite": gecko(database, monitors),
+        "gecko-otel": in_memory,
+        "gecko-otel+sqlite": with_sqlite,
         "plain run_job": plain_job,
         "scheduled": scheduled_job,
     }
@@ -195,7 +211,7 @@ def main() -> None:
             if name == "gecko-otel+sqlite":  # charged with writing its runs, too
                 start = time.perf_counter()
                 time_batch(func, args.calls)
-                monitors[-1].force_flush()
+                sqlite_monitor.force_flush()
                 samples[name].append((time.perf_counter() - start) / args.calls * 1e6)
             else:
                 samples[name].append(time_batch(func, args.calls))
@@ -213,9 +229,13 @@ def main() -> None:
     print(f"   minus plain run_job, {median['plain run_job']:.2f} us)")
     for line in skipped:
         print(f"skipped {line}")
+    invalid = check_scheduled()
     for monitor in monitors:
         monitor.shutdown()
     workdir.cleanup()
+    if invalid is not None:
+        print(f"FAILED: {invalid}: the scheduled figure timed no runs")
+        sys.exit(1)
 
 
 if __name__ == "__main__":

@@ -59,7 +59,8 @@ _LAZY: dict[str, str] = {
 }
 
 
-__getattr__, __dir__ = lazy_names(__name__, _LAZY, globals(), globals())
+if not TYPE_CHECKING:  # type checkers see the imports above, so a typo stays an error
+    __getattr__, __dir__ = lazy_names(__name__, _LAZY, globals(), globals())
 
 
 __all__ = [

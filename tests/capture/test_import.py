@@ -60,3 +60,18 @@ def test_asyncio_exceptions_still_classify_once_asyncio_is_loaded() -> None:
     assert classify_exception(concurrent.futures.TimeoutError()).value == "timeout"
     assert classify_exception(KeyboardInterrupt()).value == "cancelled"
     assert classify_exception(ValueError()).value == "failure"
+
+
+def test_a_half_imported_asyncio_does_not_break_classification(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Another thread importing asyncio leaves it in sys.modules before its names exist.
+    import sys
+    import types
+
+    from gecko_otel._capture.run import classify_exception
+
+    monkeypatch.setitem(sys.modules, "asyncio", types.ModuleType("asyncio"))
+    monkeypatch.setitem(sys.modules, "concurrent.futures", types.ModuleType("concurrent.futures"))
+    assert classify_exception(ValueError()).value == "failure"
+    assert classify_exception(TimeoutError()).value == "timeout"

@@ -89,15 +89,15 @@ def classify_exception(exc: BaseException) -> ExecutionStatus:
         return ExecutionStatus.TIMEOUT
     if isinstance(exc, _CANCELLATIONS):
         return ExecutionStatus.CANCELLED
+    # getattr: another thread may be importing the module, its names not yet set.
     asyncio = sys.modules.get("asyncio")
-    if asyncio is not None:
-        if isinstance(exc, asyncio.CancelledError):
-            return ExecutionStatus.CANCELLED
-        if isinstance(exc, asyncio.TimeoutError):  # a class of its own on 3.10
+    cancelled = getattr(asyncio, "CancelledError", None)
+    if cancelled is not None and isinstance(exc, cancelled):
+        return ExecutionStatus.CANCELLED
+    for module in (asyncio, sys.modules.get("concurrent.futures")):
+        timeout = getattr(module, "TimeoutError", None)  # classes of their own on 3.10
+        if timeout is not None and isinstance(exc, timeout):
             return ExecutionStatus.TIMEOUT
-    futures = sys.modules.get("concurrent.futures")
-    if futures is not None and isinstance(exc, futures.TimeoutError):  # 3.10
-        return ExecutionStatus.TIMEOUT
     return ExecutionStatus.FAILURE
 
 

@@ -66,6 +66,10 @@ _LAZY = {
 }
 
 
-__getattr__, __dir__ = lazy_names(
-    __name__, {name: f"{__name__}.{module}" for name, module in _LAZY.items()}, globals(), __all__
-)
+if not TYPE_CHECKING:  # type checkers see the imports above, so a typo stays an error
+    __getattr__, __dir__ = lazy_names(
+        __name__,
+        {name: f"{__name__}.{module}" for name, module in _LAZY.items()},
+        globals(),
+        __all__,
+    )
