@@ -11,7 +11,6 @@ span; the history processor captures the ended run as a FinishedRun.
 from __future__ import annotations
 
 import logging
-import sys
 import threading
 import time
 import traceback
@@ -25,6 +24,7 @@ from opentelemetry.trace import INVALID_SPAN, Span, Status, StatusCode
 
 from gecko_otel import semconv
 from gecko_otel._capture.metadata import safe_str
+from gecko_otel._capture.outcomes import classify_exception, error_type_of
 from gecko_otel._checks import MAX_RECORDS_PER_RUN
 from gecko_otel._guard import guarded, report_internal_error
 from gecko_otel._values.records import (
@@ -46,9 +46,6 @@ logger = logging.getLogger("gecko_otel.run")
 RUN_KEY: Final = context.create_key("gecko_otel.run")
 _new_tuple: Final = tuple.__new__
 
-#: Exceptions that end a run as cancelled, besides asyncio's own.
-_CANCELLATIONS: Final = (KeyboardInterrupt, SystemExit)
-
 
 class _NoResult:
     """Marker: the run ended without a value to inspect."""
@@ -66,39 +63,6 @@ def current_run() -> Run | None:
     """
     run = context.get_value(RUN_KEY)
     return run if isinstance(run, Run) else None
-
-
-def error_type_of(exc: BaseException) -> str:
-    """The ``error.type`` of an exception: its qualified class name."""
-    cls = type(exc)
-    module = cls.__module__
-    # As the SDK's exception.type: only builtins go without their module.
-    if module == "builtins":
-        return cls.__qualname__
-    return f"{module}.{cls.__qualname__}"
-
-
-def classify_exception(exc: BaseException) -> ExecutionStatus:
-    """Status of a run that raised ``exc``: timeout, cancelled or failure.
-
-    asyncio's and concurrent.futures' exceptions are looked up only if those
-    modules are loaded (an exception of theirs implies they are), so
-    ``import gecko_otel`` does not pay for importing asyncio.
-    """
-    if isinstance(exc, TimeoutError):  # asyncio's and concurrent's too, from 3.11
-        return ExecutionStatus.TIMEOUT
-    if isinstance(exc, _CANCELLATIONS):
-        return ExecutionStatus.CANCELLED
-    # getattr: another thread may be importing the module, its names not yet set.
-    asyncio = sys.modules.get("asyncio")
-    cancelled = getattr(asyncio, "CancelledError", None)
-    if cancelled is not None and isinstance(exc, cancelled):
-        return ExecutionStatus.CANCELLED
-    for module in (asyncio, sys.modules.get("concurrent.futures")):
-        timeout = getattr(module, "TimeoutError", None)  # classes of their own on 3.10
-        if timeout is not None and isinstance(exc, timeout):
-            return ExecutionStatus.TIMEOUT
-    return ExecutionStatus.FAILURE
 
 
 class Run:
