@@ -68,9 +68,10 @@ def run_through_outage(
     (untimed) until the writer has logged that the store is unavailable, so the rest of the
     outage runs while the writer is retrying, as in an outage longer than a few
     milliseconds. With ``settle``, everything queued is also written after each chunk while
-    the database is up (untimed): runs come no faster than the writer stores them, so any
-    loss is the outage's. Returns the seconds per run of each chunk while the database was
-    up, and while it was down (the switches themselves are not timed).
+    the database is up, and when it comes back (untimed): runs come no faster than the
+    writer stores them, so any loss is the outage's. Returns the seconds per run of each
+    chunk while the database was up, and while it was down (the switches themselves are
+    not timed).
     """
     up: list[float] = []
     down: list[float] = []
@@ -82,6 +83,11 @@ def run_through_outage(
             wait_for_log(caplog, "unavailable")
         elif first == UP_AT:
             come_up()
+            if settle:
+                # The outage ends when the writer has caught up: until it reconnects (its
+                # backoff) the queue is still full, and runs after the outage would be
+                # dropped too.
+                assert monitor.force_flush(30_000)
         started = time.perf_counter()
         for i in range(first, first + CHUNK):
             one_run(monitor, COLLECTOR, fail=fails(i), records=1)
