@@ -254,7 +254,8 @@ class IngestTarget(Protocol):
 
     Threading contract: ``now``, ``is_quiet`` and ``keep_watchdog_running``
     are called on the thread that ended the run (O(1), no I/O); ``observe``
-    under ``lock``, on whichever thread drains, and ``send_alerts`` after it.
+    and ``observe_quiet`` under ``lock``, on whichever thread drains, and
+    ``send_alerts`` after it.
     """
 
     lock: threading.RLock
@@ -267,6 +268,9 @@ class IngestTarget(Protocol):
 
     def observe(self, run: FinishedRun, ended: float) -> None:
         """Count the run in health and update its alerts."""
+
+    def observe_quiet(self, collector_type: str, runs: list[tuple[FinishedRun, float]]) -> None:
+        """Count one collector's quiet runs, in order; evaluate its alerts after the last."""
 
     def keep_watchdog_running(self) -> None:
         """Restart the watchdog if this process lost it (after ``fork()``)."""

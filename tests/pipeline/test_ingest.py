@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+from datetime import datetime, timedelta, timezone
+
 import pytest
 
-from gecko_otel import ExecutionStatus, MonitorConfig
+from gecko_otel import Alert, ExecutionStatus, MonitorConfig
 from gecko_otel._pipeline.ingest import BATCH
+from gecko_otel._values.records import FinishedRun
 from gecko_otel.testing import FakeClock, capture_runs
 from support.runs import run
+from support.store_helpers import finished
 
 #: A baseline ready after one run: while it warms up, every run is processed at once.
 WARM = MonitorConfig(anomaly_warmup_runs=1)
@@ -107,3 +111,83 @@ def test_the_watchdog_tick_drains() -> None:
         assert len(captured.monitor._pipeline._ingest._pending) == 1
         captured.monitor.evaluate()
         assert len(captured.monitor._pipeline._ingest._pending) == 0
+
+
+def _fed_runs(start: datetime) -> list[tuple[float, FinishedRun]]:
+    """Three collectors' runs, interleaved in streaks, with records and durations that
+    vary, a failure and an empty run now and then; each with the seconds before it."""
+    out = []
+    names = ("pools", "trades", "tokens")
+    for i in range(600):
+        name = names[(i // 7) % 3] if i % 11 else names[i % 3]
+        status = ExecutionStatus.FAILURE if i % 97 == 96 else ExecutionStatus.SUCCESS
+        records = 0 if i % 53 == 52 else 100 + (i * 37) % 61
+        out.append(
+            (
+                0.5 + (i % 5) * 0.25,
+                finished(
+                    name,
+                    start + timedelta(seconds=i),
+                    status=status,
+                    duration=0.05 + ((i * 13) % 17) / 100,
+                    records=records,
+                ),
+            )
+        )
+    return out
+
+
+def _seen(alert: Alert) -> tuple[object, ...]:
+    """What a handler sees of a notification, but the alert's random id."""
+    return (
+        alert.level,
+        alert.collector_type,
+        alert.rule,
+        alert.message,
+        dict(alert.metadata),
+        alert.timestamp,
+        alert.state,
+        alert.resolved_at,
+    )
+
+
+def test_runs_counted_in_batches_come_out_as_counted_one_by_one() -> None:
+    # The same runs, at the same times, through a batching Monitor and one that
+    # processes every run at once: health, baselines, statistics, history and alerts agree.
+    config = MonitorConfig(anomaly_warmup_runs=5, max_consecutive_failures=1)
+    fed = _fed_runs(datetime(2026, 1, 1, tzinfo=timezone.utc))
+    batched_clock = FakeClock()
+    single_clock = FakeClock()
+    single_clock.now = batched_clock.now
+    with (
+        capture_runs(config, clock=batched_clock, watchdog=False) as batched,
+        capture_runs(config, clock=single_clock, watchdog=False) as single,
+    ):
+        single.monitor._pipeline._ingest.batching = False
+        for monitor in (batched.monitor, single.monitor):
+            monitor.expect("trades", every=60, max_runtime=30)
+        waited = 0
+        for gap, record in fed:
+            batched_clock.advance(gap)
+            single_clock.advance(gap)
+            for monitor in (batched.monitor, single.monitor):
+                if record.collector_type == "trades":  # its runs start, then end
+                    monitor._pipeline.run_started("trades", record.execution_id)
+                monitor._pipeline.add(record)
+            waited = max(waited, len(batched.monitor._pipeline._ingest._pending))
+        assert waited > 10  # quiet runs did wait, several collectors' at a time
+        # Every run of "trades" ended: none may be seen running past max_runtime.
+        batched_clock.advance(31)
+        single_clock.advance(31)
+        for monitor in (batched.monitor, single.monitor):
+            monitor.evaluate()
+        assert [_seen(a) for a in batched.notifications] == [_seen(a) for a in single.notifications]
+        assert single.notifications  # the failures alerted
+        for name in ("pools", "trades", "tokens"):
+            got, want = batched.monitor.health(name)[name], single.monitor.health(name)[name]
+            assert got == want
+            assert batched.monitor.statistics(name) == single.monitor.statistics(name)
+            assert batched.monitor.history(name) == single.monitor.history(name)
+            got_baseline = batched.monitor._pipeline.evaluator.existing_state(name).baseline
+            want_baseline = single.monitor._pipeline.evaluator.existing_state(name).baseline
+            assert got_baseline.usual() == want_baseline.usual()

@@ -54,7 +54,7 @@ from gecko_otel._values.health import (
     health_score,
     span_text,
 )
-from gecko_otel._values.records import ExecutionStatus, utc_seconds
+from gecko_otel._values.records import ExecutionStatus, FinishedRun, utc_seconds
 
 _NOT_STARTED: Final = frozenset({ExecutionStatus.MISSED, ExecutionStatus.SKIPPED})
 _NONE: Final[list[Condition]] = []  # shared "no condition holds"; never mutated
@@ -208,47 +208,73 @@ class HealthEvaluator:
         """Count one finished run at unix time ``now``; the conditions that now hold."""
         state = self._states.get(collector_type) or self.state(collector_type, now)
         with state.lock:
-            state.total_executions += 1
-            if status is ExecutionStatus.SKIPPED:
-                state.skipped = True
-                state.skipped_at = now
-            elif status is not ExecutionStatus.MISSED:
-                state.started_executions += 1
-                if status.is_error:
-                    state.consecutive_failures += 1
-                    state.last_failure = now
-                elif status.is_successful:
-                    state.consecutive_failures = 0
-                    state.last_success = now
-                    state.baseline.observe(records, duration, now, state.thresholds)
-                # The overlap is over once a run that started after the last
-                # skip has ended (the long run that caused it does not count).
-                if state.skipped and now - (duration or 0.0) > state.skipped_at:
-                    state.skipped = False
-            state.add(int(now // self._width), status, duration, records)
-            # The common case, checked inline: no rule can hold.
-            t = state.thresholds
-            if (
-                state.consecutive_failures < t.max_consecutive_failures
-                and (
-                    state.sum_total < t.min_runs_for_rate
-                    or 100.0 * state.sum_ok >= t.min_success_rate * state.sum_total
-                )
-                and state.sum_dur_sum <= t.max_execution_time * state.sum_dur_count
-                and t.min_records_per_second is None
-                and state.last_success is not None
-                and now - state.last_success < t.stale_after
-                and not state.skipped
-                and (baseline := state.baseline).low_streak < t.anomaly_runs
-                and baseline.slow_streak < t.anomaly_runs
-                # no_data cannot hold: the run collected records, or it is off.
-                and (
-                    baseline.last_records_at == now
-                    or not no_data(baseline, state.last_success, t, now)
-                )
-            ):
-                return _NONE
-            return self._conditions(state, now)
+            self._count(state, status, duration, records, now)
+            return self._holding(state, now)
+
+    def observe_many(
+        self, collector_type: str, runs: Sequence[tuple[FinishedRun, float]]
+    ) -> list[Condition]:
+        """Count one collector's runs, each with the unix time it ended, in order; the
+        conditions that hold after the last (runs that could each wait in a batch:
+        none can fire or resolve an alert by itself)."""
+        state = self._states.get(collector_type) or self.state(collector_type, runs[0][1])
+        count = self._count
+        with state.lock:
+            for run, now in runs:
+                count(state, run.status, run.duration_seconds, run.records_collected, now)
+            return self._holding(state, runs[-1][1])
+
+    def _count(
+        self,
+        state: CollectorState,
+        status: ExecutionStatus,
+        duration: float | None,
+        records: int,
+        now: float,
+    ) -> None:
+        state.total_executions += 1
+        if status is ExecutionStatus.SKIPPED:
+            state.skipped = True
+            state.skipped_at = now
+        elif status is not ExecutionStatus.MISSED:
+            state.started_executions += 1
+            if status.is_error:
+                state.consecutive_failures += 1
+                state.last_failure = now
+            elif status.is_successful:
+                state.consecutive_failures = 0
+                state.last_success = now
+                state.baseline.observe(records, duration, now, state.thresholds)
+            # The overlap is over once a run that started after the last
+            # skip has ended (the long run that caused it does not count).
+            if state.skipped and now - (duration or 0.0) > state.skipped_at:
+                state.skipped = False
+        state.add(int(now // self._width), status, duration, records)
+
+    def _holding(self, state: CollectorState, now: float) -> list[Condition]:
+        """The conditions that hold for ``state`` (its lock held) at ``now``."""
+        # The common case, checked inline: no rule can hold.
+        t = state.thresholds
+        if (
+            state.consecutive_failures < t.max_consecutive_failures
+            and (
+                state.sum_total < t.min_runs_for_rate
+                or 100.0 * state.sum_ok >= t.min_success_rate * state.sum_total
+            )
+            and state.sum_dur_sum <= t.max_execution_time * state.sum_dur_count
+            and t.min_records_per_second is None
+            and state.last_success is not None
+            and now - state.last_success < t.stale_after
+            and not state.skipped
+            and (baseline := state.baseline).low_streak < t.anomaly_runs
+            and baseline.slow_streak < t.anomaly_runs
+            # no_data cannot hold: the run collected records, or it is off.
+            and (
+                baseline.last_records_at == now or not no_data(baseline, state.last_success, t, now)
+            )
+        ):
+            return _NONE
+        return self._conditions(state, now)
 
     def conditions(self, collector_type: str, now: float) -> list[Condition]:
         """The rules that hold for ``collector_type`` at unix time ``now``."""

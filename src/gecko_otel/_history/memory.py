@@ -166,6 +166,17 @@ class History:
             collector.records.append(record)
             collector.aggregate.add(record)
 
+    def add_many(self, collector_type: str, records: Iterable[FinishedRun]) -> None:
+        """Keep one collector's ``records``, in order, as `add` does each."""
+        collector = self._collectors.get(collector_type)
+        if collector is None:
+            collector = self._new_collector(collector_type)
+        with collector.lock:
+            append, count = collector.records.append, collector.aggregate.add
+            for record in records:
+                append(record)
+                count(record)
+
     def restore(self, runs: Iterable[FinishedRun]) -> None:
         """Put stored runs back in memory, oldest first, without counting them again.
 

@@ -7,10 +7,12 @@ FIFO, stamped with the time it ended, and is processed with others in a
 batch: when 64 are waiting, when a run that matters arrives, before any
 query, and on every watchdog tick. In a batch the per-run work runs in a
 tight loop, which costs a fraction of doing it between the SDK's span and
-metric calls. Runs that matter (failures, timeouts, slow runs, a
-collector's first run, runs of a collector with an active alert, a run that
-moves its window on) are processed at once, after whatever is waiting, so a
-collector's runs are always counted in the order they ended.
+metric calls, and quiet runs of one collector that waited in a row are
+counted together: one lock, one alert evaluation after the last. Runs that
+matter (failures, timeouts, slow runs, a collector's first run, runs of a
+collector with an active alert, a run that moves its window on) are
+processed at once, after whatever is waiting, so a collector's runs are
+always counted in the order they ended.
 
 One exception to "cannot fire": a condition that still holds after its
 alert was resolved by hand fires again when the next run is processed, which
@@ -45,7 +47,7 @@ class RunIngest:
 
     def __init__(self, alerting: IngestTarget, config: MonitorConfig) -> None:
         self._alerting = alerting
-        self._pending: deque[tuple[FinishedRun, float]] = deque()
+        self._pending: deque[tuple[FinishedRun, float, bool]] = deque()
         # With a throughput rule a quiet-looking run can still fire an alert.
         #: Off while a throughput rule may apply; the pipeline updates it
         #: when thresholds change.
@@ -58,22 +60,39 @@ class RunIngest:
         alerting = self._alerting
         ended = alerting.now()
         pending = self._pending
-        pending.append((run, ended))
         alerting.keep_watchdog_running()
-        if self.batching and len(pending) < BATCH and alerting.is_quiet(run, ended):
+        if self.batching and len(pending) < BATCH - 1 and alerting.is_quiet(run, ended):
+            pending.append((run, ended, True))
             return
+        pending.append((run, ended, False))
         self.drain()
 
     def drain(self) -> None:
-        """Process every waiting run, oldest first."""
+        """Process every waiting run, oldest first: quiet runs of one collector that
+        waited in a row together, the others one by one."""
         if not self._pending:
             return
         alerting, pending = self._alerting, self._pending
+        quiet: list[tuple[FinishedRun, float]] = []
         with alerting.lock:
             while True:
                 try:
-                    run, ended = pending.popleft()
+                    run, ended, is_quiet = pending.popleft()
                 except IndexError:
                     break
-                alerting.observe(run, ended)  # adds it to the history too
+                if quiet and (not is_quiet or run.collector_type != quiet[0][0].collector_type):
+                    self._observe_quiet(quiet)
+                    quiet = []
+                if is_quiet:
+                    quiet.append((run, ended))
+                else:
+                    alerting.observe(run, ended)  # adds it to the history too
+            if quiet:
+                self._observe_quiet(quiet)
         alerting.send_alerts()  # after the lock: no drain waits on handing them on
+
+    def _observe_quiet(self, runs: list[tuple[FinishedRun, float]]) -> None:
+        if len(runs) == 1:
+            self._alerting.observe(*runs[0])
+        else:
+            self._alerting.observe_quiet(runs[0][0].collector_type, runs)
