@@ -9,7 +9,7 @@ traceback intact), the generator protocol and cancellation pass through.
 from __future__ import annotations
 
 from collections.abc import AsyncGenerator, Callable, Generator, Mapping
-from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar, cast
+from typing import TYPE_CHECKING, Any, ParamSpec, TypeAlias, TypeVar, cast
 
 from opentelemetry import context
 
@@ -24,6 +24,10 @@ if TYPE_CHECKING:
 
 P = ParamSpec("P")
 R = TypeVar("R")
+
+#: Gives the span attributes of one run alone (a scheduled run's ``faas.time``),
+#: or None; called as the run begins, on the run's thread or task.
+PerRun: TypeAlias = Callable[[], Mapping[str, str] | None]
 
 
 class Target:
@@ -84,10 +88,12 @@ class Target:
 
 
 def wrap_function(
-    func: Callable[P, R], target: Target, extra: Mapping[str, str] | None = None
+    func: Callable[P, R], target: Target, per_run: PerRun | None = None
 ) -> Callable[P, R]:
+    """``func`` in a run of ``target``; ``per_run`` gives each run's own span attributes."""
+
     def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
-        run = target.begin(extra)
+        run = target.begin(None if per_run is None else per_run())
         if run is None:
             return func(*args, **kwargs)
         token = context.attach(cast("context.Context", run.otel_context))
@@ -105,10 +111,12 @@ def wrap_function(
 
 
 def wrap_coroutine(
-    func: Callable[P, Any], target: Target, extra: Mapping[str, str] | None = None
+    func: Callable[P, Any], target: Target, per_run: PerRun | None = None
 ) -> Callable[P, Any]:
+    """``func``'s coroutine in a run of ``target`` (see `wrap_function`)."""
+
     async def wrapper(*args: P.args, **kwargs: P.kwargs) -> Any:
-        run = target.begin(extra)
+        run = target.begin(None if per_run is None else per_run())
         if run is None:
             return await func(*args, **kwargs)
         token = context.attach(cast("context.Context", run.otel_context))

@@ -87,6 +87,10 @@ class Plan:
     #: What each execution runs as: its span attributes and metric attribute
     #: sets are prepared once (per Monitor), not per execution. None when decorated.
     target: Target | None = None
+    #: ``func`` in a run of ``target``, for a thread and for an event loop: made
+    #: once per plan; each run reads its scheduled time from `runs.scheduled_time`.
+    wrapped: Callable[..., Any] | None = None
+    wrapped_coroutine: Callable[..., Any] | None = None
 
 
 class SchedulerHooks:
@@ -143,7 +147,16 @@ class SchedulerHooks:
             attributes[CODE_FUNCTION_NAME] = name
         collector_type = self._collector_type_of(job)
         target = Target(collector_type, None, None, self.monitor, attributes)
-        return Plan(func, job.trigger, collector_type, False, attributes, target)
+        return Plan(
+            func,
+            job.trigger,
+            collector_type,
+            False,
+            attributes,
+            target,
+            wrap_function(func, target, _scheduled_attributes),
+            wrap_coroutine(func, target, _scheduled_attributes),
+        )
 
     def _collector_type_of(self, job: Any) -> str:
         # Job ids and names chosen elsewhere may hold anything: made usable
@@ -170,18 +183,15 @@ class SchedulerHooks:
             return job_id
         return usable_collector_type(name)
 
-    def job_view(self, job: Any, plan: Plan, run_time: datetime, coroutine: bool) -> JobView:
-        """``job`` with its function wrapped in a run for the scheduled time ``run_time``.
+    def job_view(self, job: Any, plan: Plan, coroutine: bool) -> JobView:
+        """``job`` with its function wrapped in a run.
 
-        The run is the decorator's: the plan's prepared target, plus the one
-        attribute that changes per execution, ``faas.time``.
+        The run is the decorator's: the plan's prepared target and wrapper,
+        plus the one attribute that changes per execution, ``faas.time``, read
+        from `runs.scheduled_time` as the run begins.
         """
-        target = plan.target
-        if target is None:  # a decorated function runs its own collection
-            return JobView(job, job.func)
-        extra = {FAAS_TIME: _iso(run_time)}
-        wrap = wrap_coroutine if coroutine else wrap_function
-        return JobView(job, wrap(job.func, target, extra))
+        wrapped = plan.wrapped_coroutine if coroutine else plan.wrapped
+        return JobView(job, job.func if wrapped is None else wrapped)
 
     # -- events --
 
@@ -385,6 +395,12 @@ def _function_name(func: Any) -> str | None:
     if not isinstance(qualname, str):
         return None
     return f"{module}.{qualname}" if isinstance(module, str) else qualname
+
+
+def _scheduled_attributes() -> dict[str, str] | None:
+    """The span attributes of the scheduled run beginning here: its ``faas.time``."""
+    moment = runs.scheduled_time.get()
+    return None if moment is None else {FAAS_TIME: _iso(moment)}
 
 
 def _iso(moment: datetime) -> str:

@@ -7,7 +7,7 @@ executor modules (never in ``base``, whose ``run_job`` must stay importable
 by name for process pools) with callables that find the job's scheduler in
 `registry` and, when it is instrumented, give APScheduler's own
 function a view of the job whose ``func`` runs inside a collection run, one
-scheduled time at a time.
+scheduled time at a time (in `scheduled_time`, for the run's ``faas.time``).
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ import sys
 import threading
 import weakref
 from collections.abc import Callable
+from contextvars import ContextVar
 from types import ModuleType
 from typing import Any, Final, Protocol
 
@@ -42,7 +43,7 @@ class JobHooks(Protocol):
     def plan(self, job: Any) -> Plan:
         """How ``job`` runs (worked out once per job)."""
 
-    def job_view(self, job: Any, plan: Any, run_time: Any, coroutine: bool) -> Any:
+    def job_view(self, job: Any, plan: Any, coroutine: bool) -> Any:
         """A view of ``job`` whose ``func`` runs inside a collection run."""
 
 
@@ -67,6 +68,10 @@ _EAGER_MODULES: Final = (
     "apscheduler.executors.debug",
 )
 
+#: The scheduled time of the execution the run function is running, read by the
+#: job's wrapper as its run begins (a context variable: each thread and task has its own).
+scheduled_time: ContextVar[Any] = ContextVar("gecko_otel_scheduled_time", default=None)
+
 #: Guards `registry`, the patches and ``BaseScheduler.start``.
 lock = threading.RLock()
 #: Instrumented schedulers. Read without the lock on job threads (a dict lookup).
@@ -87,9 +92,9 @@ def _plan_for(job: Any) -> tuple[JobHooks, Plan] | None:
     return None
 
 
-def _view(hooks: JobHooks, job: Any, plan: Plan, run_time: Any, coroutine: bool) -> Any:
+def _view(hooks: JobHooks, job: Any, plan: Plan, coroutine: bool) -> Any:
     with guarded("APScheduler job instrumentation"):  # the job runs uninstrumented
-        return hooks.job_view(job, plan, run_time, coroutine)
+        return hooks.job_view(job, plan, coroutine)
     return job
 
 
@@ -112,10 +117,14 @@ class _RunJob:
         if found is None:
             return self.original(job, jobstore_alias, run_times, logger_name)
         hooks, plan = found
+        view = _view(hooks, job, plan, coroutine=False)
         events: list[Any] = []
         for run_time in run_times:  # one call each, so each run knows its scheduled time
-            view = _view(hooks, job, plan, run_time, coroutine=False)
-            events.extend(self.original(view, jobstore_alias, [run_time], logger_name))
+            token = scheduled_time.set(run_time)
+            try:
+                events.extend(self.original(view, jobstore_alias, [run_time], logger_name))
+            finally:
+                scheduled_time.reset(token)
         return events
 
     def __reduce__(self) -> tuple[Any, ...]:
@@ -137,10 +146,14 @@ class _RunCoroutineJob:
         if found is None:
             return await self.original(job, jobstore_alias, run_times, logger_name)  # type: ignore[no-any-return]
         hooks, plan = found
+        view = _view(hooks, job, plan, coroutine=True)
         events: list[Any] = []
-        for run_time in run_times:
-            view = _view(hooks, job, plan, run_time, coroutine=True)
-            events.extend(await self.original(view, jobstore_alias, [run_time], logger_name))
+        for run_time in run_times:  # the job's coroutine runs in this task's context
+            token = scheduled_time.set(run_time)
+            try:
+                events.extend(await self.original(view, jobstore_alias, [run_time], logger_name))
+            finally:
+                scheduled_time.reset(token)
         return events
 
     def __reduce__(self) -> tuple[Any, ...]:
