@@ -199,6 +199,44 @@ def test_thread_pool_job_runs_become_collection_runs(
     assert point.count == len(runs)
 
 
+def test_a_changed_job_runs_as_changed(
+    captured: CapturedRuns, schedulers: Callable[..., BackgroundScheduler]
+) -> None:
+    # What a job runs is worked out once per job; a change to its function, arguments
+    # or misfire grace must still reach its next execution.
+    calls: list[tuple[str, int]] = []
+
+    def collect(n: int) -> None:
+        calls.append(("collect", n))
+
+    def collect_again(n: int) -> None:
+        calls.append(("collect_again", n))
+
+    scheduler = schedulers()
+    instrument_scheduler(scheduler, monitor=captured.monitor)
+    scheduler.start()
+    now = datetime.now(timezone.utc)
+    scheduler.add_job(collect, "interval", hours=1, id="pools", args=[1], next_run_time=now)
+    wait_until(lambda: len(captured.runs_of("pools")) == 1, what="the first run")
+    scheduler.modify_job("pools", args=[2], next_run_time=datetime.now(timezone.utc))
+    wait_until(lambda: len(captured.runs_of("pools")) == 2, what="the run with new arguments")
+    scheduler.modify_job(
+        "pools",
+        func=collect_again,
+        kwargs={"n": 3},
+        args=[],
+        next_run_time=datetime.now(timezone.utc),
+    )
+    wait_until(lambda: len(captured.runs_of("pools")) == 3, what="the run of the new function")
+    scheduler.shutdown(wait=True)
+    assert calls == [("collect", 1), ("collect", 2), ("collect_again", 3)]
+    runs = sorted(captured.runs_of("pools"), key=lambda r: r.start_time)
+    names = [span_of(captured, r.execution_id).attributes["code.function.name"] for r in runs]
+    assert [name.rsplit(".", 1)[-1] for name in names] == ["collect", "collect", "collect_again"]
+    times = {span_of(captured, r.execution_id).attributes["faas.time"] for r in runs}
+    assert len(times) == 3  # each run its own scheduled time
+
+
 def test_cron_job_spans_carry_the_crontab(
     captured: CapturedRuns, schedulers: Callable[..., BackgroundScheduler]
 ) -> None:

@@ -14,7 +14,7 @@ import logging
 import threading
 import weakref
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any, Final, TypeAlias
 
@@ -91,6 +91,9 @@ class Plan:
     #: once per plan; each run reads its scheduled time from `runs.scheduled_time`.
     wrapped: Callable[..., Any] | None = None
     wrapped_coroutine: Callable[..., Any] | None = None
+    #: The last view of the job handed out, for a thread (False) and an event
+    #: loop (True): reused while the job object and what it runs are the same.
+    views: dict[bool, JobView] = field(default_factory=dict)
 
 
 class SchedulerHooks:
@@ -118,8 +121,7 @@ class SchedulerHooks:
     # -- runs --
 
     def plan(self, job: Any) -> Plan:
-        with self._lock:
-            plan = self._plans.get(job.id)
+        plan = self._plans.get(job.id)  # GIL-atomic: the lock guards changes only
         if plan is not None and plan.func is job.func and plan.trigger is job.trigger:
             return plan
         plan = self._make_plan(job)
@@ -183,15 +185,29 @@ class SchedulerHooks:
             return job_id
         return usable_collector_type(name)
 
-    def job_view(self, job: Any, plan: Plan, coroutine: bool) -> JobView:
-        """``job`` with its function wrapped in a run.
+    def job_view(self, job: Any, coroutine: bool) -> JobView | None:
+        """``job`` with its function wrapped in a run; None when ``job.func`` is
+        a ``@collection`` already (it runs its own).
 
         The run is the decorator's: the plan's prepared target and wrapper,
         plus the one attribute that changes per execution, ``faas.time``, read
-        from `runs.scheduled_time` as the run begins.
+        from `runs.scheduled_time` as the run begins. A view is read-only, so
+        executions running at once share it.
         """
+        plan = self.plan(job)
         wrapped = plan.wrapped_coroutine if coroutine else plan.wrapped
-        return JobView(job, job.func if wrapped is None else wrapped)
+        if wrapped is None:
+            return None
+        view = plan.views.get(coroutine)
+        if (
+            view is None
+            or view.job is not job
+            or view.args is not job.args
+            or view.kwargs is not job.kwargs
+            or view.misfire_grace_time != job.misfire_grace_time
+        ):
+            view = plan.views[coroutine] = JobView(job, wrapped)
+        return view
 
     # -- events --
 
@@ -343,10 +359,10 @@ class JobView:
     execution); anything else is looked up on the job.
     """
 
-    __slots__ = ("_job", "args", "func", "id", "kwargs", "misfire_grace_time")
+    __slots__ = ("args", "func", "id", "job", "kwargs", "misfire_grace_time")
 
     def __init__(self, job: Any, func: Callable[..., Any]) -> None:
-        self._job = job
+        self.job = job
         self.func = func
         self.id = job.id
         self.args = job.args
@@ -354,13 +370,13 @@ class JobView:
         self.misfire_grace_time = job.misfire_grace_time
 
     def __getattr__(self, name: str) -> Any:
-        return getattr(self._job, name)
+        return getattr(self.job, name)
 
     def __str__(self) -> str:
-        return str(self._job)
+        return str(self.job)
 
     def __repr__(self) -> str:
-        return repr(self._job)
+        return repr(self.job)
 
 
 def check_collector_type_option(option: object) -> None:

@@ -23,15 +23,7 @@ from contextvars import ContextVar
 from types import ModuleType
 from typing import Any, Final, Protocol
 
-from gecko_otel._guard import guarded
-
-
-class Plan(Protocol):
-    """What a run function reads of a job's plan (``_apscheduler_hooks.Plan``)."""
-
-    @property
-    def decorated(self) -> bool:
-        """Whether the job's function is already a ``@collection``."""
+from gecko_otel._guard import report_internal_error
 
 
 class JobHooks(Protocol):
@@ -40,11 +32,9 @@ class JobHooks(Protocol):
     Declared here because the hooks module imports this one.
     """
 
-    def plan(self, job: Any) -> Plan:
-        """How ``job`` runs (worked out once per job)."""
-
-    def job_view(self, job: Any, plan: Any, coroutine: bool) -> Any:
-        """A view of ``job`` whose ``func`` runs inside a collection run."""
+    def job_view(self, job: Any, coroutine: bool) -> Any:
+        """A view of ``job`` whose ``func`` runs inside a collection run, or None
+        when ``job.func`` runs its own (a ``@collection``)."""
 
 
 logger = logging.getLogger("gecko_otel.scheduling.apscheduler")
@@ -80,22 +70,16 @@ registry: weakref.WeakKeyDictionary[Any, JobHooks] = weakref.WeakKeyDictionary()
 _patched: list[tuple[ModuleType, str, Any, Any]] = []
 
 
-def _plan_for(job: Any) -> tuple[JobHooks, Plan] | None:
-    """The hooks and plan of an instrumented, undecorated job; None to run it as is."""
-    with guarded("APScheduler job instrumentation"):  # the job runs uninstrumented
+def _view_of(job: Any, coroutine: bool) -> Any:
+    """A view of an instrumented job whose ``func`` runs inside a collection run;
+    None to run the job as it is."""
+    try:  # hot path: a try is free, a guard object is not
         scheduler = getattr(job, "_scheduler", None)
         hooks = registry.get(scheduler) if scheduler is not None else None
-        if hooks is None:
-            return None
-        plan = hooks.plan(job)
-        return None if plan.decorated else (hooks, plan)
-    return None
-
-
-def _view(hooks: JobHooks, job: Any, plan: Plan, coroutine: bool) -> Any:
-    with guarded("APScheduler job instrumentation"):  # the job runs uninstrumented
-        return hooks.job_view(job, plan, coroutine)
-    return job
+        return None if hooks is None else hooks.job_view(job, coroutine)
+    except Exception as exc:  # noqa: BLE001 - the job runs uninstrumented
+        report_internal_error("APScheduler job instrumentation", exc)
+        return None
 
 
 class _RunJob:
@@ -113,11 +97,9 @@ class _RunJob:
     def __call__(
         self, job: Any, jobstore_alias: Any, run_times: list[Any], logger_name: str
     ) -> list[Any]:
-        found = _plan_for(job)
-        if found is None:
+        view = _view_of(job, coroutine=False)
+        if view is None:
             return self.original(job, jobstore_alias, run_times, logger_name)
-        hooks, plan = found
-        view = _view(hooks, job, plan, coroutine=False)
         events: list[Any] = []
         for run_time in run_times:  # one call each, so each run knows its scheduled time
             token = scheduled_time.set(run_time)
@@ -142,11 +124,9 @@ class _RunCoroutineJob:
     async def __call__(
         self, job: Any, jobstore_alias: Any, run_times: list[Any], logger_name: str
     ) -> list[Any]:
-        found = _plan_for(job)
-        if found is None:
+        view = _view_of(job, coroutine=True)
+        if view is None:
             return await self.original(job, jobstore_alias, run_times, logger_name)  # type: ignore[no-any-return]
-        hooks, plan = found
-        view = _view(hooks, job, plan, coroutine=True)
         events: list[Any] = []
         for run_time in run_times:  # the job's coroutine runs in this task's context
             token = scheduled_time.set(run_time)
