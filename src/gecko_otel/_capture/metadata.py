@@ -206,17 +206,17 @@ class MetadataSanitizer:
             budget = self._work_budget()
         if isinstance(value, str):
             return self.text(value)
-        if isinstance(value, bool | float):
+        if isinstance(value, (bool, float)):
             return value
         if isinstance(value, int):
             return value if _INT64_MIN <= value <= _INT64_MAX else str(value)
         if value is None:
             return "None"
-        if isinstance(value, bytes | bytearray | memoryview):
+        if isinstance(value, (bytes, bytearray, memoryview)):
             return self.text(bytes(value).decode("utf-8", "replace"))
         if isinstance(value, Mapping):
             return self._json(value, budget)
-        if isinstance(value, Sequence | Set):
+        if isinstance(value, (Sequence, Set)):
             return self._sequence(value, budget)
         return self.text(value)
 
@@ -234,10 +234,10 @@ class MetadataSanitizer:
             for v in items
         ):
             return tuple(int(v) for v in items)  # type: ignore[call-overload]
-        if items and all(isinstance(v, int | float) and not isinstance(v, bool) for v in items):
+        if items and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in items):
             return tuple(float(v) for v in items)  # type: ignore[arg-type]
         return tuple(
-            self._json(v, budget) if isinstance(v, Mapping | list | tuple | Set) else self.text(v)
+            self._json(v, budget) if isinstance(v, (Mapping, list, tuple, Set)) else self.text(v)
             for v in items
         )
 
@@ -268,9 +268,9 @@ class MetadataSanitizer:
             return "..."
         if depth > 32:
             return "<too deep>"
-        if value is None or isinstance(value, str | bool | int | float):
+        if value is None or isinstance(value, (str, bool, int, float)):
             return value
-        if not isinstance(value, Mapping | list | tuple | Set):
+        if not isinstance(value, (Mapping, list, tuple, Set)):
             return safe_str(value)
         if id(value) in path:
             return "<cycle>"

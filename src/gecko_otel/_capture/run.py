@@ -45,6 +45,8 @@ logger = logging.getLogger("gecko_otel.run")
 #: Context key under which the Run in progress is kept (beside the span).
 RUN_KEY: Final = context.create_key("gecko_otel.run")
 _new_tuple: Final = tuple.__new__
+#: Results that are values, not result objects: not read (a tuple: a union is slower).
+_PLAIN_RESULTS: Final = (str, bytes, int, float, list, tuple, dict, set)
 
 
 class _NoResult:
@@ -380,7 +382,7 @@ class Run:
         has them). A result's ``records_collected`` replaces the count the
         run reported, since the result is the run's final word.
         """
-        if isinstance(result, str | bytes | int | float | list | tuple | dict | set):
+        if isinstance(result, _PLAIN_RESULTS):
             return False
         try:
             records = getattr(result, "records_collected", None)

@@ -90,7 +90,7 @@ def clean_json(value: Any) -> Any:
         return repr(value)  # JSON has no NaN or Infinity; PostgreSQL refuses them
     if isinstance(value, Mapping):
         return {clean_text(str(k)): clean_json(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
+    if isinstance(value, (list, tuple)):
         if any(isinstance(v, float) and not math.isfinite(v) for v in value):
             # One non-finite float becomes text: so do the others, or the
             # list would come back with mixed types (not an attribute value).
