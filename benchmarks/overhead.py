@@ -17,7 +17,11 @@ It prints microseconds per call (median over rounds), the overhead ratio
 ratios), the memory growth over 200,000 further runs, and what the
 APScheduler plugin adds to one scheduled job execution (benchmarks/scheduled.py).
 
-Run: ``make bench`` or ``python benchmarks/overhead.py [--batches N] [--calls N]``.
+With ``--parts`` it prints instead what each part of (c)'s added cost is:
+the run pipeline (history, health, alerts) and the exemplar switched off in
+turn, and both.
+
+Run: ``make bench`` or ``python benchmarks/overhead.py [--batches N] [--calls N] [--parts]``.
 """
 
 from __future__ import annotations
@@ -28,6 +32,7 @@ import statistics
 import time
 import tracemalloc
 from collections.abc import Callable, Sequence
+from typing import Any
 
 from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.metrics.export import InMemoryMetricReader
@@ -82,6 +87,71 @@ def make_instrumented() -> tuple[Callable[[], int], gecko_otel.Monitor, list[obj
     return instrumented, monitor, [tp, mp]
 
 
+class _NoExemplar:
+    """The duration histogram, recorded outside the run's context (no exemplar)."""
+
+    def __init__(self, histogram: Any) -> None:
+        self._histogram = histogram
+
+    def record(self, value: float, attributes: Any, context: object = None) -> None:
+        self._histogram.record(value, attributes)
+
+
+def make_part_switched_off(part: str) -> Callable[[], int]:
+    """@collection with one part switched off (``--parts``), to see what each costs."""
+    instrumented, monitor, _ = make_instrumented()
+    if part in ("pipeline", "both"):  # finished runs reach no history, health or alerts
+        monitor._processor._on_record = lambda run: None  # noqa: SLF001
+    if part in ("exemplar", "both"):
+        instr = monitor.instrumentation
+        instr.duration = _NoExemplar(instr.duration)  # type: ignore[assignment]
+    return instrumented
+
+
+def parts(batches: int, calls: int) -> None:
+    """What each part of @collection's added cost is, as a ratio to hand-written."""
+    handwritten, _ = make_handwritten()
+    instrumented, _, _ = make_instrumented()
+    candidates: dict[str, Callable[[], object]] = {
+        "bare": work,
+        "handwritten": handwritten,
+        "all": instrumented,
+        "no pipeline": make_part_switched_off("pipeline"),
+        "no exemplar": make_part_switched_off("exemplar"),
+        "neither": make_part_switched_off("both"),
+    }
+    samples = run_rounds(candidates, batches, calls)
+    ratio = {
+        name: statistics.median(
+            (o - b) / (h - b)
+            for o, h, b in zip(samples[name], samples["handwritten"], samples["bare"], strict=True)
+        )
+        for name in candidates
+    }
+    print(f"@collection's added cost, x hand-written ({batches} rounds x {calls}), with")
+    print(f"  everything on                                     {ratio['all']:.2f}")
+    print(f"  the run pipeline off (history, health, alerts)    {ratio['no pipeline']:.2f}")
+    print(f"  the exemplar off (duration outside the run's ctx) {ratio['no exemplar']:.2f}")
+    print(f"  both off (the run, its span with 3 more attributes) {ratio['neither']:.2f}")
+
+
+def run_rounds(
+    candidates: dict[str, Callable[[], object]], batches: int, calls: int
+) -> dict[str, list[float]]:
+    """Microseconds per call of each candidate, one sample per round, interleaved."""
+    samples: dict[str, list[float]] = {name: [] for name in candidates}
+    for func in candidates.values():  # warm up caches and lazy imports
+        time_batch(func, 500)
+    gc.collect()
+    for i in range(batches):
+        order = list(candidates.items())
+        if i % 2:
+            order.reverse()
+        for name, func in order:
+            samples[name].append(time_batch(func, calls))
+    return samples
+
+
 def time_batch(func: Callable[[], object], calls: int) -> float:
     start = time.perf_counter()
     for _ in range(calls):
@@ -94,21 +164,18 @@ def main() -> None:
     parser.add_argument("--batches", type=int, default=100)
     parser.add_argument("--calls", type=int, default=1000)
     parser.add_argument("--memory-runs", type=int, default=200_000)
+    parser.add_argument(
+        "--parts", action="store_true", help="only: what each part of the added cost is"
+    )
     args = parser.parse_args()
+    if args.parts:
+        parts(args.batches, args.calls)
+        return
 
     handwritten, hw_providers = make_handwritten()
     instrumented, monitor, providers = make_instrumented()
     candidates = {"bare": work, "handwritten": handwritten, "gecko_otel": instrumented}
-    samples: dict[str, list[float]] = {name: [] for name in candidates}
-    for func in candidates.values():  # warm up caches and lazy imports
-        time_batch(func, 500)
-    gc.collect()
-    for i in range(args.batches):
-        order = list(candidates.items())
-        if i % 2:
-            order.reverse()
-        for name, func in order:
-            samples[name].append(time_batch(func, args.calls))
+    samples = run_rounds(candidates, args.batches, args.calls)
 
     bare = statistics.median(samples["bare"])
     hw = statistics.median(samples["handwritten"])
