@@ -162,21 +162,21 @@ def setup(
 
     atexit.register(shutdown_at_exit)
     if monitor.config.handle_sigterm:
-        flush_on_sigterm(ref)
+        flush_on_sigterm()
     return monitor
 
 
-def flush_on_sigterm(ref: weakref.ref[Monitor]) -> None:
+def flush_on_sigterm() -> None:
     """On SIGTERM, shut the Monitor down (bounded), then end as the process would have.
 
     systemd, ``docker stop`` and Kubernetes stop a process with SIGTERM, whose
     default action ends it at once: no ``atexit`` hook runs, so queued runs
-    and spans were lost uncounted. The handler shuts the Monitor down within
-    ``shutdown_timeout``, then hands the signal on: to the handler that was
-    installed before (it runs as before), or, with the default action, by
-    restoring it and sending SIGTERM again, so the exit status is the same as
-    without gecko-otel. Only from the main thread, and not when SIGTERM is
-    ignored or handled outside Python.
+    and spans were lost uncounted. The handler shuts the installed Monitor
+    down within ``shutdown_timeout``, then hands the signal on: to the handler
+    that was installed before (it runs as before), or, with the default
+    action, by restoring it and sending SIGTERM again, so the exit status is
+    the same as without gecko-otel. Only from the main thread, and not when
+    SIGTERM is ignored or handled outside Python.
     """
     if threading.current_thread() is not threading.main_thread():
         return
@@ -185,8 +185,8 @@ def flush_on_sigterm(ref: weakref.ref[Monitor]) -> None:
         return
 
     def on_sigterm(signum: int, frame: FrameType | None) -> None:
-        current = ref()
-        if current is not None:
+        current = installed()  # the Monitor set up last, not the one that installed this
+        if current is not None and current.config.handle_sigterm:
             # On a helper thread, waited for within the deadline: the handler runs
             # on the main thread wherever it was interrupted, perhaps holding a lock
             # the shutdown needs, and must not wait for it forever.

@@ -47,6 +47,8 @@ CHILD = textwrap.dedent(
         store_batch_size=100_000,   # ...unless the shutdown writes it
         handle_sigterm=(mode != "opt-out"),
     )
+    if mode == "again":  # a Monitor set up and shut down first: SIGTERM is for the next one
+        gecko_otel.setup("sigterm-test", database_url=f"sqlite:///{db}", config=config).shutdown()
     monitor = gecko_otel.setup("sigterm-test", database_url=f"sqlite:///{db}", config=config)
     for i in range(RUNS):
         with gecko_otel.track_collection("pools") as run:
@@ -120,6 +122,12 @@ def test_ctrl_c_stores_every_queued_run_and_ends_as_python_does(tmp_path: Path) 
 def test_a_program_that_ends_stores_every_queued_run(tmp_path: Path) -> None:
     code, db = run_child(tmp_path, "exit", stop=None)
     assert code == 0
+    assert stored_runs(db) == RUNS
+
+
+def test_sigterm_shuts_down_the_monitor_set_up_last(tmp_path: Path) -> None:
+    code, db = run_child(tmp_path, "again")
+    assert code == -signal.SIGTERM
     assert stored_runs(db) == RUNS
 
 
@@ -202,23 +210,32 @@ def collect():
 
 collect()
 monitor.force_flush()
-# SIGTERM lands while this thread holds the collector's state lock, as it can
-# in the middle of a run's bookkeeping; the shutdown needs that lock.
-state = monitor._pipeline.evaluator._states["pools"]
-with state.lock:
+if sys.argv[2] == "state":
+    # SIGTERM lands while this thread holds the collector's state lock, as it can
+    # in the middle of a run's bookkeeping; the shutdown needs that lock.
+    lock = monitor._pipeline.evaluator._states["pools"].lock
+else:
+    # ...or inside Thread.start() (an executor growing its pool), holding the lock
+    # that starting any thread needs.
+    import threading
+    lock = threading._active_limbo_lock
+with lock:
     os.kill(os.getpid(), signal.SIGTERM)
     time.sleep(60)
 """
 
 
-def test_sigterm_ends_within_the_deadline_even_while_a_lock_is_held(tmp_path: Path) -> None:
+@pytest.mark.parametrize("held", ["state", "thread-start"])
+def test_sigterm_ends_within_the_deadline_even_while_a_lock_is_held(
+    tmp_path: Path, held: str
+) -> None:
     import os
 
     script = tmp_path / "locked.py"
     script.write_text(LOCKED)
     started = time.monotonic()
     done = subprocess.run(
-        [sys.executable, str(script), str(tmp_path / "runs.db")],
+        [sys.executable, str(script), str(tmp_path / "runs.db"), held],
         env={**os.environ, "OTEL_TRACES_EXPORTER": "none", "OTEL_METRICS_EXPORTER": "none"},
         capture_output=True,
         text=True,
