@@ -1,11 +1,13 @@
-"""The bearer token: everything but /healthz needs it; a malformed one is refused up front."""
+"""The bearer token: everything but the probes needs it; a malformed one is refused up front."""
 
 from __future__ import annotations
+
+from pathlib import Path
 
 import pytest
 
 from gecko_otel import ConfigError
-from gecko_otel.serving import MonitorSource, StatusServer
+from gecko_otel.serving import MonitorSource, StatusServer, StoreSource
 from support.status import fetch, run
 from support.store_helpers import stored_monitor
 
@@ -19,7 +21,7 @@ def guarded_server():
         yield stored.monitor.serve_http(port=0, token=TOKEN)
 
 
-@pytest.mark.parametrize("path", ["/", "/readyz", "/status", "/alerts", "/runs?collector=pools"])
+@pytest.mark.parametrize("path", ["/", "/status", "/alerts", "/runs?collector=pools"])
 @pytest.mark.parametrize(
     "authorization",
     [
@@ -32,7 +34,7 @@ def guarded_server():
         f"Bearer {TOKEN[:-1]}",
     ],
 )
-def test_everything_but_healthz_needs_the_token(
+def test_everything_but_the_probes_needs_the_token(
     guarded_server: StatusServer, path: str, authorization: str | None
 ) -> None:
     headers = {"Authorization": authorization} if authorization is not None else {}
@@ -51,8 +53,29 @@ def test_the_token_opens_every_path(guarded_server: StatusServer, scheme: str) -
     assert runs.json()["runs"][0]["collector_type"] == "pools"
 
 
-def test_healthz_needs_no_token(guarded_server: StatusServer) -> None:
+def test_the_probes_need_no_token(guarded_server: StatusServer) -> None:
+    # A kubelet's or load balancer's probe carries no secret.
     assert fetch(guarded_server, "/healthz").status == 200
+    ready = fetch(guarded_server, "/readyz")
+    assert (ready.status, ready.json()["ready"]) == (200, True)
+
+
+def test_readiness_says_why_not_only_to_the_token(tmp_path: Path) -> None:
+    # The reason may name the database or its error.
+    empty = tmp_path / "empty.db"
+    empty.touch()
+    source = StoreSource(f"sqlite:///{empty}")
+    try:
+        with StatusServer(source, port=0, token=TOKEN) as server:
+            anonymous = fetch(server, "/readyz")
+            assert anonymous.status == 503
+            assert anonymous.json()["reason"] is None
+            assert anonymous.json() == {"schema_version": 1, "ready": False, "reason": None}
+            told = fetch(server, "/readyz", headers={"Authorization": f"Bearer {TOKEN}"})
+            assert told.status == 503
+            assert "schema" in told.json()["reason"]
+    finally:
+        source.close()
 
 
 def test_the_page_without_the_token_is_the_login_form_without_data(

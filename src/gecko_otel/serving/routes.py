@@ -37,8 +37,9 @@ _JSON: Final = "application/json"
 _HTML: Final = "text/html; charset=utf-8"
 _TRUE: Final = frozenset({"1", "true", "yes", "on"})
 _FALSE: Final = frozenset({"0", "false", "no", "off"})
-#: Paths served without the bearer token (liveness probes carry no secret).
-OPEN_PATHS: Final = frozenset({"/healthz"})
+#: Paths served without the bearer token: a kubelet's or load balancer's probe
+#: carries no secret. Without it ``/readyz`` says whether, not why not.
+OPEN_PATHS: Final = frozenset({"/healthz", "/readyz"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,7 +72,8 @@ class Router:
 
     Args:
         source: Where the data comes from.
-        token: The bearer token every path but ``/healthz`` needs, or None.
+        token: The bearer token every path but the probes (``/healthz``,
+            ``/readyz``) needs, or None.
         page: The status page.
         server_counts: The server's own counters, shown in ``/status``.
         metrics: Renders ``/metrics``; None answers 404 with ``no_metrics``.
@@ -123,13 +125,16 @@ class Router:
         handler = self._routes.get(parts.path)
         if handler is None:
             return error(404, f"no such path; try {', '.join(sorted(self._routes))}")
-        if parts.path not in OPEN_PATHS and not self.authorized(authorization):
+        authorized = self.authorized(authorization)
+        if parts.path not in OPEN_PATHS and not authorized:
             challenge = ("WWW-Authenticate", 'Bearer realm="gecko-otel"')
             if parts.path == "/":  # the page without data asks for the token itself
                 return Response(401, self._page.html, _HTML, (*self._page.headers, challenge))
             return error(401, "this server needs 'Authorization: Bearer <token>'", challenge)
         try:
             query = parse_qs(parts.query, keep_blank_values=True, max_num_fields=16)
+            if parts.path == "/readyz":
+                return self._readyz(detail=authorized)
             return handler(query)
         except (BadRequest, ValueError) as exc:
             return error(400, str(exc))
@@ -148,9 +153,14 @@ class Router:
         body, content_type = self._metrics()
         return Response(200, body, content_type)
 
-    def _readyz(self, _query: dict[str, list[str]]) -> Response:
+    def _readyz(
+        self, _query: dict[str, list[str]] | None = None, *, detail: bool = True
+    ) -> Response:
         ready, reason = self._source.readiness()
-        return json_response(200 if ready else 503, {"ready": ready, "reason": reason})
+        # Why not may name the database or its error: only for the token's holders.
+        return json_response(
+            200 if ready else 503, {"ready": ready, "reason": reason if detail else None}
+        )
 
     def _status(self, query: dict[str, list[str]]) -> Response:
         probe = _flag(query, "probe", default=True)

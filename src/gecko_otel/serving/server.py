@@ -70,8 +70,10 @@ class StatusServer:
         host: The address to listen on; loopback by default. ``"0.0.0.0"``
             (or ``"::"``) listens on every interface: set a ``token`` then.
         port: The TCP port; 0 picks a free one (see `port`, `url`).
-        token: When set, every path but ``/healthz`` needs the header
-            ``Authorization: Bearer <token>`` (compared in constant time).
+        token: When set, every path but the probes needs the header
+            ``Authorization: Bearer <token>`` (compared in constant time);
+            ``/healthz`` and ``/readyz`` answer without it, ``/readyz``
+            then without its reason.
         refresh_seconds: How often the page fetches ``/status``.
         request_timeout: Seconds a client has to send its request head, and
             the server to send its answer.
@@ -408,7 +410,8 @@ def serve(
             ``postgresql+psycopg://...``).
         host: The address to listen on; loopback by default.
         port: The TCP port (0 picks a free one).
-        token: The bearer token every path but ``/healthz`` needs, or None.
+        token: The bearer token every path but the probes (``/healthz``,
+            ``/readyz``) needs, or None.
         ready: Called with the server once it listens (to print its URL).
 
     Raises:
