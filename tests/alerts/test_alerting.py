@@ -341,9 +341,9 @@ def test_full_handler_queue_drops_and_counts(
 
 
 def test_notifications_lost_at_shutdown_are_counted() -> None:
-    release = threading.Event()
+    release, called = threading.Event(), threading.Event()
     dispatcher = AlertDispatcher(timeout=30, queue_size=10)
-    dispatcher.add(lambda alert: release.wait(5))
+    dispatcher.add(lambda alert: (called.set(), release.wait(5)))
     from gecko_otel._values.health import AlertLevel
 
     alert = Alert(
@@ -356,7 +356,7 @@ def test_notifications_lost_at_shutdown_are_counted() -> None:
     )
     for _ in range(4):
         dispatcher.submit(alert)
-    time.sleep(0.1)  # one call in progress, three queued
+    assert called.wait(5)  # one call in progress, three queued
     dispatcher.shutdown(timeout=0.1)
     release.set()
     assert dispatcher.counts()["dropped_notifications"] == 3

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sqlite3
+from contextlib import closing
 from pathlib import Path
 from typing import Any
 
@@ -105,7 +106,7 @@ def test_newer_database_is_refused(cli: Any, filled: Filled) -> None:
     if not filled.url.startswith("sqlite"):
         pytest.skip("one backend is enough for the version check")
     path = filled.url.removeprefix("sqlite:///")
-    with sqlite3.connect(path) as conn:
+    with closing(sqlite3.connect(path)) as conn, conn:  # closed: no ResourceWarning later
         conn.execute("UPDATE gecko_otel_schema_version SET version_num = '0099'")
     result = cli("status", path)
     assert result.code == 2
@@ -132,5 +133,5 @@ def test_tables_need_rich_json_does_not(
 
 
 def _tables(path: Path) -> list[str]:
-    with sqlite3.connect(path) as conn:
+    with closing(sqlite3.connect(path)) as conn:
         return [r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")]

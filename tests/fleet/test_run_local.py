@@ -34,15 +34,16 @@ def test_the_local_fleet_comes_up_with_our_files_then_stops(tmp_path: Path) -> N
     if any(port_in_use(port) for port in (9090, 9093, 9465)):
         skip_or_fail("the local fleet's ports 9090, 9093 or 9465 are in use")
     env = {k: v for k, v in os.environ.items() if not k.startswith(("OTEL_", "GECKO_OTEL_"))}
-    env.update(PYTHON=sys.executable, FLEET_SECONDS="25", FLEET_DATA=str(tmp_path))
+    env.update(PYTHON=sys.executable, FLEET_SECONDS="35", FLEET_DATA=str(tmp_path))
     with subprocess.Popen(
         ["bash", str(SCRIPT)], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
     ) as fleet:
         try:
-            target = wait_for_target(timeout=22)
+            # Scraped every 15 s: a scrape before the demo listens is retried 15 s later.
+            target = wait_for_target(timeout=30)
             rules = servers.get_json("http://127.0.0.1:9090/api/v1/rules")["data"]["groups"]
             alertmanager = servers.get_json("http://127.0.0.1:9093/api/v2/status")
-            output, _ = fleet.communicate(timeout=30)
+            output, _ = fleet.communicate(timeout=40)
         finally:
             if fleet.poll() is None:
                 fleet.terminate()

@@ -290,8 +290,8 @@ def test_two_processes_sharing_a_store_agree(store_url: str) -> None:
             assert ours[0] is not None and ours[1] is not None
             return ours[0].median, ours[1].median
 
-        before = medians()
-        assert before[1] / before[0] > 2
+        # Each learned only its own runs (400 or 900 records); syncing every 50 ms
+        # may already have begun to blend them, so only where they end is checked.
         _wait_for(lambda: abs(medians()[1] / medians()[0] - 1) < 0.1)
         low, high = sorted(medians())
         assert low > 400 and high < 900  # met between the two

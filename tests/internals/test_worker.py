@@ -85,11 +85,13 @@ def test_stop_is_bounded_while_a_step_hangs() -> None:
             self.worker = Worker(self, "step", name="test-hanging")
 
         def step(self, timed_out: bool) -> None:
+            inside.set()
             release.wait(5)
 
+    inside = threading.Event()
     owner = Hanging()
     owner.worker.ensure_running()
-    time.sleep(0.02)
+    assert inside.wait(5)
     started = time.monotonic()
     assert owner.worker.stop(0.1) is False  # the thread is still in its step
     assert time.monotonic() - started < 1.0

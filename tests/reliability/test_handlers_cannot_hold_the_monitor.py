@@ -55,7 +55,7 @@ def test_shutdown_keeps_its_deadline_with_a_hung_handler() -> None:
             started = time.monotonic()
             captured.monitor.shutdown()
             took = time.monotonic() - started
-        assert took < 1.0 + 1.5
+        assert took < 1.0 + 3.0  # the deadline, and a loaded machine; unbounded is 30 s
     finally:
         release.set()
 

@@ -192,7 +192,7 @@ def test_shutdown_keeps_one_deadline_with_an_unreachable_exporter(
     )
     assert result.returncode == 0, result.stderr
     shutdown_took = float(result.stdout.strip().splitlines()[-1])
-    assert shutdown_took < 2.0 + 1.5  # the deadline, give or take scheduling
+    assert shutdown_took < 2.0 + 3.0  # the deadline, give or take a loaded machine
     assert time.monotonic() - started < 30  # and the interpreter's exit does not wait on it
 
 

@@ -14,7 +14,7 @@ import socket
 import subprocess
 import time
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -58,60 +58,78 @@ def _ready(url: str) -> bool:
         return False
 
 
-@contextlib.contextmanager
-def _serve(command: list[str], ready_url: str, log: Path) -> Iterator[None]:
+def _start(command: list[str], ready_url: str, log: Path) -> subprocess.Popen[bytes] | None:
+    """Start ``command`` and wait until ``ready_url`` answers; None when its port was
+    taken meanwhile (``free_port`` closes the port before the server binds it)."""
     with log.open("wb") as out:
         process = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT)
+    deadline = time.monotonic() + READY_TIMEOUT
+    while not _ready(ready_url):
+        if process.poll() is not None and "address already in use" in log.read_text().lower():
+            return None
+        if process.poll() is not None or time.monotonic() > deadline:
+            _stop(process)
+            pytest.fail(f"{command[0]} did not become ready:\n{log.read_text()[-3000:]}")
+        time.sleep(0.05)
+    return process
+
+
+def _stop(process: subprocess.Popen[bytes]) -> None:
+    process.terminate()
     try:
-        deadline = time.monotonic() + READY_TIMEOUT
-        while not _ready(ready_url):
-            if process.poll() is not None or time.monotonic() > deadline:
-                pytest.fail(f"{command[0]} did not become ready:\n{log.read_text()[-3000:]}")
-            time.sleep(0.05)
-        yield
+        process.wait(10)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait(10)
+
+
+@contextlib.contextmanager
+def _serve(command: Callable[[int], list[str]], ready_path: str, log: Path) -> Iterator[str]:
+    """Serve ``command(port)`` on a free loopback port; yields its base URL."""
+    for _ in range(3):
+        port = free_port()
+        base = f"http://127.0.0.1:{port}"
+        process = _start(command(port), base + ready_path, log)
+        if process is not None:
+            break
+    else:
+        pytest.fail(f"no free port for {command(0)[0]} in 3 tries:\n{log.read_text()[-3000:]}")
+    try:
+        yield base
     finally:
-        process.terminate()
-        try:
-            process.wait(10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(10)
+        _stop(process)
 
 
 @contextlib.contextmanager
 def alertmanager(config: Path, workdir: Path) -> Iterator[str]:
     """Alertmanager with ``config``, without clustering; yields its base URL."""
-    command = binary("prometheus-alertmanager", "alertmanager")
-    port = free_port()
-    base = f"http://127.0.0.1:{port}"
+    binary_path = binary("prometheus-alertmanager", "alertmanager")
     with _serve(
-        [
-            command,
+        lambda port: [
+            binary_path,
             f"--config.file={config}",
             f"--storage.path={workdir / 'alertmanager-data'}",
             f"--web.listen-address=127.0.0.1:{port}",
             "--cluster.listen-address=",
         ],
-        f"{base}/-/ready",
+        "/-/ready",
         workdir / "alertmanager.log",
-    ):
+    ) as base:
         yield base
 
 
 @contextlib.contextmanager
 def prometheus(config: Path, workdir: Path) -> Iterator[str]:
     """Prometheus with ``config`` and a fresh TSDB; yields its base URL."""
-    command = binary("prometheus")
-    port = free_port()
-    base = f"http://127.0.0.1:{port}"
+    binary_path = binary("prometheus")
     with _serve(
-        [
-            command,
+        lambda port: [
+            binary_path,
             f"--config.file={config}",
             f"--storage.tsdb.path={workdir / 'prometheus-data'}",
             f"--web.listen-address=127.0.0.1:{port}",
         ],
-        f"{base}/-/ready",
+        "/-/ready",
         workdir / "prometheus.log",
-    ):
+    ) as base:
         yield base
