@@ -191,3 +191,29 @@ def test_runs_counted_in_batches_come_out_as_counted_one_by_one() -> None:
             got_baseline = batched.monitor._pipeline.evaluator.existing_state(name).baseline
             want_baseline = single.monitor._pipeline.evaluator.existing_state(name).baseline
             assert got_baseline.usual() == want_baseline.usual()
+
+
+def test_an_anomaly_that_holds_only_inside_a_batch_alerts() -> None:
+    # Runs judged quiet when they ended, against the baseline as it stood then; by the
+    # time they are counted, the runs before them moved it and three are low in a row.
+    config = MonitorConfig(anomaly_warmup_runs=1)
+    start = datetime(2026, 1, 1, tzinfo=timezone.utc)
+    records = [100, 1000, 1000, 1000, 1000, 300, 300, 300, 1000]
+    seen = {}
+    for batching in (True, False):
+        clock = FakeClock()
+        with capture_runs(config, clock=clock, watchdog=False) as captured:
+            pipeline = captured.monitor._pipeline
+            pipeline._ingest.batching = batching
+            for i, n in enumerate(records):
+                clock.advance(1)
+                pipeline.add(finished("pools", start + timedelta(seconds=i), records=n))
+            waited = len(pipeline._ingest._pending)
+            captured.monitor.evaluate()
+            seen[batching] = [(a.rule, a.state, a.message) for a in captured.notifications]
+        assert waited == (len(records) - 1 if batching else 0)
+    assert [(rule, state.value) for rule, state, _ in seen[False]] == [
+        ("records_anomaly", "firing"),
+        ("records_anomaly", "resolved"),
+    ]
+    assert seen[True] == seen[False]

@@ -213,16 +213,30 @@ class HealthEvaluator:
 
     def observe_many(
         self, collector_type: str, runs: Sequence[tuple[FinishedRun, float]]
-    ) -> list[Condition]:
-        """Count one collector's runs, each with the unix time it ended, in order; the
-        conditions that hold after the last (runs that could each wait in a batch:
-        none can fire or resolve an alert by itself)."""
+    ) -> tuple[int, list[Condition]]:
+        """Count one collector's quiet runs, each with the unix time it ended, in order,
+        while none may be anomalous; how many were counted, and the conditions that
+        hold after the last of them.
+
+        A run judged quiet when it ended was judged against the baseline as it
+        stood then; the runs counted before it here may have moved it. One that
+        may now be anomalous stops the count: the caller counts it and the rest
+        one by one, so an anomaly streak that holds only inside the batch alerts.
+        """
         state = self._states.get(collector_type) or self.state(collector_type, runs[0][1])
         count = self._count
+        counted = 0
         with state.lock:
+            baseline = state.baseline
             for run, now in runs:
-                count(state, run.status, run.duration_seconds, run.records_collected, now)
-            return self._holding(state, runs[-1][1])
+                records, duration = run.records_collected, run.duration_seconds
+                if baseline.may_be_anomalous(records, duration):
+                    break
+                count(state, run.status, duration, records, now)
+                counted += 1
+            if not counted:
+                return 0, _NONE
+            return counted, self._holding(state, runs[counted - 1][1])
 
     def _count(
         self,

@@ -202,20 +202,23 @@ class RunPipeline:
 
         Called under ``lock`` by the run ingest.
         """
-        if collector_type not in self.roster or self.engine.has_active(collector_type):
-            for run, ended in runs:  # evicted, or alerted since: one at a time
-                self.observe(run, ended)
-            return
-        self._history.add_many(collector_type, [run for run, _ in runs])
-        conditions = self.evaluator.observe_many(collector_type, runs)
-        ended = runs[-1][1]
-        schedules = self.schedules
-        if schedules.has(collector_type):
-            for run, _ in runs:
-                schedules.ended(collector_type, run.execution_id)
-            conditions = [*conditions, *schedules.conditions(collector_type, ended)]
-        self.engine.update(collector_type, conditions, ended, by_run=True)
-        self.roster.seen(collector_type, True)
+        counted = 0
+        if collector_type in self.roster and not self.engine.has_active(collector_type):
+            counted, conditions = self.evaluator.observe_many(collector_type, runs)
+        if counted:
+            together = runs[:counted]
+            self._history.add_many(collector_type, [run for run, _ in together])
+            ended = together[-1][1]
+            schedules = self.schedules
+            if schedules.has(collector_type):
+                for run, _ in together:
+                    schedules.ended(collector_type, run.execution_id)
+                conditions = [*conditions, *schedules.conditions(collector_type, ended)]
+            self.engine.update(collector_type, conditions, ended, by_run=True)
+            self.roster.seen(collector_type, True)
+        # Evicted or alerted since, or a run that may now be anomalous: one at a time.
+        for run, ended in runs[counted:]:
+            self.observe(run, ended)
 
     def run_started(self, collector_type: str, execution_id: str) -> None:
         """A run of a collector with an expectation started (on the run's thread)."""
