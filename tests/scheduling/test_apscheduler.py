@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import json
 import os
 import pickle
@@ -10,6 +11,7 @@ import subprocess
 import sys
 import threading
 import time
+import weakref
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
@@ -38,6 +40,7 @@ from opentelemetry.trace import StatusCode
 
 import gecko_otel
 from gecko_otel import ConfigError, ExecutionStatus
+from gecko_otel.scheduling import _apscheduler_runs as scheduler_runs
 from gecko_otel.scheduling._apscheduler_triggers import crontab_of
 from gecko_otel.scheduling.apscheduler import (
     APSchedulerInstrumentor,
@@ -238,6 +241,27 @@ def test_a_changed_job_runs_as_changed(
     assert [name.rsplit(".", 1)[-1] for name in names] == ["collect", "collect", "collect_again"]
     times = {span_of(captured, r.execution_id).attributes["faas.time"] for r in runs}
     assert len(times) == 3  # each run its own scheduled time
+
+
+def test_a_scheduler_that_ran_jobs_is_freed_once_dropped(captured: CapturedRuns) -> None:
+    # What the plugin keeps per job must not keep the scheduler (nor its jobs) alive:
+    # a service that rebuilds its scheduler would otherwise grow by one each time.
+    ran = threading.Event()
+    scheduler = BackgroundScheduler(timezone=timezone.utc)
+    instrument_scheduler(scheduler, monitor=captured.monitor)
+    scheduler.start()
+    now = datetime.now(timezone.utc)
+    scheduler.add_job(ran.set, "interval", hours=1, id="pools", next_run_time=now)
+    assert ran.wait(5)
+    wait_until(lambda: captured.runs_of("pools"), what="the run")
+    scheduler.shutdown(wait=True)
+    dropped = weakref.ref(scheduler)
+    del scheduler
+    gc.collect()
+    assert dropped() is None
+    assert len(scheduler_runs.registry) == 0
+    with scheduler_runs.lock:  # never uninstrumented: put APScheduler back as found
+        scheduler_runs.restore_run_functions()
 
 
 def test_cron_job_spans_carry_the_crontab(

@@ -355,28 +355,35 @@ class SchedulerHooks:
 class JobView:
     """A job as APScheduler's run functions see it, with ``func`` replaced.
 
-    What ``run_job`` reads of every job is copied (a view lives for one
-    execution); anything else is looked up on the job.
+    What ``run_job`` reads of every job is copied; anything else is looked up
+    on the job. The job is held weakly: a view is kept for the job's next
+    execution, and the job holds its scheduler, which must stay collectable
+    (the registry of instrumented schedulers is keyed by it, weakly).
     """
 
-    __slots__ = ("args", "func", "id", "job", "kwargs", "misfire_grace_time")
+    __slots__ = ("_job", "args", "func", "id", "kwargs", "misfire_grace_time")
 
     def __init__(self, job: Any, func: Callable[..., Any]) -> None:
-        self.job = job
+        self._job = weakref.ref(job)
         self.func = func
         self.id = job.id
         self.args = job.args
         self.kwargs = job.kwargs
         self.misfire_grace_time = job.misfire_grace_time
 
+    @property
+    def job(self) -> Any:
+        """The job (None once it is gone: a view is made again for a live one)."""
+        return self._job()
+
     def __getattr__(self, name: str) -> Any:
-        return getattr(self.job, name)
+        return getattr(self._job(), name)
 
     def __str__(self) -> str:
-        return str(self.job)
+        return str(self._job())
 
     def __repr__(self) -> str:
-        return repr(self.job)
+        return repr(self._job())
 
 
 def check_collector_type_option(option: object) -> None:
