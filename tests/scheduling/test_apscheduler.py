@@ -40,6 +40,7 @@ from opentelemetry.trace import StatusCode
 
 import gecko_otel
 from gecko_otel import ConfigError, ExecutionStatus
+from gecko_otel.scheduling import _apscheduler_hooks as scheduler_hooks
 from gecko_otel.scheduling import _apscheduler_runs as scheduler_runs
 from gecko_otel.scheduling._apscheduler_triggers import crontab_of
 from gecko_otel.scheduling.apscheduler import (
@@ -554,6 +555,30 @@ def test_broken_collector_type_callable_never_reaches_the_job(
     assert {e.retval for e in executed.seen} == {"ok"}
     assert internal_errors
     assert isinstance(internal_errors[0][1], KeyError)
+
+
+def test_a_scheduled_time_that_cannot_be_read_never_reaches_the_job(
+    captured: CapturedRuns,
+    schedulers: Callable[..., BackgroundScheduler],
+    internal_errors: list[tuple[str, BaseException]],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # faas.time is made as each run begins; if making it fails, the job runs anyway.
+    def broken(moment: datetime) -> str:
+        raise ValueError(moment)
+
+    monkeypatch.setattr(scheduler_hooks, "_iso", broken)
+    executed = Events()
+    scheduler = schedulers()
+    scheduler.add_listener(executed, EVENT_JOB_EXECUTED | EVENT_JOB_ERROR)
+    scheduler.add_job(lambda: "ok", "interval", seconds=0.05, id="pools")
+    instrument_scheduler(scheduler, monitor=captured.monitor)
+    scheduler.start()
+    wait_until(lambda: executed.seen, what="an execution")
+    scheduler.shutdown(wait=True)
+    assert {e.code for e in executed.seen} == {EVENT_JOB_EXECUTED}
+    assert {e.retval for e in executed.seen} == {"ok"}
+    assert isinstance(internal_errors[0][1], ValueError)
 
 
 # -- expectations -------------------------------------------------------------------

@@ -57,13 +57,14 @@ class Target:
         self.attributes = attributes
         self._prepared: Prepared | None = None
 
-    def begin(self, extra: Mapping[str, str] | None = None) -> Run | None:
+    def begin(self, per_run: PerRun | None = None) -> Run | None:
         """A started Run, or None (and the error counted) if starting failed.
 
-        ``extra``: span attributes of this run alone (a scheduled run's
-        ``faas.time``), added as they are: the caller makes them.
+        ``per_run`` gives the span attributes of this run alone (a scheduled
+        run's ``faas.time``), added as they are: the caller makes them.
         """
         try:
+            extra = None if per_run is None else per_run()
             monitor = self.monitor
             instr: Instrumentation = (
                 monitor.instrumentation
@@ -93,7 +94,7 @@ def wrap_function(
     """``func`` in a run of ``target``; ``per_run`` gives each run's own span attributes."""
 
     def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
-        run = target.begin(None if per_run is None else per_run())
+        run = target.begin(per_run)
         if run is None:
             return func(*args, **kwargs)
         token = context.attach(cast("context.Context", run.otel_context))
@@ -116,7 +117,7 @@ def wrap_coroutine(
     """``func``'s coroutine in a run of ``target`` (see `wrap_function`)."""
 
     async def wrapper(*args: P.args, **kwargs: P.kwargs) -> Any:
-        run = target.begin(None if per_run is None else per_run())
+        run = target.begin(per_run)
         if run is None:
             return await func(*args, **kwargs)
         token = context.attach(cast("context.Context", run.otel_context))
