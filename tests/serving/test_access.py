@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from sqlalchemy import event
 
 from gecko_otel import ConfigError
 from gecko_otel.serving import MonitorSource, StatusServer, StoreSource
@@ -74,6 +75,27 @@ def test_readiness_says_why_not_only_to_the_token(tmp_path: Path) -> None:
             told = fetch(server, "/readyz", headers={"Authorization": f"Bearer {TOKEN}"})
             assert told.status == 503
             assert "schema" in told.json()["reason"]
+    finally:
+        source.close()
+
+
+def test_readiness_without_the_token_costs_the_database_little(tmp_path: Path) -> None:
+    # Anyone who reaches the port may ask: answers without the token are reused for a
+    # second, so a flood of them does not take a database connection each.
+    empty = tmp_path / "empty.db"
+    empty.touch()
+    source = StoreSource(f"sqlite:///{empty}")
+    checkouts: list[object] = []
+    event.listen(source._store.engine, "checkout", lambda *_: checkouts.append(1))
+    try:
+        with StatusServer(source, port=0, token=TOKEN) as server:
+            for _ in range(20):
+                assert fetch(server, "/readyz").status == 503
+            assert len(checkouts) <= 2  # a second may have turned over once
+            checkouts.clear()
+            for _ in range(3):  # the token's holders get a fresh answer each time
+                fetch(server, "/readyz", headers={"Authorization": f"Bearer {TOKEN}"})
+            assert len(checkouts) == 3
     finally:
         source.close()
 

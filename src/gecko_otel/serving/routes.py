@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hmac
 import json
+import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -40,6 +41,9 @@ _FALSE: Final = frozenset({"0", "false", "no", "off"})
 #: Paths served without the bearer token: a kubelet's or load balancer's probe
 #: carries no secret. Without it ``/readyz`` says whether, not why not.
 OPEN_PATHS: Final = frozenset({"/healthz", "/readyz"})
+#: Seconds an answer to ``/readyz`` without the token is reused: anyone who
+#: reaches the port may ask, and each fresh answer takes a database connection.
+OPEN_READINESS_SECONDS: Final = 1.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,7 +84,8 @@ class Router:
         no_metrics: Why there is no ``/metrics``, for that 404.
 
     Threading: `route` is called on connection threads, several at once; it
-    keeps no state between calls.
+    keeps no state between calls but the last readiness answered without the
+    token (replaced whole: a race costs one more check).
     """
 
     def __init__(
@@ -99,6 +104,7 @@ class Router:
         self._token = token.encode("utf-8") if token is not None else None
         self._page = page
         self._counts = server_counts
+        self._open_readiness: tuple[float, tuple[bool, str | None]] | None = None
         self._routes: dict[str, Callable[[dict[str, list[str]]], Response]] = {
             "/": lambda _query: Response(200, page.html, _HTML, page.headers),
             "/healthz": self._healthz,
@@ -156,11 +162,18 @@ class Router:
     def _readyz(
         self, _query: dict[str, list[str]] | None = None, *, detail: bool = True
     ) -> Response:
-        ready, reason = self._source.readiness()
-        # Why not may name the database or its error: only for the token's holders.
-        return json_response(
-            200 if ready else 503, {"ready": ready, "reason": reason if detail else None}
-        )
+        if detail:
+            ready, reason = self._source.readiness()
+        else:  # why not may name the database or its error: only for the token's holders
+            ready, reason = self._readiness_without_token(), None
+        return json_response(200 if ready else 503, {"ready": ready, "reason": reason})
+
+    def _readiness_without_token(self) -> bool:
+        now = time.monotonic()
+        cached = self._open_readiness
+        if cached is None or now - cached[0] >= OPEN_READINESS_SECONDS:
+            cached = self._open_readiness = (now, self._source.readiness())
+        return cached[1][0]
 
     def _status(self, query: dict[str, list[str]]) -> Response:
         probe = _flag(query, "probe", default=True)
