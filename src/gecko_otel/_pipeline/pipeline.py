@@ -198,7 +198,9 @@ class RunPipeline:
 
     def observe_quiet(self, collector_type: str, runs: list[tuple[FinishedRun, float]]) -> None:
         """Count one collector's quiet runs (see `is_quiet`), in order, as `observe` does
-        each; their conditions are evaluated once, after the last. O(1) per run.
+        each; their conditions are evaluated once, after the last. From a run that may
+        have become anomalous since it ended, one by one (see
+        `HealthEvaluator.observe_many`). O(1) per run.
 
         Called under ``lock`` by the run ingest.
         """
