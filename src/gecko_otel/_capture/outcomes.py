@@ -1,10 +1,10 @@
-"""How an exception ends a run: its status (timeout, cancelled, failure) and its
-``error.type``."""
+"""How a run's end is read: an exception's status (timeout, cancelled, failure)
+and ``error.type``, and what a returned result object says."""
 
 from __future__ import annotations
 
 import sys
-from typing import Final
+from typing import Final, NamedTuple
 
 from gecko_otel._values.records import ExecutionStatus
 
@@ -43,3 +43,42 @@ def classify_exception(exc: BaseException) -> ExecutionStatus:
         if timeout is not None and isinstance(exc, timeout):
             return ExecutionStatus.TIMEOUT
     return ExecutionStatus.FAILURE
+
+
+#: Results that are values, not result objects: not read (a tuple: a union is slower).
+PLAIN_RESULTS: Final = (str, bytes, int, float, list, tuple, dict, set)
+
+
+class ResultReport(NamedTuple):
+    """What a returned result object says about its run."""
+
+    #: Its ``records_collected``, when a non-negative int.
+    records: int | None
+    #: Whether its ``success`` is False.
+    failed: bool
+    errors: list[object]
+    warnings: list[object]
+
+
+def read_result(result: object) -> ResultReport:
+    """Read ``records_collected``, ``success``, ``errors`` and ``warnings`` where the
+    result has them (as the GeckoTerminal collector's ``CollectionResult`` does).
+
+    Raises:
+        Exception: One of them is a property that raised (the caller logs it).
+    """
+    records = getattr(result, "records_collected", None)
+    success = getattr(result, "success", None)
+    errors = getattr(result, "errors", None)
+    warnings = getattr(result, "warnings", None)
+    if not isinstance(records, int) or isinstance(records, bool) or records < 0:
+        records = None
+    return ResultReport(records, success is False, _messages(errors), _messages(warnings))
+
+
+def _messages(value: object) -> list[object]:
+    if value is None:
+        return []
+    if isinstance(value, list | tuple):  # a str or bytes is one message, as anything else
+        return list(value)
+    return [value]

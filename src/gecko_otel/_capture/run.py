@@ -24,7 +24,12 @@ from opentelemetry.trace import INVALID_SPAN, Span, Status, StatusCode
 
 from gecko_otel import semconv
 from gecko_otel._capture.metadata import safe_str
-from gecko_otel._capture.outcomes import classify_exception, error_type_of
+from gecko_otel._capture.outcomes import (
+    PLAIN_RESULTS,
+    classify_exception,
+    error_type_of,
+    read_result,
+)
 from gecko_otel._checks import MAX_RECORDS_PER_RUN
 from gecko_otel._guard import guarded, report_internal_error
 from gecko_otel._values.records import (
@@ -45,8 +50,6 @@ logger = logging.getLogger("gecko_otel.run")
 #: Context key under which the Run in progress is kept (beside the span).
 RUN_KEY: Final = context.create_key("gecko_otel.run")
 _new_tuple: Final = tuple.__new__
-#: Results that are values, not result objects: not read (a tuple: a union is slower).
-_PLAIN_RESULTS: Final = (str, bytes, int, float, list, tuple, dict, set)
 
 
 class _NoResult:
@@ -382,13 +385,10 @@ class Run:
         has them). A result's ``records_collected`` replaces the count the
         run reported, since the result is the run's final word.
         """
-        if isinstance(result, _PLAIN_RESULTS):
+        if isinstance(result, PLAIN_RESULTS):
             return False
         try:
-            records = getattr(result, "records_collected", None)
-            success = getattr(result, "success", None)
-            errors = getattr(result, "errors", None)
-            warnings = getattr(result, "warnings", None)
+            report = read_result(result)
         except Exception as exc:  # noqa: BLE001 - a result's property raised
             logger.warning(
                 "gecko_otel: could not read the result of %r: %s",
@@ -396,17 +396,17 @@ class Run:
                 safe_str(exc),
             )
             return False
-        if isinstance(records, int) and not isinstance(records, bool) and records >= 0:
-            self._records = self._clamped("result.records_collected", records)
+        if report.records is not None:
+            self._records = self._clamped("result.records_collected", report.records)
         text = self._prepared.instr.sanitizer.text
         limit = self._prepared.instr.config.max_messages_per_run
-        for bucket, messages in ((self._errors, errors), (self._warnings, warnings)):
-            for message in _messages(messages):
+        for bucket, messages in ((self._errors, report.errors), (self._warnings, report.warnings)):
+            for message in messages:
                 if len(bucket) >= limit:
                     self._dropped_messages += 1
                 else:
                     bucket.append(text(message))
-        return success is False
+        return report.failed
 
     def finished(self, span: ReadableSpan) -> FinishedRun:
         """The finished run, timed by ``span`` (O(1): one tuple, no conversions)."""
@@ -448,11 +448,3 @@ class Run:
             "warnings": len(self._warnings),
             "errors": len(self._errors),
         }
-
-
-def _messages(value: object) -> list[object]:
-    if value is None:
-        return []
-    if isinstance(value, list | tuple):  # a str or bytes is one message, as anything else
-        return list(value)
-    return [value]
