@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 
 import gecko_otel
+import gecko_otel.store.store
 from support.store_helpers import stored_monitor
 from support.store_procs import sql_rows
 
@@ -56,3 +57,32 @@ def test_an_untouched_file_is_not_checked_twice(tmp_path: Path) -> None:
         run(sm.monitor, 5)
         assert sm.monitor.force_flush()
         assert sm.monitor.export()["store"]["file_recreated"] == 0
+
+
+def test_a_file_deleted_while_it_is_made_again_is_made_once_more(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The file goes again between making its schema and taking its identity: had that
+    # passed, "no file" would stay "unchanged" and every write go to the lost file.
+    path = tmp_path / "runs.db"
+    url = f"sqlite:///{path}"
+    real_migrate = gecko_otel.store.store.migrate
+    deleted: list[bool] = []
+
+    def migrate_then_lose_it(engine: object) -> None:
+        real_migrate(engine)
+        if not deleted:  # the first remaking only
+            deleted.append(True)
+            os.remove(path)
+
+    with stored_monitor(url) as sm:
+        m = sm.monitor
+        run(m, 3)
+        assert m.force_flush()
+        os.remove(path)
+        monkeypatch.setattr(gecko_otel.store.store, "migrate", migrate_then_lose_it)
+        run(m, 7)
+        assert m.force_flush(30_000)
+        assert deleted
+        [(count,)] = sql_rows(url, "SELECT count(*) FROM execution_history")
+        assert count == 7  # the runs after the deletions are in the file made last

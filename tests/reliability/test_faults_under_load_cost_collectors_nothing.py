@@ -268,7 +268,9 @@ def store_deleted(tmp_path: Path) -> Iterator[Fault]:
     def move_away() -> None:
         if len(gone) < 2 and db.exists():  # twice: the load runs on into the new files
             gone.append(tmp_path / f"gone-{len(gone)}.db")
-            for suffix in ("", "-wal", "-shm"):
+            # The database file last: the writer makes a new one as soon as it sees it
+            # gone, and the -wal and -shm moved after that would be the new file's.
+            for suffix in ("-wal", "-shm", ""):
                 with contextlib.suppress(FileNotFoundError):
                     Path(f"{db}{suffix}").rename(f"{gone[-1]}{suffix}")
 

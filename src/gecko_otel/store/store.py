@@ -33,6 +33,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.dialects.postgresql import ARRAY
+from sqlalchemy.exc import OperationalError
 
 from gecko_otel._history.memory import duration_key
 from gecko_otel._values.alerts import Alert, AlertState
@@ -121,17 +122,34 @@ class Store(StoreQueries):
 
         Raises:
             ConfigError: The database was written by a newer gecko-otel.
-            sqlalchemy.exc.OperationalError: The database is unreachable
-                (the writer retries later).
+            sqlalchemy.exc.OperationalError: The database is unreachable, or
+                its file vanished while its schema was made (the writer
+                retries later).
         """
         if self._schema_ready and not self._file_replaced():
             return
         with self._schema_lock:
             if not self._schema_ready:
-                migrate(self.engine)
-                self._file = self._file_identity()
+                try:
+                    self._make_schema()
+                except Exception:
+                    # A connection left on a file that was moved or deleted meanwhile
+                    # fails every statement: the retry starts from fresh ones.
+                    self.engine.dispose()
+                    raise
                 self._warm_up()
                 self._schema_ready = True
+
+    def _make_schema(self) -> None:
+        migrate(self.engine)
+        self._file = self._file_identity()
+        if self._path is not None and self._file is None:
+            # Deleted again while its schema was made: had that passed, later checks
+            # would find "no file" unchanged, and every write would go to the lost
+            # file. Retried (transient), it is made once more.
+            raise OperationalError(
+                "ensure_schema", None, FileNotFoundError(f"{self._path} vanished")
+            )
 
     def _warm_up(self) -> None:
         """Build the write statements and their cache keys now, not on the first write.
